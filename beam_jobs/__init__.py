@@ -1,0 +1,1 @@
+"""Preprocessing Beam job: STARE files -> enlarged, tiled, augmented, split TFRecord shards."""

@@ -1,0 +1,214 @@
+"""Typed sections of the experiment config, with the reference STARE defaults.
+
+Each INI section of `train_eval_infer.config` is one frozen dataclass; the field
+names are the reference's key names, so existing files read unchanged. Fields the
+reference does not have (e.g. [preprocess], blending options) carry our defaults.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+# The reference augmentation set, by the names the preprocessing job writes into records.
+DISTORTION_CENTERS = ((0.3, 0.3), (0.7, 0.3), (0.5, 0.5), (0.3, 0.7), (0.7, 0.7))
+REFERENCE_AUGMENTATIONS = (
+    "hflip", "vflip", "rot90", "rot180", "rot270",
+    "elastic", "grid_distortion_1", "grid_distortion_2",
+    "barrel", "pincushion",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """[model]: the reference U-Net (124,996,849 parameters at these defaults)."""
+    model: str = "TensorflowUNet"
+    image_width: int = 512
+    image_height: int = 512
+    image_channels: int = 3
+    num_classes: int = 1
+    base_filters: int = 16
+    base_kernels: tuple[int, int] = (9, 9)
+    num_layers: int = 8
+    dropout_rate: float = 0.05
+    learning_rate: float = 7e-5
+    clipvalue: Optional[float] = 0.5
+    dilation: tuple[int, int] = (3, 3)
+    normalization: bool = False
+    input_normalize: bool = False
+    loss: str = "bce_dice_loss"
+    metrics: tuple[str, ...] = ("dice_coef",)
+    show_summary: bool = False
+    generator: bool = False
+
+    def __post_init__(self):
+        if self.num_layers < 1:
+            raise ValueError(f"[model] num_layers must be >= 1, got {self.num_layers}")
+        if self.base_filters < 1:
+            raise ValueError(f"[model] base_filters must be >= 1, got {self.base_filters}")
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise ValueError(f"[model] dropout_rate must be in [0, 1), got {self.dropout_rate}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """[train]: batch_size is per replica; the global batch is batch_size x replicas."""
+    epochs: int = 100
+    batch_size: int = 2
+    steps_per_epoch: Optional[int] = None
+    validation_steps: Optional[int] = None
+    patience: int = 20
+    metrics: tuple[str, ...] = ("dice_coef", "val_dice_coef")
+    model_dir: str = "./models"
+    eval_dir: str = "./eval"
+    image_datapath: Optional[str] = None
+    mask_datapath: Optional[str] = None
+    epoch_change_infer: bool = False
+    epoch_change_infer_dir: str = "./epoch_change_infer"
+    epoch_change_tiledinfer: bool = False
+    epoch_change_tiledinfer_dir: str = "./epoch_change_tiledinfer"
+    num_infer_images: int = 6
+    create_backup: bool = False
+    learning_rate_reducer: bool = True
+    reducer_factor: float = 0.4
+    reducer_patience: int = 4
+    save_weights_only: bool = False
+    shuffle_buffer: int = 256
+    online_augmentation: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"[train] batch_size must be >= 1, got {self.batch_size}")
+        if self.epochs < 1:
+            raise ValueError(f"[train] epochs must be >= 1, got {self.epochs}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataPathConfig:
+    """[eval] / [test]: the reference's folder pairs (unused when reading TFRecords)."""
+    image_datapath: Optional[str] = None
+    mask_datapath: Optional[str] = None
+    output_dir: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class InferConfig:
+    """[infer]: whole-image inference folders of the reference."""
+    images_dir: Optional[str] = None
+    output_dir: Optional[str] = None
+    merged_dir: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TiledInferConfig:
+    """[tiledinfer]: overlapping-tile inference. `overlapping` is the tile overlap in px."""
+    overlapping: int = 64
+    images_dir: Optional[str] = None
+    output_dir: Optional[str] = None
+    batch_size: int = 4
+    blend: str = "gaussian"
+    tta: str = "none"
+    threshold: float = 0.5
+
+    def __post_init__(self):
+        if self.overlapping < 0:
+            raise ValueError(f"[tiledinfer] overlapping must be >= 0, got {self.overlapping}")
+        if self.blend not in ("gaussian", "linear", "none"):
+            raise ValueError(f"[tiledinfer] blend must be gaussian, linear or none, got {self.blend!r}")
+        if self.tta not in ("none", "flips", "d4"):
+            raise ValueError(f"[tiledinfer] tta must be none, flips or d4, got {self.tta!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationConfig:
+    """[segmentation]: how masks are drawn over photos."""
+    colorize: bool = True
+    black: str = "black"
+    white: str = "green"
+    blursize: Optional[tuple[int, int]] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageConfig:
+    """[image]: the reference's optional photo adjustments (kept for compatibility)."""
+    color_converter: Optional[str] = None
+    gamma: float = 0
+    sharpening: float = 0
+    contrast_adjuster: bool = False
+    contrast_alpha: float = 2.0
+    contrast_beta: float = 40
+    reverse: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskConfig:
+    """[mask]: how grey masks are binarised."""
+    blur: bool = False
+    blur_size: tuple[int, int] = (5, 5)
+    binarize: bool = True
+    threshold: int = 127
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessConfig:
+    """[preprocess]: the Beam job (beam_jobs/).
+
+    split: "train=0.7,valid=0.15,test=0.15" shares of a seeded shuffle of image ids,
+    unless valid_ids / test_ids name the held-out images explicitly.
+    """
+    scale: int = 5
+    tile_size: int = 512
+    tile_stride: Optional[int] = None
+    min_vessel_fraction: float = 0.0
+    augmentations: tuple[str, ...] = REFERENCE_AUGMENTATIONS
+    elastic_alpha: float = 1300.0
+    elastic_sigma: float = 8.0
+    distortion_centers: tuple[tuple[float, float], ...] = DISTORTION_CENTERS
+    split: str = "train=0.7,valid=0.15,test=0.15"
+    valid_ids: tuple[str, ...] = ()
+    test_ids: tuple[str, ...] = ()
+    seed: int = 0
+    shards: int = 4
+    compression: str = "gzip"
+    whole_image: bool = False
+
+    def __post_init__(self):
+        if self.scale < 1:
+            raise ValueError(f"[preprocess] scale must be >= 1, got {self.scale}")
+        if self.tile_size < 1:
+            raise ValueError(f"[preprocess] tile_size must be >= 1, got {self.tile_size}")
+        if self.tile_stride is not None and not 0 < self.tile_stride <= self.tile_size:
+            raise ValueError(f"[preprocess] tile_stride must be in [1, tile_size], got {self.tile_stride}")
+        if self.compression not in ("gzip", "none"):
+            raise ValueError(f"[preprocess] compression must be gzip or none, got {self.compression!r}")
+        if self.shards < 1:
+            raise ValueError(f"[preprocess] shards must be >= 1, got {self.shards}")
+        unknown = set(self.augmentations) - set(REFERENCE_AUGMENTATIONS)
+        if unknown:
+            raise ValueError(f"[preprocess] unknown augmentations {sorted(unknown)}; "
+                             f"known: {', '.join(REFERENCE_AUGMENTATIONS)}")
+
+    @property
+    def stride(self) -> int:
+        return self.tile_stride or self.tile_size
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The whole experiment; one object passed down to every stage."""
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    eval: DataPathConfig = DataPathConfig()
+    test: DataPathConfig = DataPathConfig()
+    infer: InferConfig = InferConfig()
+    tiledinfer: TiledInferConfig = TiledInferConfig()
+    segmentation: SegmentationConfig = SegmentationConfig()
+    image: ImageConfig = ImageConfig()
+    mask: MaskConfig = MaskConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+
+
+def section_classes() -> dict[str, type]:
+    """Section name -> its dataclass, in file order."""
+    return {f.name: f.type if isinstance(f.type, type) else type(f.default)
+            for f in dataclasses.fields(Config)}

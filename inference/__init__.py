@@ -1,0 +1,1 @@
+"""Whole-image segmentation: one-graph tiled prediction, CLI, SavedModel export."""

@@ -1,0 +1,120 @@
+"""`OUT/dataset_info.json`: what the preprocessing job wrote, read by the trainer.
+
+Layout of a dataset directory (local or gs://):
+
+    OUT/dataset_info.json              written last, atomically
+    OUT/{split}/{split}-SSSSS-of-NNNNN.tfrecord[.gz]
+    OUT/errors.jsonl                   one line per rejected input (path, stage, reason)
+    OUT/statistics.png
+
+JSON fields:
+    schema_version: int (tfrecords.schema.SCHEMA_VERSION)
+    compression: "gzip" | "none"
+    parameters: dict, every job parameter (config [preprocess] + inputs)
+    splits: {split: {"image_ids": [str], "tiles": int, "augmented_tiles": int,
+                     "records": int, "shards": [path relative to OUT]}}
+    dropped_empty: int, tiles dropped by the vessel filter
+    errors: int, rejected inputs (lines of errors.jsonl)
+    input_checksums: {path: sha256 hex}
+    versions: {"tensorflow": str, "apache_beam": str, "python": str}
+    created: ISO-8601 UTC time
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import posixpath
+from typing import Any
+
+from tfrecords import schema
+
+INFO_FILE = "dataset_info.json"
+ERRORS_FILE = "errors.jsonl"
+STATISTICS_FILE = "statistics.png"
+SPLITS = ("train", "valid", "test")
+
+
+class DatasetError(ValueError):
+    """A dataset directory that cannot be read as it is."""
+
+
+@dataclasses.dataclass
+class SplitInfo:
+    image_ids: list[str]
+    tiles: int
+    augmented_tiles: int
+    records: int
+    shards: list[str]
+
+
+@dataclasses.dataclass
+class DatasetInfo:
+    schema_version: int
+    compression: str
+    parameters: dict[str, Any]
+    splits: dict[str, SplitInfo]
+    dropped_empty: int = 0
+    errors: int = 0
+    input_checksums: dict[str, str] = dataclasses.field(default_factory=dict)
+    versions: dict[str, str] = dataclasses.field(default_factory=dict)
+    created: str = ""
+
+    @property
+    def tfrecord_compression(self) -> str:
+        """The `compression_type` argument of tf.data.TFRecordDataset."""
+        return "GZIP" if self.compression == "gzip" else ""
+
+    def shard_paths(self, data_dir: str, split: str) -> list[str]:
+        """Absolute shard paths of `split` under `data_dir`."""
+        if split not in self.splits:
+            raise DatasetError(f"{join(data_dir, INFO_FILE)}: no split {split!r}; "
+                               f"it has {', '.join(sorted(self.splits)) or 'none'}")
+        return [join(data_dir, s) for s in self.splits[split].shards]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+def join(base: str, *parts: str) -> str:
+    """Path join that keeps `gs://bucket/...` URLs intact."""
+    if "://" in base:
+        return posixpath.join(base, *parts)
+    import os
+    return os.path.join(base, *parts)
+
+
+def shard_name(split: str, index: int, num_shards: int, compression: str) -> str:
+    """'train/train-00003-of-00008.tfrecord.gz' (relative to the dataset dir)."""
+    suffix = ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
+    return f"{split}/{split}-{index:05d}-of-{num_shards:05d}{suffix}"
+
+
+def read_dataset_info(data_dir: str) -> DatasetInfo:
+    """Reads `data_dir/dataset_info.json`; errors name the file and the problem."""
+    import tensorflow as tf
+    path = join(data_dir, INFO_FILE)
+    if not tf.io.gfile.exists(path):
+        raise DatasetError(f"{path}: not found; is {data_dir} a dataset written by "
+                           f"vessel-preprocess (it writes this file last)?")
+    try:
+        with tf.io.gfile.GFile(path, "r") as f:
+            raw = json.load(f)
+        splits = {name: SplitInfo(**value) for name, value in raw.pop("splits").items()}
+        info = DatasetInfo(splits=splits, **raw)
+    except (ValueError, TypeError, KeyError) as e:
+        raise DatasetError(f"{path}: not a valid dataset_info.json: {e}") from None
+    if info.schema_version != schema.SCHEMA_VERSION:
+        raise DatasetError(f"{path}: schema version {info.schema_version}, this tool reads "
+                           f"version {schema.SCHEMA_VERSION}; re-run vessel-preprocess")
+    return info
+
+
+def write_dataset_info(data_dir: str, info: DatasetInfo) -> str:
+    """Writes the JSON atomically (temp file + rename); returns its path."""
+    import tensorflow as tf
+    path = join(data_dir, INFO_FILE)
+    tmp = path + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(info.to_json())
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+    return path

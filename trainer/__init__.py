@@ -1,0 +1,1 @@
+"""Training: the U-Net, losses and metrics, MirroredStrategy training, evaluation."""

@@ -1,0 +1,68 @@
+"""`M/model_info.json`: everything inference needs about a trained model, without flags.
+
+Written by the trainer next to `M/best_model.keras`; read by `inference/`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from tfrecords import schema
+
+INFO_FILE = "model_info.json"
+MODEL_FILE = "best_model.keras"
+
+
+class ModelDirError(ValueError):
+    """A model directory that cannot be used as it is."""
+
+
+@dataclasses.dataclass
+class ModelInfo:
+    """tile_size: model input side in px. scale: enlargement the training tiles had
+    (inference at `--input_scale native` enlarges by this in the graph). overlap,
+    threshold: tiled-inference defaults. input_normalization: "divide_255" means the
+    model takes float32 RGB in [0, 1]. data_ids: {split: [image ids]} of the training data.
+    """
+    tile_size: int
+    scale: int
+    overlap: int = 64
+    threshold: float = 0.5
+    input_normalization: str = "divide_255"
+    schema_version: int = schema.SCHEMA_VERSION
+    model_file: str = MODEL_FILE
+    precision: str = "float32"
+    data_ids: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def model_path(self, model_dir: str) -> str:
+        return os.path.join(model_dir, self.model_file)
+
+
+def write_model_info(model_dir: str, info: ModelInfo) -> str:
+    import tensorflow as tf
+    path = os.path.join(model_dir, INFO_FILE)
+    tmp = path + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(json.dumps(dataclasses.asdict(info), indent=2, sort_keys=True))
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+    return path
+
+
+def read_model_info(model_dir: str) -> ModelInfo:
+    """Reads and checks `model_dir/model_info.json`; errors name the file and problem."""
+    import tensorflow as tf
+    path = os.path.join(model_dir, INFO_FILE)
+    if not tf.io.gfile.exists(path):
+        raise ModelDirError(f"{path}: not found; is {model_dir} a model dir written by vessel-train?")
+    try:
+        with tf.io.gfile.GFile(path, "r") as f:
+            info = ModelInfo(**json.load(f))
+    except (ValueError, TypeError) as e:
+        raise ModelDirError(f"{path}: not a valid model_info.json: {e}") from None
+    if info.schema_version != schema.SCHEMA_VERSION:
+        raise ModelDirError(f"{path}: written for record schema {info.schema_version}, this "
+                            f"tool uses {schema.SCHEMA_VERSION}; retrain or use a matching version")
+    return info

@@ -109,12 +109,17 @@ class TiledInferConfig:
     blend: str = "gaussian"
     tta: str = "none"
     threshold: float = 0.5
+    # "enlarged": images_dir holds photos already at training scale (the reference's
+    # 3500x3025 mini_test); "native": the graph enlarges them by the model's scale.
+    input_scale: str = "enlarged"
 
     def __post_init__(self):
         if self.overlapping < 0:
             raise ValueError(f"[tiledinfer] overlapping must be >= 0, got {self.overlapping}")
         if self.blend not in ("gaussian", "linear", "none"):
             raise ValueError(f"[tiledinfer] blend must be gaussian, linear or none, got {self.blend!r}")
+        if self.input_scale not in ("enlarged", "native"):
+            raise ValueError(f"[tiledinfer] input_scale must be enlarged or native, got {self.input_scale!r}")
         if self.tta not in ("none", "flips", "d4"):
             raise ValueError(f"[tiledinfer] tta must be none, flips or d4, got {self.tta!r}")
 

@@ -199,6 +199,19 @@ class PreprocessConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SynthConfig:
+    """[synth]: the synthetic STARE-format data that `vessel-run` makes without --stare_dir."""
+    num_images: int = 10
+    width: int = 700
+    height: int = 605
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.num_images < 1:
+            raise ValueError(f"[synth] num_images must be >= 1, got {self.num_images}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """The whole experiment; one object passed down to every stage."""
     model: ModelConfig = ModelConfig()
@@ -211,6 +224,7 @@ class Config:
     image: ImageConfig = ImageConfig()
     mask: MaskConfig = MaskConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
+    synth: SynthConfig = SynthConfig()
 
 
 def section_classes() -> dict[str, type]:

@@ -1,0 +1,209 @@
+"""TiledPredictor: a whole image in, probabilities out, in ONE tf.function.
+
+Graph (no Python loop over tiles, no host round trip):
+  uint8 [H, W, 3] -> (input_scale "native": bicubic enlargement by the model's scale)
+  -> reflect padding to a tile grid -> tf.image.extract_patches (uint8)
+  -> tf.while_loop over chunks of `batch_size` tiles: /255, test-time augmentation,
+     model, inverse augmentation, mean, x blend window
+  -> overlap-add of the weighted tile probabilities / summed weights -> crop
+  -> ("native": area-average back to H x W) -> probabilities float32 [H, W],
+     mask uint8 [H, W] (0 / 255).
+Only one chunk of tiles is ever converted to float; the float buffers that grow with
+the image are the single-channel tile probabilities and the canvas.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from inference import blend as blend_lib
+from inference import tiling
+from trainer import model_info as model_info_lib
+
+TTAS = ("none", "flips", "d4")
+INPUT_SCALES = ("enlarged", "native")
+
+
+def _rev(axes):
+    return lambda x: tf.reverse(x, axes)
+
+
+def _transpose(x):
+    return tf.transpose(x, [0, 2, 1, 3])
+
+
+def _rot(k):
+    return lambda x: tf.image.rot90(x, k)
+
+
+def tta_transforms(tta: str) -> list[tuple[Callable, Callable]]:
+    """(forward, inverse) pairs acting on square tile batches [B, T, T, C].
+
+    none: identity. flips: identity, left-right, up-down, both. d4: the 8 symmetries of
+    the square (4 rotations, 2 flips, transpose, anti-transpose).
+    """
+    ident = (lambda x: x, lambda x: x)
+    flips = [ident, (_rev([2]), _rev([2])), (_rev([1]), _rev([1])), (_rev([1, 2]), _rev([1, 2]))]
+    if tta == "none":
+        return [ident]
+    if tta == "flips":
+        return flips
+    if tta == "d4":
+        anti = lambda x: tf.reverse(_transpose(x), [1, 2])  # noqa: E731 (its own inverse)
+        return flips + [(_rot(1), _rot(3)), (_rot(3), _rot(1)), (_transpose, _transpose),
+                        (anti, anti)]
+    raise ValueError(f"tta must be one of {', '.join(TTAS)}, got {tta!r}")
+
+
+def model_tile_size(model) -> Optional[int]:
+    """The square tile size fixed by the model's input shape, or None if dynamic."""
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[-1] != 3:
+        raise ValueError(f"model input shape {shape} is not [batch, height, width, 3]")
+    h, w = shape[1], shape[2]
+    if h is None or w is None:
+        return None
+    if h != w:
+        raise ValueError(f"model input {h}x{w} is not square; tiles are square")
+    return int(h)
+
+
+class TiledPredictor:
+    """Segments whole images of any size with a Keras tile model.
+
+    model: takes float32 [B, T, T, 3] RGB in [0, 1], returns [B, T, T, 1] probabilities
+      (any float dtype; cast to float32).
+    tile_size: T; default the model's static input size (required if it is dynamic).
+    overlap: pixels shared by neighbouring tiles, in [0, T). batch_size: tiles per model call.
+    blend: gaussian | linear | none (see blend.py). tta: none | flips | d4.
+    threshold: mask = probabilities > threshold.
+    scale, input_scale: with input_scale "native" the image is enlarged by `scale` (the
+      model's training scale) in the graph and the probabilities area-averaged back;
+      "enlarged" feeds the image as it is.
+
+    Call with uint8 [H, W, 3] (numpy or tensor) -> (probabilities float32 [H, W],
+    mask uint8 [H, W] in {0, 255}); `segment` is the tf.function itself.
+    """
+
+    def __init__(self, model, *, tile_size: Optional[int] = None, overlap: int = 64,
+                 batch_size: int = 4, blend: str = "gaussian", tta: str = "none",
+                 threshold: float = 0.5, scale: int = 1, input_scale: str = "enlarged"):
+        static = model_tile_size(model)
+        if tile_size is None:
+            if static is None:
+                raise ValueError("the model takes any input size: pass tile_size")
+            tile_size = static
+        elif static is not None and static != tile_size:
+            raise ValueError(f"tile_size {tile_size} != the model's input size {static}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if input_scale not in INPUT_SCALES:
+            raise ValueError(f"input_scale must be one of {', '.join(INPUT_SCALES)}, got {input_scale!r}")
+        if scale < 1:
+            raise ValueError(f"scale must be >= 1, got {scale}")
+        self.model = model
+        self.tile_size = int(tile_size)
+        self.overlap = int(overlap)
+        self.batch_size = int(batch_size)
+        self.blend = blend
+        self.tta = tta
+        self.threshold = float(threshold)
+        self.enlarge = int(scale) if input_scale == "native" else 1
+        self._profile = blend_lib.blend_profile(self.tile_size, self.overlap, blend)
+        self._transforms = tta_transforms(tta)
+        self.segment = tf.function(
+            self.segment_graph,
+            input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
+
+    def __call__(self, image):
+        return self.segment(image)
+
+    def tile_probabilities(self, tiles: tf.Tensor) -> tf.Tensor:
+        """uint8 [b, T, T, 3] -> float32 [b, T, T], averaged over the TTA transforms."""
+        x = tf.cast(tiles, tf.float32) / 255.0
+        k = len(self._transforms)
+        batch = tf.concat([fwd(x) for fwd, _ in self._transforms], axis=0) if k > 1 else x
+        y = tf.cast(self.model(batch, training=False), tf.float32)
+        y = tf.reshape(y, tf.concat([tf.shape(batch)[:3], [1]], 0))
+        if k > 1:
+            parts = tf.split(y, k, axis=0)
+            y = tf.add_n([inv(p) for (_, inv), p in zip(self._transforms, parts)]) / k
+        return y[..., 0]
+
+    def segment_graph(self, image: tf.Tensor):
+        """The graph body of `segment` (also used by the serving export)."""
+        T, O, B = self.tile_size, self.overlap, self.batch_size
+        image = tf.ensure_shape(image, [None, None, 3])
+        if self.enlarge > 1:
+            size = tf.shape(image)[:2] * self.enlarge
+            big = tf.image.resize(tf.cast(image, tf.float32)[None], size, method="bicubic")[0]
+            image = tf.cast(tf.clip_by_value(tf.round(big), 0.0, 255.0), tf.uint8)
+        h, w = tf.shape(image)[0], tf.shape(image)[1]
+        ny, top, bottom = tiling.tile_grid(h, T, O)
+        nx, left, right = tiling.tile_grid(w, T, O)
+        tiles = tiling.extract_tiles(tiling.reflect_pad(image, ((top, bottom), (left, right))), T, O)
+        n = ny * nx
+        chunks = (n + B - 1) // B
+        window = tf.constant(np.outer(self._profile, self._profile))
+
+        def body(i, acc):
+            probs = self.tile_probabilities(tiles[i * B:(i + 1) * B])
+            return i + 1, acc.write(i, probs * window)
+
+        acc = tf.TensorArray(tf.float32, size=chunks, infer_shape=False,
+                             element_shape=tf.TensorShape([None, T, T]))
+        # parallel_iterations=1: one chunk of float tiles in flight at a time.
+        _, acc = tf.while_loop(lambda i, _: i < chunks, body, [tf.constant(0), acc],
+                               parallel_iterations=1)
+        canvas = tiling.overlap_add(acc.concat(), (ny, nx), O)
+        profile = tf.constant(self._profile)
+        wy = tiling.overlap_add_1d(tf.tile(profile[None, None], [1, ny, 1]), T - O)[0]
+        wx = tiling.overlap_add_1d(tf.tile(profile[None, None], [1, nx, 1]), T - O)[0]
+        probs = (canvas[top:top + h, left:left + w]
+                 / (wy[top:top + h, None] * wx[None, left:left + w]))
+        if self.enlarge > 1:
+            s = self.enlarge
+            probs = tf.nn.avg_pool2d(probs[None, :, :, None], s, s, "VALID")[0, :, :, 0]
+        mask = tf.cast(probs > self.threshold, tf.uint8) * 255
+        return probs, mask
+
+
+def load_model(model_dir: str):
+    """(keras model, ModelInfo) of a model dir written by the trainer.
+
+    Raises ModelDirError naming the file when model_info.json or the model is unusable.
+    """
+    import keras
+    info = model_info_lib.read_model_info(model_dir)
+    if info.input_normalization != "divide_255":
+        raise model_info_lib.ModelDirError(
+            f"{model_dir}/model_info.json: input_normalization {info.input_normalization!r} "
+            "is not supported (expected 'divide_255')")
+    path = info.model_path(model_dir)
+    if not tf.io.gfile.exists(path):
+        raise model_info_lib.ModelDirError(f"{path}: model file not found")
+    local = path
+    if "://" in path:  # keras reads local files only
+        import tempfile
+        local = tempfile.mkdtemp() + "/" + info.model_file
+        tf.io.gfile.copy(path, local, overwrite=True)
+    try:
+        model = keras.models.load_model(local, compile=False, safe_mode=True)
+    except Exception as e:  # keras raises many types for a bad file
+        raise model_info_lib.ModelDirError(f"{path}: cannot load the model: {e}") from e
+    return model, info
+
+
+def load_predictor(model_dir: str, *, overlap: Optional[int] = None, batch_size: int = 4,
+                   blend: str = "gaussian", tta: str = "none",
+                   threshold: Optional[float] = None,
+                   input_scale: str = "enlarged") -> TiledPredictor:
+    """A TiledPredictor for `model_dir`; overlap and threshold default to model_info.json."""
+    model, info = load_model(model_dir)
+    return TiledPredictor(
+        model, tile_size=model_tile_size(model) or info.tile_size,
+        overlap=info.overlap if overlap is None else overlap, batch_size=batch_size,
+        blend=blend, tta=tta, threshold=info.threshold if threshold is None else threshold,
+        scale=info.scale, input_scale=input_scale)

@@ -1,0 +1,94 @@
+"""Pure TensorFlow graph functions: tile grid, reflect padding, tiles, overlap-add.
+
+All shapes are dynamic (images of any size) and everything runs inside one graph.
+Conventions: T = tile size, S = T - overlap = stride, a tile grid of n tiles along an
+axis covers (n - 1) * S + T pixels.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def tile_grid(size: tf.Tensor, tile_size: int, overlap: int):
+    """Tile count and padding along one axis of length `size` (int32 scalar tensors).
+
+    The image is first given a margin of overlap // 2 reflected pixels on each side (so
+    that image borders do not sit at a tile border, where a conv net sees padding), then
+    padded up to the smallest grid of tiles at stride T - overlap that covers it, the
+    extra split evenly before/after. Returns (count, pad_before, pad_after).
+    """
+    stride = tile_size - overlap
+    margin = overlap // 2
+    needed = size + 2 * margin
+    count = 1 + tf.maximum(0, (needed - tile_size + stride - 1) // stride)
+    padded = (count - 1) * stride + tile_size
+    before = margin + (padded - needed) // 2
+    return count, before, padded - size - before
+
+
+def reflect_indices(size: tf.Tensor, before: tf.Tensor, after: tf.Tensor) -> tf.Tensor:
+    """int32 [before + size + after]: source index of every padded position under
+    reflection (edge pixel not repeated, as numpy/TF 'reflect'), for ANY pad amount.
+
+    Unlike tf.pad(mode='REFLECT') the padding may exceed size - 1: the reflection
+    repeats with period 2 * (size - 1); a size-1 axis just repeats its one pixel.
+    """
+    i = tf.range(-before, size + after)
+    period = tf.maximum(2 * (size - 1), 1)
+    m = tf.math.floormod(i, period)
+    return tf.where(m < size, m, period - m)
+
+
+def reflect_pad(image: tf.Tensor, pads) -> tf.Tensor:
+    """Reflect-pads the first two axes of `image` [H, W, ...] by
+    pads = ((top, bottom), (left, right)), any amounts, via two gathers."""
+    shape = tf.shape(image)
+    (top, bottom), (left, right) = pads
+    image = tf.gather(image, reflect_indices(shape[0], top, bottom), axis=0)
+    return tf.gather(image, reflect_indices(shape[1], left, right), axis=1)
+
+
+def extract_tiles(padded: tf.Tensor, tile_size: int, overlap: int) -> tf.Tensor:
+    """[Hp, Wp, C] (any dtype, uint8 stays uint8) -> tiles [ny * nx, T, T, C], row-major,
+    tile (i, j) starting at (i * S, j * S)."""
+    stride = tile_size - overlap
+    channels = padded.shape[-1]
+    patches = tf.image.extract_patches(
+        padded[None], sizes=[1, tile_size, tile_size, 1], strides=[1, stride, stride, 1],
+        rates=[1, 1, 1, 1], padding="VALID")
+    return tf.reshape(patches, [-1, tile_size, tile_size, channels])
+
+
+def overlap_add_1d(x: tf.Tensor, stride: int) -> tf.Tensor:
+    """Overlap-add along the last two axes: x [A, n, T] -> [A, (n - 1) * stride + T],
+    out[a, k * stride + t] += x[a, k, t].
+
+    Each tile is cut into m = ceil(T / stride) pieces of `stride` pixels; piece j of tile
+    k lands on output piece k + j, so the sum is m shifted dense adds (m = 2 when
+    overlap <= T / 2) instead of a scatter.
+    """
+    tile = x.shape[-1]
+    pieces = -(-tile // stride)
+    shape = tf.shape(x)
+    rows, n = shape[0], shape[1]
+    x = tf.pad(x, [[0, 0], [0, 0], [0, pieces * stride - tile]])
+    x = tf.reshape(x, [rows, n, pieces, stride])
+    out = tf.pad(x[:, :, 0], [[0, 0], [0, pieces - 1], [0, 0]])
+    for j in range(1, pieces):
+        out += tf.pad(x[:, :, j], [[0, 0], [j, pieces - 1 - j], [0, 0]])
+    out = tf.reshape(out, [rows, (n + pieces - 1) * stride])
+    return out[:, :(n - 1) * stride + tile]
+
+
+def overlap_add(tiles: tf.Tensor, grid_shape, overlap: int) -> tf.Tensor:
+    """Folds tiles [ny * nx, T, T] (row-major, as `extract_tiles`) back into the padded
+    canvas [Hp, Wp] = [(ny-1)S + T, (nx-1)S + T], summing where tiles overlap."""
+    ny, nx = grid_shape
+    tile = tiles.shape[-1]
+    stride = tile - overlap
+    t = tf.reshape(tiles, [ny, nx, tile, tile])
+    t = tf.reshape(tf.transpose(t, [0, 2, 1, 3]), [ny * tile, nx, tile])   # [ny*T, nx, T]
+    rows = overlap_add_1d(t, stride)                                        # [ny*T, Wp]
+    width = tf.shape(rows)[1]
+    cols = tf.transpose(tf.reshape(rows, [ny, tile, width]), [2, 0, 1])     # [Wp, ny, T]
+    return tf.transpose(overlap_add_1d(cols, stride))                       # [Hp, Wp]

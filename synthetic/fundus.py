@@ -121,27 +121,27 @@ def _grow_vessel(rng: np.random.Generator, geo: _Geometry, start: np.ndarray,
     into two daughters (Murray-like widths) until the daughters would be under ~1 px.
     """
     step = max(1.5, 5.0 * geo.scale)
-    min_width = 0.7 * max(1.0, geo.scale)
+    min_width = 0.7 * min(1.0, geo.scale) ** 0.5
     relative_width = min(1.0, width / (8.0 * geo.scale))
-    length = rng.uniform(0.3, 0.5) * geo.fov_radius * (0.45 + 0.55 * relative_width)
+    length = rng.uniform(0.35, 0.55) * geo.fov_radius * (0.45 + 0.55 * relative_width)
     n_steps = max(3, int(length / step))
     position = np.asarray(start, dtype=np.float64)
     center = np.asarray(geo.fov_center)
     for i in range(n_steps):
         angle += curvature + rng.normal(0.0, 0.09)
         new = position + step * np.array([np.cos(angle), np.sin(angle)])
-        w = max(min_width, width * (1.0 - 0.3 * i / n_steps))
+        w = max(min_width, width * (1.0 - 0.2 * i / n_steps))
         segments.append(_Segment(tuple(position), tuple(new), w))
         position = new
         if np.hypot(*(position - center)) > geo.fov_radius * 1.02:
             return
         # Thin side branches leave at a steep angle now and then.
-        if depth < 6 and w > 2.0 * min_width and rng.random() < 0.05:
+        if depth < 6 and w > 2.0 * min_width and rng.random() < 0.08:
             side = rng.choice([-1.0, 1.0])
             _grow_vessel(rng, geo, position, angle + side * rng.uniform(0.7, 1.3),
                          max(min_width, w * rng.uniform(0.35, 0.55)), side * 0.004,
                          segments, depth + 2)
-    end_width = width * 0.7
+    end_width = width * 0.8
     if end_width < min_width or depth >= 7:
         return
     # Bifurcation: a larger daughter continuing nearly straight and a smaller one
@@ -152,7 +152,7 @@ def _grow_vessel(rng: np.random.Generator, geo: _Geometry, start: np.ndarray,
                  ((1.0 - share) ** 0.33, -sign * rng.uniform(0.4, 0.8)))
     for width_factor, turn in daughters:
         _grow_vessel(rng, geo, position, angle + turn,
-                     max(min_width, 1.1 * end_width * width_factor),
+                     max(min_width, end_width * width_factor),
                      curvature * rng.uniform(0.3, 1.0), segments, depth + 1)
 
 

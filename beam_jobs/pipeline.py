@@ -1,0 +1,369 @@
+"""The Beam job: image pairs -> enlarged, tiled, filtered, augmented, split TFRecord shards.
+
+Graph (one element per IMAGE until the DoFn fans out into tiles):
+
+    Create(pairs with their split) -> Reshuffle -> ProcessImageFn --train--> WriteToTFRecord
+                                                                   --valid--> WriteToTFRecord
+                                                                   --test---> WriteToTFRecord
+                                                                   --errors-> errors.jsonl
+                                                                   --stats--> images.jsonl
+
+`ProcessImageFn` reads and decodes one pair, enlarges it, emits tiles one at a time
+(already PNG-encoded tf.train.Example bytes, so the shuffle carries compact bytes) and
+turns any bad input into a dead letter instead of failing the job. After the pipeline
+finishes, `finalize_dataset` writes statistics.png and, last and atomically,
+dataset_info.json from images.jsonl, errors.jsonl and the shard files actually written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import io
+import json
+import platform
+from typing import Iterable, Iterator, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from beam_jobs import augment, enlarge, image_io, inputs, split, tiling
+from configs.schema import PreprocessConfig
+from tfrecords import dataset_info as info_lib
+from tfrecords import schema
+
+IMAGES_FILE = "images.jsonl"  # one line per processed image: split, counts, checksums
+METRICS_NAMESPACE = "vessel_preprocess"
+ERRORS_TAG = "errors"
+STATS_TAG = "stats"
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkItem:
+    """One image to process: a pair and the split it was assigned to."""
+    image_id: str
+    image_path: str
+    mask_path: str
+    split: str
+
+
+def error_line(path: str, stage: str, reason: str, image_id: str | None = None) -> str:
+    """One errors.jsonl line: {"path", "stage", "reason"[, "image_id"]}."""
+    entry = {"path": path, "stage": stage, "reason": reason}
+    if image_id:
+        entry["image_id"] = image_id
+    return json.dumps(entry, sort_keys=True)
+
+
+def load_pair(item: WorkItem) -> tuple[object, object, dict]:
+    """Reads and decodes one pair; returns (image uint8 [H, W, 3], mask uint8 [H, W] {0,1},
+    checksums {path: sha256}). Raises ImageReadError naming the file and the reason."""
+    image_bytes = image_io.read_bytes(item.image_path)
+    mask_bytes = image_io.read_bytes(item.mask_path)
+    checksums = {item.image_path: image_io.sha256_hex(image_bytes),
+                 item.mask_path: image_io.sha256_hex(mask_bytes)}
+    image = image_io.decode_image_bytes(item.image_path, image_bytes)
+    mask = image_io.decode_mask_bytes(item.mask_path, mask_bytes)
+    if image.shape[:2] != mask.shape[:2]:
+        raise image_io.ImageReadError(
+            item.mask_path, f"size mismatch: mask is {mask.shape[1]}x{mask.shape[0]}, "
+                            f"image {item.image_path} is {image.shape[1]}x{image.shape[0]} (WxH)")
+    return image, mask, checksums
+
+
+def image_records(item: WorkItem, image, mask, config: PreprocessConfig,
+                  stats: dict) -> Iterator[bytes]:
+    """Serialized tf.train.Examples of one decoded pair (stages 1-4 and 7).
+
+    Updates `stats` in place: tiles_total, tiles_kept, tiles_dropped, whole_image, augmented.
+    Augmentation applies only when item.split == "train".
+    """
+    chosen = (augment.variants(config.augmentations, config.distortion_centers)
+              if item.split == "train" else [])
+    big_image, big_mask = enlarge.enlarge_pair(image, mask, config.scale)
+
+    def records_of(y: int, x: int, tile_image, tile_mask) -> Iterator[bytes]:
+        yield schema.encode_example(schema.TileRecord(
+            tile_image, tile_mask, item.image_id, y, x, config.scale,
+            schema.NO_AUGMENTATION, item.image_path))
+        for name, aug_image, aug_mask in augment.augmented_copies(
+                tile_image, tile_mask, chosen, config.seed, item.image_id, y, x,
+                config.elastic_alpha, config.elastic_sigma):
+            stats["augmented"] += 1
+            yield schema.encode_example(schema.TileRecord(
+                aug_image, aug_mask, item.image_id, y, x, config.scale, name, item.image_path))
+
+    for tile in tiling.iter_tiles(big_image, big_mask, config.tile_size, config.stride):
+        stats["tiles_total"] += 1
+        if not tiling.keep_tile(tile.mask, config.min_vessel_fraction):
+            stats["tiles_dropped"] += 1
+            continue
+        stats["tiles_kept"] += 1
+        yield from records_of(tile.y, tile.x, tile.image, tile.mask)
+    if config.whole_image:
+        stats["whole_image"] += 1
+        whole_image, whole_mask = tiling.whole_image_sample(big_image, big_mask, config.tile_size)
+        yield from records_of(schema.WHOLE_IMAGE_ORIGIN, schema.WHOLE_IMAGE_ORIGIN,
+                              whole_image, whole_mask)
+
+
+class ProcessImageFn(beam.DoFn):
+    """WorkItem -> tagged outputs: record bytes per split, dead letters, one stats line."""
+
+    def __init__(self, config: PreprocessConfig):
+        self._config = config  # a frozen dataclass of plain values: safe to pickle
+        self._images = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "images")
+        self._errors = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "errors")
+        self._kept = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "tiles_kept")
+        self._dropped = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "tiles_dropped")
+        self._augmented = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "tiles_augmented")
+
+    def setup(self):
+        # Heavy imports once per worker, not at pickling time.
+        import cv2  # noqa: F401
+        from tensorflow.core.example import example_pb2  # noqa: F401  (protobuf for encoding)
+
+    def process(self, item: WorkItem):
+        stats = {"image_id": item.image_id, "split": item.split, "image_path": item.image_path,
+                 "mask_path": item.mask_path, "tiles_total": 0, "tiles_kept": 0,
+                 "tiles_dropped": 0, "whole_image": 0, "augmented": 0, "records": 0,
+                 "checksums": {}}
+        try:
+            image, mask, stats["checksums"] = load_pair(item)
+        except image_io.ImageReadError as e:
+            self._errors.inc()
+            yield beam.pvalue.TaggedOutput(ERRORS_TAG, error_line(e.path, "read", e.reason,
+                                                                  item.image_id))
+            return
+        try:
+            for record in image_records(item, image, mask, self._config, stats):
+                stats["records"] += 1
+                yield beam.pvalue.TaggedOutput(item.split, record)
+        except Exception as e:  # noqa: BLE001 - one bad image must not stop the job
+            self._errors.inc()
+            yield beam.pvalue.TaggedOutput(ERRORS_TAG, error_line(
+                item.image_path, "process", f"{type(e).__name__}: {e}", item.image_id))
+            return
+        self._images.inc()
+        self._kept.inc(stats["tiles_kept"])
+        self._dropped.inc(stats["tiles_dropped"])
+        self._augmented.inc(stats["augmented"])
+        yield beam.pvalue.TaggedOutput(STATS_TAG, json.dumps(stats, sort_keys=True))
+
+
+def shard_suffix(compression: str) -> str:
+    return ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
+
+
+def build_pipeline(pipeline: beam.Pipeline, items: Sequence[WorkItem],
+                   discovery_errors: Sequence[str], config: PreprocessConfig,
+                   output_dir: str) -> None:
+    """Adds the job's transforms to `pipeline` (does not run it)."""
+    used_splits = [s for s in split.SPLIT_NAMES if any(i.split == s for i in items)]
+    outputs = (pipeline
+               | "Images" >> beam.Create(list(items))
+               | "SpreadImages" >> beam.Reshuffle()
+               | "ProcessImage" >> beam.ParDo(ProcessImageFn(config)).with_outputs(
+                   ERRORS_TAG, STATS_TAG, *split.SPLIT_NAMES))
+    compression = (CompressionTypes.GZIP if config.compression == "gzip"
+                   else CompressionTypes.UNCOMPRESSED)
+    for name in used_splits:
+        _ = outputs[name] | f"Write{name.title()}" >> beam.io.WriteToTFRecord(
+            info_lib.join(output_dir, name, name),
+            file_name_suffix=shard_suffix(config.compression),
+            num_shards=config.shards, shard_name_template="-SSSSS-of-NNNNN",
+            compression_type=compression)
+    errors = ((pipeline | "DiscoveryErrors" >> beam.Create(list(discovery_errors)),
+               outputs[ERRORS_TAG]) | "AllErrors" >> beam.Flatten())
+    _ = errors | "WriteErrors" >> beam.io.WriteToText(
+        info_lib.join(output_dir, info_lib.ERRORS_FILE), shard_name_template="", num_shards=1)
+    _ = outputs[STATS_TAG] | "WriteImageStats" >> beam.io.WriteToText(
+        info_lib.join(output_dir, IMAGES_FILE), shard_name_template="", num_shards=1)
+
+
+def read_lines(path: str) -> list[str]:
+    """Non-empty lines of a text file through FileSystems ([] when it does not exist)."""
+    if not FileSystems.exists(path):
+        return []
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return [line for line in f.read().decode().splitlines() if line.strip()]
+
+
+def write_error_lines(output_dir: str, problems: Iterable[inputs.InputProblem]) -> str:
+    """Writes OUT/errors.jsonl from discovery problems alone (when nothing can be processed)."""
+    path = info_lib.join(output_dir, info_lib.ERRORS_FILE)
+    text = "".join(error_line(p.path, p.stage, p.reason) + "\n" for p in problems)
+    write_bytes(path, text.encode())
+    return path
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(data)
+
+
+def written_shards(output_dir: str, split_name: str, config: PreprocessConfig) -> list[str]:
+    """Shard files of `split_name` this run wrote, relative to output_dir, sorted."""
+    pattern = info_lib.join(output_dir, split_name,
+                            f"{split_name}-*-of-{config.shards:05d}{shard_suffix(config.compression)}")
+    matches = FileSystems.match([pattern])[0].metadata_list
+    base = output_dir.rstrip("/") + "/"
+    rel = []
+    for m in matches:
+        path = m.path.replace("\\", "/")
+        rel.append(path[len(base):] if path.startswith(base) else
+                   f"{split_name}/{path.rsplit('/', 1)[-1]}")
+    return sorted(rel)
+
+
+def plot_statistics(splits: dict[str, info_lib.SplitInfo]) -> bytes:
+    """PNG bytes of a bar chart: original and augmented tiles per split (matplotlib Agg)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    names = list(splits)
+    tiles = [splits[n].tiles for n in names]
+    augmented = [splits[n].augmented_tiles for n in names]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.bar(names, tiles, label="tiles")
+    ax.bar(names, augmented, bottom=tiles, label="augmented tiles")
+    for i, n in enumerate(names):
+        ax.text(i, tiles[i] + augmented[i], f"{splits[n].records}\n{len(splits[n].image_ids)} img",
+                ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("records")
+    ax.set_title("Records per split")
+    ax.legend()
+    ax.margins(y=0.2)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+@dataclasses.dataclass
+class JobSummary:
+    """What the job did; `print_summary` shows it, the CLI derives the exit code."""
+    info: info_lib.DatasetInfo | None
+    images_found: int
+    images_written: int
+    tiles_kept: int
+    tiles_dropped: int
+    augmented: int
+    errors: list[dict]
+    output_dir: str
+
+
+def finalize_dataset(output_dir: str, config: PreprocessConfig, parameters: dict,
+                     assignment: dict[str, str]) -> JobSummary:
+    """After the pipeline: statistics.png, then dataset_info.json (last, atomically)."""
+    stats = [json.loads(line) for line in read_lines(info_lib.join(output_dir, IMAGES_FILE))]
+    errors = [json.loads(line) for line in read_lines(info_lib.join(output_dir, info_lib.ERRORS_FILE))]
+    splits: dict[str, info_lib.SplitInfo] = {}
+    for name in split.SPLIT_NAMES:
+        rows = [s for s in stats if s["split"] == name]
+        if not rows:
+            continue
+        splits[name] = info_lib.SplitInfo(
+            image_ids=sorted(s["image_id"] for s in rows),
+            tiles=sum(s["tiles_kept"] + s["whole_image"] for s in rows),
+            augmented_tiles=sum(s["augmented"] for s in rows),
+            records=sum(s["records"] for s in rows),
+            shards=written_shards(output_dir, name, config))
+    checksums = {}
+    for s in stats:
+        checksums.update(s["checksums"])
+    info = None
+    if splits:
+        import tensorflow as tf
+        info = info_lib.DatasetInfo(
+            schema_version=schema.SCHEMA_VERSION, compression=config.compression,
+            parameters=parameters, splits=splits,
+            dropped_empty=sum(s["tiles_dropped"] for s in stats), errors=len(errors),
+            input_checksums=dict(sorted(checksums.items())),
+            versions={"tensorflow": tf.__version__, "apache_beam": beam.__version__,
+                      "python": platform.python_version()},
+            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        write_bytes(info_lib.join(output_dir, info_lib.STATISTICS_FILE), plot_statistics(splits))
+        info_lib.write_dataset_info(output_dir, info)
+    return JobSummary(
+        info=info, images_found=len(assignment), images_written=len(stats),
+        tiles_kept=sum(s["tiles_kept"] for s in stats),
+        tiles_dropped=sum(s["tiles_dropped"] for s in stats),
+        augmented=sum(s["augmented"] for s in stats), errors=errors, output_dir=output_dir)
+
+
+def format_summary(summary: JobSummary) -> str:
+    lines = [f"vessel-preprocess: {summary.images_written} of {summary.images_found} paired "
+             f"images written to {summary.output_dir}",
+             f"  tiles kept {summary.tiles_kept}, dropped (vessel-free) {summary.tiles_dropped}, "
+             f"augmented copies {summary.augmented}"]
+    if summary.info is not None:
+        for name, s in summary.info.splits.items():
+            lines.append(f"  {name:5s}: {len(s.image_ids)} images, {s.tiles} tiles + "
+                         f"{s.augmented_tiles} augmented = {s.records} records in "
+                         f"{len(s.shards)} shards ({', '.join(s.image_ids)})")
+    lines.append(f"  errors: {len(summary.errors)}"
+                 + (f" (see {info_lib.join(summary.output_dir, info_lib.ERRORS_FILE)})"
+                    if summary.errors else ""))
+    for e in summary.errors[:10]:
+        lines.append(f"    [{e.get('stage')}] {e.get('path')}: {e.get('reason')}")
+    if len(summary.errors) > 10:
+        lines.append(f"    ... and {len(summary.errors) - 10} more")
+    return "\n".join(lines)
+
+
+class OutputExistsError(ValueError):
+    """The output folder already holds a dataset and --overwrite was not given."""
+
+
+def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
+    """Refuses a folder holding dataset_info.json unless overwrite; then removes this
+    job's previous outputs there (shards, errors, images, statistics, info)."""
+    info_path = info_lib.join(output_dir, info_lib.INFO_FILE)
+    if FileSystems.exists(info_path):
+        if not overwrite:
+            raise OutputExistsError(f"{output_dir} already holds a dataset ({info_lib.INFO_FILE}); "
+                                    f"pass --overwrite to replace it")
+        old = [info_path]
+        for name in (info_lib.ERRORS_FILE, info_lib.STATISTICS_FILE, IMAGES_FILE):
+            path = info_lib.join(output_dir, name)
+            if FileSystems.exists(path):
+                old.append(path)
+        for name in split.SPLIT_NAMES:
+            pattern = info_lib.join(output_dir, name, f"{name}-*-of-*.tfrecord*")
+            old.extend(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+        FileSystems.delete(old)
+    if "://" not in output_dir:
+        import os
+        os.makedirs(output_dir, exist_ok=True)
+
+
+def run_job(config: PreprocessConfig, pairs: Iterable[inputs.ImagePair],
+            problems: Iterable[inputs.InputProblem], output_dir: str,
+            pipeline_options=None, parameters: dict | None = None,
+            overwrite: bool = False) -> JobSummary:
+    """Splits the pairs by image, runs the pipeline to completion and finalizes the dataset.
+
+    Args:
+      config: the [preprocess] section (flags already applied).
+      pairs, problems: from `inputs.discover_stare` / `inputs.pair_folders`.
+      output_dir: local or gs:// folder.
+      pipeline_options: beam PipelineOptions (runner etc.); None = DirectRunner in memory.
+      parameters: extra job parameters recorded in dataset_info.json (input folders ...).
+      overwrite: replace a dataset already in output_dir.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions
+    pairs = sorted(pairs, key=lambda p: p.image_id)
+    problems = list(problems)
+    assignment = split.assign_splits([p.image_id for p in pairs], config.split, config.seed,
+                                     config.valid_ids, config.test_ids)
+    items = [WorkItem(p.image_id, p.image_path, p.mask_path, assignment[p.image_id])
+             for p in pairs]
+    prepare_output_dir(output_dir, overwrite)
+    params = dict(dataclasses.asdict(config), **(parameters or {}), output_dir=output_dir)
+    params["split_assignment"] = assignment
+    with beam.Pipeline(options=pipeline_options or PipelineOptions([])) as pipeline:
+        build_pipeline(pipeline, items, [error_line(p.path, p.stage, p.reason) for p in problems],
+                       config, output_dir)
+    return finalize_dataset(output_dir, config, params, assignment)

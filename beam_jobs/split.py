@@ -1,0 +1,96 @@
+"""Stage 5: assign each IMAGE (never a tile) to train / valid / test.
+
+The assignment is a pure function of the sorted image ids and the seed, computed before
+any tile exists, so no image contributes tiles to two splits and only training tiles
+are augmented.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+SPLIT_NAMES = ("train", "valid", "test")
+
+
+def parse_split(text: str) -> dict[str, float]:
+    """'train=0.7,valid=0.15,test=0.15' -> {'train': 0.7, 'valid': 0.15, 'test': 0.15}.
+
+    Shares must be >= 0 and sum to 1 (within 1e-6); missing splits get share 0.
+    """
+    shares = {name: 0.0 for name in SPLIT_NAMES}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in SPLIT_NAMES:
+            raise ValueError(f"split {text!r}: expected name=share with names from "
+                             f"{', '.join(SPLIT_NAMES)}, got {item.strip()!r}")
+        try:
+            share = float(value)
+        except ValueError:
+            raise ValueError(f"split {text!r}: share of {name} is not a number: {value!r}") from None
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"split {text!r}: share of {name} must be in [0, 1], got {share}")
+        shares[name] = share
+    total = sum(shares.values())
+    if abs(total - 1.0) > 1e-6:
+        raise ValueError(f"split {text!r}: shares sum to {total:g}, not 1")
+    return shares
+
+
+def split_counts(n: int, shares: dict[str, float]) -> dict[str, int]:
+    """Images per split: largest remainders, then every non-zero share gets >= 1 image
+    (taken from the largest split) when n is at least the number of non-zero shares."""
+    exact = {k: n * shares.get(k, 0.0) for k in SPLIT_NAMES}
+    counts = {k: math.floor(v) for k, v in exact.items()}
+    by_remainder = sorted(SPLIT_NAMES, key=lambda k: (-(exact[k] - counts[k]),
+                                                      SPLIT_NAMES.index(k)))
+    for k in by_remainder[:n - sum(counts.values())]:
+        counts[k] += 1
+    wanted = [k for k in SPLIT_NAMES if shares.get(k, 0.0) > 0]
+    if n >= len(wanted):
+        for k in wanted:
+            if counts[k] == 0:
+                donor = max(SPLIT_NAMES, key=lambda d: (counts[d], -SPLIT_NAMES.index(d)))
+                counts[donor] -= 1
+                counts[k] += 1
+    return counts
+
+
+def assign_splits(image_ids: Sequence[str], split: str = "train=0.7,valid=0.15,test=0.15",
+                  seed: int = 0, valid_ids: Sequence[str] = (),
+                  test_ids: Sequence[str] = ()) -> dict[str, str]:
+    """{image id: split name}.
+
+    With `valid_ids` or `test_ids`, those images go to valid / test and all others to
+    train. Otherwise the sorted ids are shuffled with numpy's Generator(seed) and cut in
+    the order train, valid, test by `split_counts`.
+
+    Raises:
+      ValueError: duplicate ids, an id both in valid_ids and test_ids, or explicit ids
+        that are not among the inputs.
+    """
+    ids = sorted(image_ids)
+    if len(set(ids)) != len(ids):
+        raise ValueError("duplicate image ids: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1})))
+    if valid_ids or test_ids:
+        both = set(valid_ids) & set(test_ids)
+        if both:
+            raise ValueError(f"ids in both valid_ids and test_ids: {', '.join(sorted(both))}")
+        unknown = (set(valid_ids) | set(test_ids)) - set(ids)
+        if unknown:
+            raise ValueError(f"valid/test ids not among the inputs: {', '.join(sorted(unknown))}")
+        return {i: "valid" if i in valid_ids else "test" if i in test_ids else "train" for i in ids}
+    counts = split_counts(len(ids), parse_split(split))
+    order = np.random.default_rng(seed).permutation(len(ids))
+    shuffled = [ids[i] for i in order]
+    out: dict[str, str] = {}
+    start = 0
+    for name in SPLIT_NAMES:
+        for image_id in shuffled[start:start + counts[name]]:
+            out[image_id] = name
+        start += counts[name]
+    return out

@@ -40,6 +40,7 @@ setuptools.setup(
         "console_scripts": [
             "vessel-synth=synthetic.cli:run",
             "vessel-preprocess=beam_jobs.cli:run",
+            "vessel-download-stare=pipeline.download_stare:run",
         ],
     },
 )

@@ -1,0 +1,339 @@
+"""vessel-download-stare: fetches the official STARE archives into the STARE layout.
+
+    OUT/archives/stare-images.tar      the downloaded archives (kept unless --no-keep_archives)
+    OUT/stare-images/imNNNN.ppm.gz     photographs
+    OUT/labels-ah/imNNNN.ah.ppm.gz     Adam Hoover's vessel maps
+    OUT/labels-vk/imNNNN.vk.ppm.gz     Valentina Kouznetsova's vessel maps (--with_vk)
+
+Downloads are resumable: bytes go to `NAME.part` and a rerun continues it with an HTTP
+Range request (a file:// source is read from the same offset). Every archive member is
+decoded (gzip, then the PPM) before it is written; a corrupt member is left out of the
+layout and makes the command exit with status 1. Labels without a photograph (the
+official labels-ah.tar holds im0324.ah.ppm.gz, whose photo is not in stare-images.tar)
+are reported as warnings only.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import http.client
+import logging
+import os
+import socket
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Optional, Sequence
+
+from tqdm import tqdm
+
+from beam_jobs.image_io import ImageReadError, decode_image_bytes
+
+DEFAULT_URL_BASE = "https://cecas.clemson.edu/~ahoover/stare/probing/"
+# folder in the STARE layout -> (archive file name, suffix of its member files)
+ARCHIVES = {
+    "stare-images": ("stare-images.tar", ".ppm.gz"),
+    "labels-ah": ("labels-ah.tar", ".ah.ppm.gz"),
+    "labels-vk": ("labels-vk.tar", ".vk.ppm.gz"),
+}
+PHOTO_FOLDER = "stare-images"
+LABEL_FOLDERS = ("labels-ah", "labels-vk")
+CHUNK_BYTES = 1 << 16
+
+log = logging.getLogger("vessel-download-stare")
+
+
+class DownloadError(RuntimeError):
+    """A download that failed for good; the message names the URL and the reason."""
+
+
+class _Incomplete(Exception):
+    """The connection ended before Content-Length bytes arrived (retried, resumed)."""
+
+
+@dataclasses.dataclass
+class ArchiveReport:
+    """What happened to one archive: downloaded bytes, files written, members rejected."""
+    folder: str
+    url: str
+    fetched_bytes: int = 0
+    written: list[str] = dataclasses.field(default_factory=list)
+    corrupt: dict[str, str] = dataclasses.field(default_factory=dict)  # member -> reason
+    skipped: list[str] = dataclasses.field(default_factory=list)  # not a STARE image file
+    error: Optional[str] = None  # download or archive failure
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.corrupt
+
+
+@dataclasses.dataclass
+class DownloadReport:
+    archives: list[ArchiveReport]
+    unpaired_labels: list[str]  # "labels-ah/im0324.ah.ppm.gz" with no photograph
+
+    @property
+    def ok(self) -> bool:
+        return all(a.ok for a in self.archives)
+
+
+def archive_url(url_base: str, archive_name: str) -> str:
+    """The URL of `archive_name` in the folder `url_base` (a trailing '/' is optional)."""
+    return url_base.rstrip("/") + "/" + archive_name
+
+
+def _open_at(url: str, offset: int, timeout: float):
+    """Opens `url` from byte `offset`: (stream, start, total); start is 0 or offset.
+
+    start == 0 means the source ignored the offset and sends the whole file. total is the
+    whole file's size, None when the server does not say.
+    """
+    if urllib.parse.urlsplit(url).scheme == "file":
+        path = urllib.request.url2pathname(urllib.parse.urlsplit(url).path)
+        try:
+            total = os.path.getsize(path)
+            stream = open(path, "rb")
+        except OSError as e:
+            raise DownloadError(f"{url}: cannot read: {e.strerror or e}") from None
+        start = offset if 0 < offset <= total else 0
+        stream.seek(start)
+        return stream, start, total
+    request = urllib.request.Request(url, headers={"User-Agent": "vessel-download-stare"})
+    if offset > 0:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and offset > 0:  # the .part is not a prefix of this file: restart
+            return _open_at(url, 0, timeout)
+        raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
+    length = response.headers.get("Content-Length")
+    length = int(length) if length and length.isdigit() else None
+    if response.status == 206:
+        content_range = response.headers.get("Content-Range", "")  # bytes a-b/total
+        first = content_range.split(" ")[-1].split("-")[0]
+        if first != str(offset):
+            response.close()
+            return _open_at(url, 0, timeout)
+        size = content_range.rsplit("/", 1)[-1]
+        total = int(size) if size.isdigit() else (offset + length if length is not None else None)
+        return response, offset, total
+    return response, 0, length
+
+
+def fetch(url: str, dest: Path, *, timeout: float = 60.0, retries: int = 3,
+          progress: bool = True) -> int:
+    """Downloads `url` to `dest`, resuming `dest.part` if present; returns bytes fetched.
+
+    An existing `dest` is taken as complete and not fetched again. Interrupted transfers
+    are retried `retries` times, each resuming where the last stopped.
+    """
+    if dest.exists():
+        return 0
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fetched = 0
+    for attempt in range(retries + 1):
+        offset = part.stat().st_size if part.exists() else 0
+        try:
+            stream, start, total = _open_at(url, offset, timeout)
+            with stream, open(part, "ab" if start else "wb") as out, tqdm(
+                    total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
+                    desc=dest.name, disable=not progress, leave=False) as bar:
+                received = start
+                while chunk := stream.read(CHUNK_BYTES):
+                    out.write(chunk)
+                    received += len(chunk)
+                    fetched += len(chunk)
+                    bar.update(len(chunk))
+            if total is not None and received != total:
+                raise _Incomplete(f"got {received} of {total} bytes")
+            os.replace(part, dest)
+            return fetched
+        except (_Incomplete, urllib.error.URLError, http.client.HTTPException, socket.timeout,
+                ConnectionError) as e:
+            reason = getattr(e, "reason", e)
+            if attempt == retries:
+                raise DownloadError(f"{url}: {reason} (partial data kept in {part}; "
+                                    "rerun to resume)") from None
+            log.warning("%s: %s; resuming (attempt %d of %d)", url, reason, attempt + 2,
+                        retries + 1)
+            time.sleep(min(2 ** attempt, 10))
+    raise AssertionError("unreachable")
+
+
+def verify_member(name: str, data: bytes) -> None:
+    """Raises ImageReadError unless `data` is a gzipped image that decodes."""
+    decode_image_bytes(name, data)
+
+
+def extract_archive(tar_path: Path, folder: Path, suffix: str, report: ArchiveReport,
+                    progress: bool = True) -> None:
+    """Writes each member of `tar_path` ending in `suffix` to `folder`, after verifying it.
+
+    Members are written by base name (paths inside the archive are ignored, so nothing
+    lands outside `folder`). Corrupt members go to report.corrupt and are not written;
+    other files go to report.skipped.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        archive = tarfile.open(tar_path, "r:*")
+    except (tarfile.TarError, OSError) as e:
+        raise DownloadError(f"{tar_path}: not a readable tar archive ({e})") from None
+    with archive, tqdm(desc=f"verify {folder.name}", unit="file", disable=not progress,
+                       leave=False) as bar:
+        try:
+            members = archive.getmembers()  # reads the headers only: gives the bar a total
+            bar.total = sum(m.isfile() for m in members)
+            for member in members:
+                if not member.isfile():
+                    continue
+                name = os.path.basename(member.name)
+                bar.update(1)
+                if not name.endswith(suffix):
+                    report.skipped.append(member.name)
+                    continue
+                data = archive.extractfile(member).read()
+                try:
+                    verify_member(name, data)
+                except ImageReadError as e:
+                    report.corrupt[member.name] = e.reason
+                    (folder / name).unlink(missing_ok=True)  # never keep an older bad copy
+                    continue
+                tmp = folder / (name + ".tmp")
+                tmp.write_bytes(data)
+                os.replace(tmp, folder / name)
+                report.written.append(name)
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise DownloadError(f"{tar_path}: archive is truncated or corrupt ({e})") from None
+
+
+def unpaired_labels(out_dir: Path) -> list[str]:
+    """Label files in OUT/labels-*/ whose photograph is missing from OUT/stare-images/."""
+    photos = {p.name[:-len(".ppm.gz")] for p in (out_dir / PHOTO_FOLDER).glob("*.ppm.gz")}
+    unpaired = []
+    for folder in LABEL_FOLDERS:
+        suffix = ARCHIVES[folder][1]
+        for label in sorted((out_dir / folder).glob("*" + suffix)):
+            if label.name[:-len(suffix)] not in photos:
+                unpaired.append(f"{folder}/{label.name}")
+    return unpaired
+
+
+def download_stare(out_dir: str | os.PathLike, url_base: str = DEFAULT_URL_BASE, *,
+                   with_vk: bool = False, keep_archives: bool = True, overwrite: bool = False,
+                   timeout: float = 60.0, retries: int = 3,
+                   progress: bool = True) -> DownloadReport:
+    """Downloads, verifies and extracts the STARE archives into `out_dir`.
+
+    One failing archive does not stop the others; see DownloadReport.ok.
+    """
+    out_dir = Path(out_dir)
+    archive_dir = out_dir / "archives"
+    folders = ["stare-images", "labels-ah"] + (["labels-vk"] if with_vk else [])
+    reports = []
+    for folder in folders:
+        archive_name, suffix = ARCHIVES[folder]
+        report = ArchiveReport(folder=folder, url=archive_url(url_base, archive_name))
+        reports.append(report)
+        tar_path = archive_dir / archive_name
+        if overwrite:
+            tar_path.unlink(missing_ok=True)
+            tar_path.with_name(tar_path.name + ".part").unlink(missing_ok=True)
+        try:
+            report.fetched_bytes = fetch(report.url, tar_path, timeout=timeout,
+                                         retries=retries, progress=progress)
+            try:
+                extract_archive(tar_path, out_dir / folder, suffix, report, progress)
+            except DownloadError:
+                tar_path.unlink(missing_ok=True)  # a rerun must fetch it again
+                raise
+        except DownloadError as e:
+            report.error = str(e)
+            log.error("%s", e)
+            continue
+        for member, reason in sorted(report.corrupt.items()):
+            log.error("%s: corrupt member %s left out: %s", tar_path, member, reason)
+        for member in report.skipped:
+            log.warning("%s: %s is not a %s file; skipped", tar_path, member, suffix)
+        log.info("%s: %d files in %s (%d corrupt)", archive_name, len(report.written),
+                 out_dir / folder, len(report.corrupt))
+        if not keep_archives and report.ok:
+            tar_path.unlink()
+    unpaired = unpaired_labels(out_dir)
+    for label in unpaired:
+        log.warning("unpaired label %s: no photograph %s/%s.ppm.gz", label, PHOTO_FOLDER,
+                    label.split("/")[1].split(".")[0])
+    return DownloadReport(archives=reports, unpaired_labels=unpaired)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vessel-download-stare",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Download the official STARE archives (stare-images.tar, labels-ah.tar and,\n"
+            "with --with_vk, labels-vk.tar) and unpack them into the STARE layout:\n"
+            "OUT/stare-images/imNNNN.ppm.gz, OUT/labels-ah/imNNNN.ah.ppm.gz,\n"
+            "OUT/labels-vk/imNNNN.vk.ppm.gz. Archives are kept in OUT/archives/."),
+        epilog=(
+            "Resuming: an interrupted download leaves OUT/archives/NAME.tar.part; rerun the\n"
+            "same command to continue it (HTTP Range request). A complete NAME.tar is not\n"
+            "downloaded again (use --overwrite to force it).\n\n"
+            "Verification: every archive member is gunzipped and decoded as an image before\n"
+            "it is written. A corrupt member is NOT written (an older copy of it is removed),\n"
+            "is named in an error line, and the command exits with status 1; the good members\n"
+            "are still written. Labels without a photograph (the official labels-ah.tar has\n"
+            "im0324.ah.ppm.gz, whose photo is missing) are warnings only.\n\n"
+            "Exit status: 0 when every member of every archive decodes; 1 when an archive\n"
+            "could not be fetched or read, or a member is corrupt; 2 for bad flags."))
+    parser.add_argument("--out_dir", default="stare",
+                        help="folder to create the STARE layout in (default: ./stare)")
+    parser.add_argument("--url_base", default=DEFAULT_URL_BASE,
+                        help="folder URL holding the .tar archives: the official site, a "
+                             "mirror, or file:///path/to/folder (default: %(default)s)")
+    parser.add_argument("--with_vk", action="store_true",
+                        help="also fetch labels-vk.tar (the second observer's labels)")
+    parser.add_argument("--keep_archives", action=argparse.BooleanOptionalAction, default=True,
+                        help="keep OUT/archives/*.tar after a clean extraction (default: keep)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="download again even if OUT/archives/NAME.tar exists")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds without data before a connection is retried (default: 60)")
+    parser.add_argument("--retries", type=int, default=3,
+                        help="resumed retries per archive after a dropped connection (default: 3)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                        help="show progress bars (default: on)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Parses flags, downloads, prints a summary; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.retries < 0:
+        _parser().error("--retries must be >= 0")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    report = download_stare(args.out_dir, args.url_base, with_vk=args.with_vk,
+                            keep_archives=args.keep_archives, overwrite=args.overwrite,
+                            timeout=args.timeout, retries=args.retries,
+                            progress=args.progress)
+    corrupt = sum(len(a.corrupt) for a in report.archives)
+    failed = [a.folder for a in report.archives if a.error]
+    print(f"STARE in {Path(args.out_dir).resolve()}: "
+          + ", ".join(f"{a.folder} {len(a.written)} files" for a in report.archives)
+          + f"; {corrupt} corrupt, {len(report.unpaired_labels)} unpaired labels"
+          + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    return 0 if report.ok else 1
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -59,7 +59,8 @@ class TileRecord:
 def _png(array: np.ndarray) -> bytes:
     import cv2  # Imported here so the reader side never needs OpenCV.
     if array.ndim == 3 and array.shape[2] == 3:
-        array = array[..., ::-1]  # cv2 writes BGR.
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)  # cv2 writes BGR; faster than [..., ::-1]
+    # OpenCV's default PNG settings are its fastest here (explicit levels are slower).
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(array))
     if not ok:
         raise ValueError(f"PNG encoding failed for array of shape {array.shape}")

@@ -75,6 +75,8 @@ class TrainConfig:
     shuffle_buffer: int = 256
     online_augmentation: bool = False
     seed: int = 0
+    # tf.data element order reproducible run to run (slower input pipeline).
+    deterministic: bool = False
 
     def __post_init__(self):
         if self.batch_size < 1:

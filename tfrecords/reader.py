@@ -1,0 +1,224 @@
+"""The streaming tf.data input pipeline over the TFRecord shards of a dataset directory.
+
+    shard paths (dataset_info.json) -> [shuffle per epoch, repeat] -> interleave of
+    TFRecordDataset -> [shuffle serialized records] -> parse + PNG decode (parallel)
+    -> float32 image in [0, 1], {0, 1} mask -> [online augmentation] -> batch -> prefetch
+
+Nothing is materialised beyond the buffers: the shuffle buffer holds serialized (PNG)
+records, not decoded tiles, and the number of open shards is the interleave's cycle
+length, whatever the number of shards. Paths may be local or `gs://` (tensorflow-io).
+
+TF does not name the file in a read error (it says "corrupted record at 50800"), so the
+shards are checked for existence up front, and `naming_bad_shards` turns a read or decode
+error raised while iterating into a `ShardReadError` naming the bad shard(s), found by
+reading each shard of the split on its own.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Iterable, Iterator, Optional
+
+import tensorflow as tf
+
+from tfrecords import dataset_info as dataset_info_lib
+from tfrecords import schema
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+class ShardReadError(dataset_info_lib.DatasetError):
+    """A shard that is missing or cannot be read; the message names the file."""
+
+
+def _register_filesystems(path: str) -> None:
+    """Makes tensorflow-io's filesystems (gs://, s3://, ...) available for remote paths."""
+    if "://" in path:
+        try:
+            import tensorflow_io  # noqa: F401  (importing registers the filesystems)
+        except ImportError:
+            pass
+
+
+def decode_tile(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """One serialized record -> (image float32 [H, W, 3] in [0, 1], mask float32 {0, 1} [H, W, 1])."""
+    image, mask, _ = schema.parse_example(serialized)
+    image = tf.cast(image, tf.float32) / 255.0
+    mask = tf.cast(mask > 127, tf.float32)
+    return image, mask
+
+
+def augment_tile(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor,
+                 max_brightness: float = 0.1, contrast_range: tuple[float, float] = (0.9, 1.1)
+                 ) -> tuple[tf.Tensor, tf.Tensor]:
+    """Random flips, rot90 (square tiles) and mild brightness/contrast; pure TF, stateless.
+
+    image: float32 [H, W, 3] in [0, 1]; mask: float32 [H, W, 1]; seed: int64 [2].
+    The geometric transforms move image and mask together (one tensor); brightness and
+    contrast touch the image only. Output dtypes and shapes equal the inputs'.
+    """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=5)
+    both = tf.concat([image, mask], axis=-1)
+    both = tf.image.stateless_random_flip_left_right(both, seeds[0])
+    both = tf.image.stateless_random_flip_up_down(both, seeds[1])
+    height, width = tf.shape(both)[0], tf.shape(both)[1]
+    turns = tf.random.stateless_uniform([], seeds[2], 0, 4, dtype=tf.int32)
+    turns = tf.where(tf.equal(height, width), turns, 0)
+    both = tf.image.rot90(both, turns)
+    image, mask = both[..., :3], both[..., 3:]
+    image = tf.image.stateless_random_brightness(image, max_brightness, seeds[3])
+    image = tf.image.stateless_random_contrast(image, *contrast_range, seeds[4])
+    return tf.clip_by_value(image, 0.0, 1.0), mask
+
+
+def check_shards_exist(paths: Iterable[str]) -> None:
+    """Raises ShardReadError naming every listed shard that does not exist."""
+    missing = [p for p in paths if not tf.io.gfile.exists(p)]
+    if missing:
+        raise ShardReadError(f"{len(missing)} shard(s) listed in {dataset_info_lib.INFO_FILE} "
+                             f"are missing: {', '.join(missing)}")
+
+
+def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
+                 shuffle_buffer: int = 256, augment: bool = False,
+                 deterministic: Optional[bool] = None, seed: Optional[int] = None,
+                 input_context: Optional[tf.distribute.InputContext] = None,
+                 info: Optional[dataset_info_lib.DatasetInfo] = None,
+                 take_batches: Optional[int] = None) -> tf.data.Dataset:
+    """The batched (image, mask) dataset of one split.
+
+    Args:
+      data_dir: dataset directory holding dataset_info.json (local or gs://).
+      split: "train", "valid" or "test" (any split the dataset has).
+      batch_size: GLOBAL batch; with `input_context` each pipeline batches
+        `input_context.get_per_replica_batch_size(batch_size)`.
+      training: shuffle shards each epoch and records in a buffer, repeat forever,
+        drop the last partial batch. Otherwise one pass in file order.
+      shuffle_buffer: records in the shuffle buffer (training only).
+      augment: in-graph random flips/rot90/brightness/contrast (training only).
+      deterministic: element order reproducible; default: True unless training.
+      seed: seed of the shard/record shuffles and of the augmentation.
+      input_context: from `strategy.distribute_datasets_from_function`; with several
+        input pipelines the shards (or, if fewer shards than pipelines, the records)
+        are split by `input_pipeline_id`.
+      info: an already-read DatasetInfo (else read from data_dir).
+      take_batches: keep only the first N batches (a fixed validation subset).
+
+    Returns:
+      Dataset of (image float32 [b, H, W, 3] in [0, 1], mask float32 [b, H, W, 1] in {0, 1}).
+
+    Raises:
+      DatasetError: no dataset_info.json, no such split, or a listed shard is missing.
+    """
+    _register_filesystems(data_dir)
+    info = info or dataset_info_lib.read_dataset_info(data_dir)
+    paths = info.shard_paths(data_dir, split)
+    if not paths:
+        raise dataset_info_lib.DatasetError(
+            f"{dataset_info_lib.join(data_dir, dataset_info_lib.INFO_FILE)}: split {split!r} "
+            f"has no shards")
+    check_shards_exist(paths)
+    if deterministic is None:
+        deterministic = not training
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    shard_records = False
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+        if input_context.num_input_pipelines > 1:
+            if len(paths) >= input_context.num_input_pipelines:
+                files = files.shard(input_context.num_input_pipelines,
+                                    input_context.input_pipeline_id)
+            else:
+                shard_records = True
+    if training:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).repeat()
+
+    records = files.interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression_type=info.tfrecord_compression),
+        cycle_length=min(len(paths), 8), block_length=1,
+        num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    if shard_records:
+        records = records.shard(input_context.num_input_pipelines,
+                                input_context.input_pipeline_id)
+    if training and shuffle_buffer > 1:
+        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+
+    tiles = records.map(decode_tile, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    if training and augment:
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        tiles = tf.data.Dataset.zip((tiles, seeds)).map(
+            lambda tile, s: augment_tile(tile[0], tile[1], s),
+            num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    batches = tiles.batch(batch_size, drop_remainder=training,
+                          num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    if take_batches is not None:
+        batches = batches.take(take_batches)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return batches.with_options(options).prefetch(AUTOTUNE)
+
+
+def find_unreadable_shards(paths: Iterable[str], compression_type: str
+                           ) -> list[tuple[str, str]]:
+    """Reads and decodes every record of each shard on its own.
+
+    Returns [(path, "record N: error message")] for each shard that fails; [] if all read.
+    """
+    bad = []
+    for path in paths:
+        if not tf.io.gfile.exists(path):
+            bad.append((path, "file not found"))
+            continue
+        count = 0
+        try:
+            records = tf.data.TFRecordDataset(path, compression_type=compression_type)
+            for batch in records.map(decode_tile).batch(32):
+                count += int(tf.shape(batch[0])[0])
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
+                tf.errors.NotFoundError, tf.errors.UnknownError) as e:
+            bad.append((path, f"after {count} readable record(s): {_tf_message(e)}"))
+    return bad
+
+
+def _tf_message(error: tf.errors.OpError) -> str:
+    """The op error's own message without TF's function-node and op decorations."""
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", error.message)
+    return re.sub(r"\s*\[Op:[^\]]*\].*$", "", text, flags=re.S).strip()
+
+
+@contextlib.contextmanager
+def naming_bad_shards(data_dir: str, splits: Iterable[str],
+                      info: Optional[dataset_info_lib.DatasetInfo] = None) -> Iterator[None]:
+    """Re-raises a read/decode error from the block as ShardReadError naming the shard(s).
+
+    Wrap the code that iterates `make_dataset` datasets (e.g. `model.fit`). On such an
+    error every shard of `splits` is re-read to find the culprit(s).
+    """
+    try:
+        yield
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+        info = info or dataset_info_lib.read_dataset_info(data_dir)
+        bad = []
+        for split in splits:
+            bad += find_unreadable_shards(info.shard_paths(data_dir, split),
+                                          info.tfrecord_compression)
+        if not bad:
+            raise
+        details = "; ".join(f"{path}: {why}" for path, why in bad)
+        raise ShardReadError(f"cannot read {len(bad)} shard(s): {details}") from error
+
+
+def peek_tile_shape(data_dir: str, split: str,
+                    info: Optional[dataset_info_lib.DatasetInfo] = None) -> tuple[int, int]:
+    """(height, width) of the first record of `split`, read from its metadata."""
+    info = info or dataset_info_lib.read_dataset_info(data_dir)
+    path = info.shard_paths(data_dir, split)[0]
+    with naming_bad_shards(data_dir, [split], info):
+        for serialized in tf.data.TFRecordDataset(path, compression_type=info.tfrecord_compression
+                                                  ).take(1):
+            _, _, meta = schema.parse_example(serialized)
+            return int(meta["height"]), int(meta["width"])
+    raise dataset_info_lib.DatasetError(f"{path}: shard holds no record")

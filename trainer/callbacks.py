@@ -1,0 +1,158 @@
+"""Training callbacks: per-epoch logs that survive a restart, and resumable monitors.
+
+Files written by `EpochLogs` (rewritten whole at every epoch end, so a run killed and
+resumed by BackupAndRestore never duplicates or loses a row):
+
+    M/eval/train_losses.csv    "epoch, loss, val_loss"            (the reference's format)
+    M/eval/train_metrics.csv   "epoch,dice_coef,val_dice_coef,"   (the reference's format)
+    M/eval/train_losses.png, M/eval/train_metrics.png             line plots
+    M/history.json             every logged value per epoch, full precision
+
+Epochs are 0-based in the CSVs, as the reference writes them.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Optional, Sequence
+
+import keras
+import numpy as np
+
+HISTORY_FILE = "history.json"
+LOSSES_CSV = "train_losses.csv"
+METRICS_CSV = "train_metrics.csv"
+
+
+def read_history(path: str) -> dict[str, list]:
+    """{"epoch": [...], key: [...]} from a history.json; {} if there is none."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def history_before(history: dict[str, list], epoch: int) -> dict[str, list]:
+    """The part of `history` for epochs < `epoch`."""
+    keep = [i for i, e in enumerate(history.get("epoch", [])) if e < epoch]
+    return {k: [v[i] for i in keep] for k, v in history.items()}
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _fmt(value) -> str:
+    return "nan" if value is None else f"{value:.4f}"
+
+
+class EpochLogs(keras.callbacks.Callback):
+    """Writes the CSV logs, their plots and history.json after every epoch.
+
+    The rows of epochs >= the current one (left by a run killed before its backup was
+    saved) are replaced, so the files always hold each finished epoch exactly once.
+    """
+
+    def __init__(self, model_dir: str, metrics: Sequence[str] = ("dice_coef", "val_dice_coef")):
+        super().__init__()
+        self.model_dir = model_dir
+        self.eval_dir = os.path.join(model_dir, "eval")
+        self.metrics = tuple(metrics)
+        self.history_path = os.path.join(model_dir, HISTORY_FILE)
+        self.rows: Optional[list[dict]] = None
+
+    def on_train_begin(self, logs=None):
+        os.makedirs(self.eval_dir, exist_ok=True)
+        history = read_history(self.history_path)
+        keys = [k for k in history if k != "epoch"]
+        self.rows = [dict({"epoch": e}, **{k: history[k][i] for k in keys})
+                     for i, e in enumerate(history.get("epoch", []))]
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch}
+        row.update({k: float(v) for k, v in (logs or {}).items()})
+        self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
+        self._write()
+
+    def _write(self):
+        keys = sorted({k for r in self.rows for k in r if k != "epoch"})
+        history = {"epoch": [r["epoch"] for r in self.rows]}
+        history.update({k: [r.get(k) for r in self.rows] for k in keys})
+        _write_atomic(self.history_path, json.dumps(history, indent=1))
+        m0, m1 = self.metrics[0], self.metrics[1]
+        _write_atomic(os.path.join(self.eval_dir, LOSSES_CSV),
+                      "epoch, loss, val_loss\n" + "".join(
+                          f"{r['epoch']}, {_fmt(r.get('loss'))}, {_fmt(r.get('val_loss'))}\n"
+                          for r in self.rows))
+        _write_atomic(os.path.join(self.eval_dir, METRICS_CSV),
+                      f"epoch,{m0},{m1},\n" + "".join(
+                          f"{r['epoch']}, {_fmt(r.get(m0))}, {_fmt(r.get(m1))}\n"
+                          for r in self.rows))
+        _plot(history, ("loss", "val_loss"), os.path.join(self.eval_dir, "train_losses.png"))
+        _plot(history, (m0, m1), os.path.join(self.eval_dir, "train_metrics.png"))
+
+
+def _plot(history: dict[str, list], keys: Sequence[str], path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in keys:
+        if key in history:
+            values = [np.nan if v is None else v for v in history[key]]
+            ax.plot(history["epoch"], values, marker="o", label=key)
+    ax.set_xlabel("epoch")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _replay(values: Sequence[float], min_delta: float, reset_after: int = 0
+            ) -> tuple[float, int]:
+    """(best, epochs since best or since the last reset) of a 'min' monitor over past
+    values; `reset_after` > 0 zeroes the count when it reaches that (a LR reduction)."""
+    best, wait = math.inf, 0
+    for v in values:
+        if v is not None and v < best - min_delta:
+            best, wait = v, 0
+        else:
+            wait += 1
+            if reset_after and wait >= reset_after:
+                wait = 0
+    return best, wait
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping on a 'min' monitor that starts from the past epochs' values."""
+
+    def __init__(self, past_values: Sequence[float] = (), **kwargs):
+        super().__init__(mode="min", **kwargs)
+        self.past_values = list(past_values)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.past_values:
+            self.best, self.wait = _replay(self.past_values, abs(self.min_delta))
+
+
+class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau on a 'min' monitor that starts from the past epochs' values.
+
+    The learning rate itself is an optimizer variable, restored by BackupAndRestore.
+    """
+
+    def __init__(self, past_values: Sequence[float] = (), **kwargs):
+        super().__init__(mode="min", **kwargs)
+        self.past_values = list(past_values)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.past_values:
+            self.best, self.wait = _replay(self.past_values, abs(self.min_delta),
+                                           reset_after=self.patience)

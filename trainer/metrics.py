@@ -1,0 +1,135 @@
+"""Stateful segmentation metrics over every pixel seen since the last reset.
+
+Each metric accumulates true/false positive/negative pixel counts (float64, summed over
+batches and - being Keras "on read, sum" variables - over replicas) with the prediction
+thresholded at `threshold` (p > threshold is vessel) and the label at 0.5:
+
+    dice (F1)    2 TP / (2 TP + FP + FN)
+    iou          TP / (TP + FP + FN)
+    sensitivity  TP / (TP + FN)
+    specificity  TN / (TN + FP)
+    accuracy     (TP + TN) / all
+
+A ratio whose denominator is 0 is 1.0: nothing to find and nothing found (e.g. Dice on
+all-background tiles predicted all background) is a perfect score, not a division error.
+ROC AUC is Keras' `AUC` (200 thresholds). `dice_coef` (the reference's smoothed Dice of
+probabilities, averaged over batches) lives in `trainer.losses`.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from trainer import losses
+
+PACKAGE = losses.PACKAGE
+
+
+def _ratio(numerator, denominator):
+    return tf.where(denominator > 0, numerator / tf.maximum(denominator, 1.0),
+                    tf.ones_like(numerator))
+
+
+class ConfusionMetric(keras.metrics.Metric):
+    """Base: accumulates pixel TP, FP, FN, TN; subclasses define `score(tp, fp, fn, tn)`."""
+
+    def __init__(self, name: str, threshold: float = 0.5, dtype=None):
+        super().__init__(name=name, dtype=dtype or "float32")
+        self.threshold = threshold
+        self.counts = [self.add_variable(shape=(), initializer="zeros", dtype="float64",
+                                         name=n) for n in ("tp", "fp", "fn", "tn")]
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError(f"{self.name}: sample weights are not supported")
+        truth = tf.cast(y_true, tf.float32) >= 0.5
+        predicted = tf.cast(y_pred, tf.float32) > self.threshold
+        cells = [tf.logical_and(predicted, truth),
+                 tf.logical_and(predicted, tf.logical_not(truth)),
+                 tf.logical_and(tf.logical_not(predicted), truth),
+                 tf.logical_and(tf.logical_not(predicted), tf.logical_not(truth))]
+        for variable, cell in zip(self.counts, cells):
+            variable.assign_add(tf.reduce_sum(tf.cast(cell, tf.float64)))
+
+    def reset_state(self):
+        for variable in self.counts:
+            variable.assign(tf.zeros((), tf.float64))
+
+    def result(self):
+        tp, fp, fn, tn = (tf.convert_to_tensor(v) for v in self.counts)
+        return tf.cast(self.score(tp, fp, fn, tn), tf.float32)
+
+    def score(self, tp, fp, fn, tn):
+        raise TypeError(f"{type(self).__name__} must define score()")
+
+    def get_config(self):
+        return {"name": self.name, "threshold": self.threshold, "dtype": self.dtype}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Dice(ConfusionMetric):
+    """Dice / F1 of the thresholded mask: 2 TP / (2 TP + FP + FN)."""
+
+    def __init__(self, name: str = "dice", threshold: float = 0.5, dtype=None):
+        super().__init__(name=name, threshold=threshold, dtype=dtype)
+
+    def score(self, tp, fp, fn, tn):
+        return _ratio(2.0 * tp, 2.0 * tp + fp + fn)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class IoU(ConfusionMetric):
+    """Jaccard index of the thresholded mask: TP / (TP + FP + FN)."""
+
+    def __init__(self, name: str = "iou", threshold: float = 0.5, dtype=None):
+        super().__init__(name=name, threshold=threshold, dtype=dtype)
+
+    def score(self, tp, fp, fn, tn):
+        return _ratio(tp, tp + fp + fn)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Sensitivity(ConfusionMetric):
+    """Recall of vessel pixels: TP / (TP + FN)."""
+
+    def __init__(self, name: str = "sensitivity", threshold: float = 0.5, dtype=None):
+        super().__init__(name=name, threshold=threshold, dtype=dtype)
+
+    def score(self, tp, fp, fn, tn):
+        return _ratio(tp, tp + fn)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Specificity(ConfusionMetric):
+    """Recall of background pixels: TN / (TN + FP)."""
+
+    def __init__(self, name: str = "specificity", threshold: float = 0.5, dtype=None):
+        super().__init__(name=name, threshold=threshold, dtype=dtype)
+
+    def score(self, tp, fp, fn, tn):
+        return _ratio(tn, tn + fp)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PixelAccuracy(ConfusionMetric):
+    """Share of pixels classified right: (TP + TN) / all."""
+
+    def __init__(self, name: str = "accuracy", threshold: float = 0.5, dtype=None):
+        super().__init__(name=name, threshold=threshold, dtype=dtype)
+
+    def score(self, tp, fp, fn, tn):
+        return _ratio(tp + tn, tp + fp + fn + tn)
+
+
+def segmentation_metrics(threshold: float = 0.5) -> list:
+    """Fresh instances of every metric the trainer logs and the evaluator reports.
+
+    Names in logs: dice_coef, dice, iou, sensitivity, specificity, accuracy, auc.
+    """
+    return [losses.dice_coef, Dice(threshold=threshold), IoU(threshold=threshold),
+            Sensitivity(threshold=threshold), Specificity(threshold=threshold),
+            PixelAccuracy(threshold=threshold),
+            keras.metrics.AUC(num_thresholds=200, curve="ROC", name="auc")]
+
+
+METRIC_NAMES = ("dice_coef", "dice", "iou", "sensitivity", "specificity", "accuracy", "auc")

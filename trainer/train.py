@@ -1,0 +1,263 @@
+"""vessel-train: trains the U-Net on the TFRecord shards of a dataset directory.
+
+    vessel-train --config configs/stare.config --data_dir D --model_dir M \
+        [--set section.key=value ...] [--num_cpu_replicas N] [--precision auto]
+
+Writes into M:
+    best_model.keras        best val_loss (ModelCheckpoint)
+    model_info.json         what inference needs (tile size, scale, overlap, threshold, ...)
+    history.json            every logged value per epoch (whole run, across restarts)
+    eval/train_losses.csv, eval/train_metrics.csv and their .png plots
+    logs/                   TensorBoard
+    backup/                 BackupAndRestore state while training; a run killed (even by
+                            SIGKILL) and started again with the same command continues
+                            from the last finished epoch. Removed when training ends.
+
+`[train] batch_size` is per replica: the global batch is batch_size x replicas.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from typing import Optional, Sequence
+
+_LOG = logging.getLogger("vessel-train")
+
+BACKUP_DIR = "backup"
+EVAL_DIR = "eval"
+LOGS_DIR = "logs"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vessel-train",
+        description="Train the vessel-segmentation U-Net on TFRecord shards written by "
+                    "vessel-preprocess, on all GPUs (MirroredStrategy) or on CPU.",
+        epilog="Example: vessel-train --config configs/stare.config --data_dir data/stare "
+               "--model_dir models/stare --set train.epochs=2 --set model.base_filters=8")
+    parser.add_argument("--config", default=None,
+                        help="experiment config in the reference INI format (default: the "
+                             "built-in defaults, i.e. the reference STARE U-Net)")
+    parser.add_argument("--data_dir", required=True,
+                        help="dataset directory with dataset_info.json and the train/valid "
+                             "shards (local path or gs://)")
+    parser.add_argument("--model_dir", default=None,
+                        help="output directory (default: [train] model_dir of the config)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE",
+                        help="override one config value, a Python literal; repeatable, "
+                             "e.g. --set train.epochs=2 --set model.base_kernels=(5,5)")
+    parser.add_argument("--num_cpu_replicas", type=int, default=0,
+                        help="split the CPU into N logical devices and mirror over them "
+                             "(tests the multi-replica path without GPUs); 0 = GPUs if any")
+    parser.add_argument("--precision", default="auto",
+                        choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+                        help="auto = mixed_float16 on GPU, float32 on CPU (default: auto)")
+    parser.add_argument("--global_batch_size", type=int, default=None,
+                        help="global batch (must be a multiple of the replica count); "
+                             "default: [train] batch_size x replicas")
+    parser.add_argument("--verbose", default="auto", choices=("auto", "0", "1", "2"),
+                        help="Keras verbosity: 1 = progress bar, 2 = one line per epoch; "
+                             "auto = 1 on a terminal, else 2")
+    return parser
+
+
+def resolve_verbose(verbose: str) -> int:
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(verbose)
+
+
+def _check_tile_size(config, data_dir: str, info) -> tuple[int, int]:
+    from tfrecords import dataset_info as dataset_info_lib
+    from tfrecords import reader
+    size = info.parameters.get("tile_size")
+    tile = (int(size), int(size)) if size else reader.peek_tile_shape(data_dir, "train", info)
+    model = (config.model.image_height, config.model.image_width)
+    if tile != model:
+        raise dataset_info_lib.DatasetError(
+            f"{dataset_info_lib.join(data_dir, dataset_info_lib.INFO_FILE)}: tiles are "
+            f"{tile[0]}x{tile[1]} but the model input ([model] image_height x image_width) is "
+            f"{model[0]}x{model[1]}; set them equal (e.g. --set model.image_height={tile[0]} "
+            f"--set model.image_width={tile[1]}) or re-run vessel-preprocess")
+    return tile
+
+
+def _check_model_dir(model_dir: str) -> None:
+    """Refuses a model dir written for another record schema (read_model_info raises)."""
+    from trainer import model_info as model_info_lib
+    if os.path.exists(os.path.join(model_dir, model_info_lib.INFO_FILE)):
+        model_info_lib.read_model_info(model_dir)
+
+
+def _resume_epoch(model_dir: str) -> int:
+    """The epoch BackupAndRestore will resume at (0 for a fresh run)."""
+    path = os.path.join(model_dir, BACKUP_DIR, "training_metadata.json")
+    if not os.path.exists(path):
+        return 0
+    with open(path, encoding="utf-8") as f:
+        return int(json.load(f).get("epoch", 0))
+
+
+def _steps(records: int, global_batch: int, split: str, data_dir: str) -> int:
+    if records < global_batch:
+        from tfrecords import dataset_info as dataset_info_lib
+        raise dataset_info_lib.DatasetError(
+            f"{data_dir}: split {split!r} has {records} tiles, fewer than one global batch "
+            f"of {global_batch}; lower [train] batch_size or add data")
+    return records // global_batch
+
+
+def make_callbacks(config, model_dir: str, resume_epoch: int) -> list:
+    """The callbacks in the order their epoch-end work must happen: logs first, the
+    backup last (so a finished backup implies finished logs)."""
+    import keras
+
+    from trainer import callbacks as callbacks_lib
+    from trainer import model_info as model_info_lib
+
+    past = callbacks_lib.history_before(
+        callbacks_lib.read_history(os.path.join(model_dir, callbacks_lib.HISTORY_FILE)),
+        resume_epoch)
+    past_val_loss = past.get("val_loss", [])
+    metrics = config.train.metrics if len(config.train.metrics) >= 2 else (
+        "dice_coef", "val_dice_coef")
+    best_so_far = min((v for v in past_val_loss if v is not None), default=None)
+    callbacks = [
+        callbacks_lib.EpochLogs(model_dir, metrics=metrics[:2]),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(model_dir, model_info_lib.MODEL_FILE), monitor="val_loss",
+            save_best_only=True, initial_value_threshold=best_so_far, verbose=1),
+        callbacks_lib.ResumableEarlyStopping(
+            past_values=past_val_loss, monitor="val_loss", patience=config.train.patience,
+            verbose=1),
+    ]
+    if config.train.learning_rate_reducer:
+        callbacks.append(callbacks_lib.ResumableReduceLROnPlateau(
+            past_values=past_val_loss, monitor="val_loss", factor=config.train.reducer_factor,
+            patience=config.train.reducer_patience, min_lr=0.0, verbose=1))
+    callbacks.append(keras.callbacks.TensorBoard(os.path.join(model_dir, LOGS_DIR),
+                                                 profile_batch=0))
+    if config.train.epoch_change_tiledinfer and config.tiledinfer.images_dir:
+        try:
+            from inference.epoch_callback import EpochChangeTiledInference
+        except ImportError as e:
+            _LOG.warning("epoch-change tiled inference is unavailable (%s); training "
+                         "without it", e)
+        else:
+            callbacks.append(EpochChangeTiledInference(config, model_dir))
+    callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(model_dir, BACKUP_DIR),
+                                                      double_checkpoint=True))
+    return callbacks
+
+
+def train(config, data_dir: str, model_dir: str, *, num_cpu_replicas: int = 0,
+          precision: str = "auto", global_batch: Optional[int] = None,
+          verbose: int = 2) -> dict:
+    """Trains per `config`; returns the history of this process' epochs {key: [values]}.
+
+    Raises:
+      DatasetError: no dataset_info.json, a missing split or shard, tile size mismatch.
+      ModelDirError: model_dir was written for another record schema.
+      ShardReadError: a shard cannot be read (the message names it).
+      ValueError: global batch not divisible by the replica count.
+    """
+    from trainer import strategy as strategy_lib
+    strategy = strategy_lib.make_strategy(num_cpu_replicas)  # before any other TF work
+    policy = strategy_lib.set_precision(precision)
+
+    import keras
+
+    from configs import to_dict
+    # The validation pass is one finite pass of unknown length: Keras learns its length by
+    # running out of data in epoch 1 and says "interrupting training", which it is not.
+    # (The training stream repeats forever, so it never runs out.)
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
+    from tfrecords import dataset_info as dataset_info_lib
+    from tfrecords import reader
+    from trainer import losses, metrics
+    from trainer import model as model_lib
+    from trainer import model_info as model_info_lib
+
+    info = dataset_info_lib.read_dataset_info(data_dir)
+    for split in ("train", "valid"):
+        info.shard_paths(data_dir, split)  # raises naming the file and the splits it has
+    tile_size = _check_tile_size(config, data_dir, info)
+    _check_model_dir(model_dir)
+    os.makedirs(model_dir, exist_ok=True)
+
+    replicas = strategy.num_replicas_in_sync
+    batch = strategy_lib.global_batch_size(config.train.batch_size, replicas, global_batch)
+    steps_per_epoch = config.train.steps_per_epoch or _steps(
+        info.splits["train"].records, batch, "train", data_dir)
+    _LOG.info("%d replica(s), global batch %d, precision %s, %d steps per epoch",
+              replicas, batch, policy, steps_per_epoch)
+
+    keras.utils.set_random_seed(config.train.seed)
+    with strategy.scope():
+        model = model_lib.build_unet(config.model)
+        optimizer = keras.optimizers.Adam(learning_rate=config.model.learning_rate,
+                                          clipvalue=config.model.clipvalue)
+        model.compile(optimizer=optimizer, loss=losses.get_loss(config.model.loss),
+                      metrics=metrics.segmentation_metrics(config.tiledinfer.threshold))
+    if config.model.show_summary:
+        model.summary()
+
+    def train_fn(context):
+        return reader.make_dataset(
+            data_dir, "train", batch, training=True, shuffle_buffer=config.train.shuffle_buffer,
+            augment=config.train.online_augmentation,
+            deterministic=config.train.deterministic or None, seed=config.train.seed,
+            input_context=context, info=info)
+
+    def valid_fn(context):
+        return reader.make_dataset(data_dir, "valid", batch, training=False,
+                                   input_context=context, info=info,
+                                   take_batches=config.train.validation_steps)
+
+    train_data = strategy.distribute_datasets_from_function(train_fn)
+    valid_data = strategy.distribute_datasets_from_function(valid_fn)
+
+    model_info_lib.write_model_info(model_dir, model_info_lib.ModelInfo(
+        tile_size=tile_size[0], scale=int(info.parameters.get("scale", 1)),
+        overlap=config.tiledinfer.overlapping, threshold=config.tiledinfer.threshold,
+        precision=policy, data_ids={s: list(v.image_ids) for s, v in info.splits.items()},
+        config=to_dict(config)))
+
+    resume_epoch = _resume_epoch(model_dir)
+    if resume_epoch:
+        _LOG.info("resuming from %s after epoch %d", os.path.join(model_dir, BACKUP_DIR),
+                  resume_epoch)
+    with reader.naming_bad_shards(data_dir, ["train", "valid"], info):
+        history = model.fit(train_data, epochs=config.train.epochs,
+                            steps_per_epoch=steps_per_epoch, validation_data=valid_data,
+                            callbacks=make_callbacks(config, model_dir, resume_epoch),
+                            shuffle=False, verbose=verbose)
+    return history.history
+
+
+def run(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    from configs import ConfigError, load_config
+    from tfrecords.dataset_info import DatasetError
+    from trainer.model_info import ModelDirError
+    try:
+        config = load_config(args.config, args.overrides)
+        model_dir = args.model_dir or config.train.model_dir
+        train(config, args.data_dir, model_dir, num_cpu_replicas=args.num_cpu_replicas,
+              precision=args.precision, global_batch=args.global_batch_size,
+              verbose=resolve_verbose(args.verbose))
+    except (ConfigError, DatasetError, ModelDirError, ValueError) as e:
+        print(f"vessel-train: error: {e}", file=sys.stderr)
+        return 2
+    print(f"vessel-train: model and logs in {model_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

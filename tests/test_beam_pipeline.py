@@ -1,0 +1,225 @@
+"""End-to-end DirectRunner runs of the Beam job on synthetic STARE data with bad inputs.
+
+Expected records are computed here independently (gunzip + cv2 decode, cv2 resizes,
+numpy padding) and compared with what the shards hold.
+"""
+import glob
+import gzip
+import json
+import math
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from beam_jobs import cli, inputs, pipeline
+from configs.schema import DISTORTION_CENTERS, PreprocessConfig, REFERENCE_AUGMENTATIONS
+from tfrecords import dataset_info as info_lib
+
+SCALE, TILE = 2, 64
+NUM_VARIANTS = 5 + 1 + 2 + 2 * len(DISTORTION_CENTERS)
+FLAGS = ["--scale", str(SCALE), "--tile_size", str(TILE), "--augment", "reference",
+         "--split", "train=0.5,valid=0.25,test=0.25", "--seed", "1", "--shards", "2",
+         "--whole_image", "--runner", "DirectRunner", "--direct_running_mode", "in_memory",
+         "--direct_num_workers", "1"]
+CONFIG = PreprocessConfig(scale=SCALE, tile_size=TILE, augmentations=REFERENCE_AUGMENTATIONS,
+                          split="train=0.5,valid=0.25,test=0.25", seed=1, shards=2,
+                          whole_image=True)
+# file name -> the words its errors.jsonl reason must contain
+BAD_INPUTS = {
+    "im0005.ppm.gz": "gzip",
+    "im0006.ppm.gz": "truncated",
+    "im0007.png": "undecodable",
+    "im0008.ah.ppm.gz": "size mismatch",
+    "im0009.ppm.gz": "unpaired image",
+    "im0324.ah.ppm.gz": "unpaired mask",
+    "notes.txt": "not an image",
+}
+
+
+def _decode_ppm_gz(path):
+    """Independent reader: gunzip + cv2 decode, RGB."""
+    raw = gzip.decompress(open(path, "rb").read())
+    return cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+
+
+@pytest.fixture(scope="module")
+def stare_with_bad_inputs(synthetic_stare_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("stare_bad")
+    shutil.copytree(synthetic_stare_dir, root, dirs_exist_ok=True)
+    images, labels = root / "stare-images", root / "labels-ah"
+    good_image = (images / "im0001.ppm.gz").read_bytes()
+    good_label = (labels / "im0001.ah.ppm.gz").read_bytes()
+    raw = gzip.decompress(good_image)
+    (images / "im0005.ppm.gz").write_bytes(good_image[: len(good_image) // 2])
+    (images / "im0006.ppm.gz").write_bytes(gzip.compress(raw[: len(raw) // 2]))
+    (images / "im0007.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    (images / "im0008.ppm.gz").write_bytes(good_image)
+    small = np.zeros((10, 12, 3), np.uint8)
+    (labels / "im0008.ah.ppm.gz").write_bytes(gzip.compress(b"P6\n12 10\n255\n" + small.tobytes()))
+    (images / "im0009.ppm.gz").write_bytes(good_image)
+    (labels / "im0324.ah.ppm.gz").write_bytes(good_label)
+    (images / "notes.txt").write_text("not a photo")
+    for i in (5, 6, 7):
+        (labels / f"im000{i}.ah.ppm.gz").write_bytes(good_label)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_a(stare_with_bad_inputs, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("run_a"))
+    pairs, problems = inputs.discover_stare(str(stare_with_bad_inputs))
+    summary = pipeline.run_job(CONFIG, pairs, problems, out,
+                               parameters={"stare_dir": str(stare_with_bad_inputs)})
+    return out, summary
+
+
+def _records(out):
+    import tensorflow as tf
+    from tfrecords import schema
+    info = info_lib.read_dataset_info(out)
+    result = {}
+    for split in info.splits:
+        paths = info.shard_paths(out, split)
+        data = tf.data.TFRecordDataset(paths, compression_type=info.tfrecord_compression)
+        result[split] = [bytes(r.numpy()) for r in data]
+    decoded = {s: [schema.decode_example_numpy(r) for r in rs] for s, rs in result.items()}
+    return info, result, decoded
+
+
+@pytest.fixture(scope="module")
+def records_a(run_a):
+    return _records(run_a[0])
+
+
+def test_every_bad_input_is_one_dead_letter(run_a):
+    out, summary = run_a
+    lines = [json.loads(l) for l in open(f"{out}/errors.jsonl") if l.strip()]
+    by_name = {e["path"].rsplit("/", 1)[-1]: e for e in lines}
+    assert len(lines) == len(BAD_INPUTS) == len(by_name)
+    for name, words in BAD_INPUTS.items():
+        assert words in by_name[name]["reason"].lower(), by_name[name]
+        assert by_name[name]["stage"] in ("discover", "read")
+    assert summary.images_written == 4 and len(summary.errors) == len(BAD_INPUTS)
+
+
+def test_split_by_image_and_counts(run_a, records_a):
+    out, _ = run_a
+    info, raw, decoded = records_a
+    ids = {s: set(v.image_ids) for s, v in info.splits.items()}
+    assert set().union(*ids.values()) == {"im0001", "im0002", "im0003", "im0004"}
+    assert sum(len(v) for v in ids.values()) == 4  # disjoint
+    assert {s: len(v) for s, v in ids.items()} == {"train": 2, "valid": 1, "test": 1}
+    for split, recs in decoded.items():
+        assert {m["image_id"] for _, _, m in recs} == ids[split]
+        assert len(raw[split]) == info.splits[split].records
+        assert len(info.splits[split].shards) == 2
+        augmented = [m for _, _, m in recs if m["augmentation"] != "none"]
+        assert len(augmented) == info.splits[split].augmented_tiles
+        if split != "train":
+            assert not augmented
+    assert info.errors == len(BAD_INPUTS)
+    assert info.parameters["scale"] == SCALE and info.parameters["tile_size"] == TILE
+    assert len(info.input_checksums) == 8
+    assert open(f"{out}/statistics.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tiles_equal_independent_enlargement_and_padding(synthetic_stare_dir, records_a):
+    info, _, decoded = records_a
+    dropped = 0
+    for split, recs in decoded.items():
+        for image_id in info.splits[split].image_ids:
+            image = _decode_ppm_gz(synthetic_stare_dir / "stare-images" / f"{image_id}.ppm.gz")
+            label = _decode_ppm_gz(synthetic_stare_dir / "labels-ah" / f"{image_id}.ah.ppm.gz")
+            h, w = image.shape[0] * SCALE, image.shape[1] * SCALE
+            big = cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC)
+            grey = np.where(cv2.cvtColor(label, cv2.COLOR_RGB2GRAY) > 127, 255, 0).astype(np.uint8)
+            big_mask = cv2.resize(grey, (w, h), interpolation=cv2.INTER_LINEAR) > 127
+            ph, pw = math.ceil(h / TILE) * TILE - h, math.ceil(w / TILE) * TILE - w
+            padded = np.pad(big, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+            padded_mask = np.pad(big_mask, ((0, ph), (0, pw)))
+            expected = {(y, x) for y in range(0, h, TILE) for x in range(0, w, TILE)
+                        if padded_mask[y:y + TILE, x:x + TILE].any()}
+            dropped += math.ceil(h / TILE) * math.ceil(w / TILE) - len(expected)
+            plain = {(m["tile_y"], m["tile_x"]): (img, msk) for img, msk, m in recs
+                     if m["image_id"] == image_id and m["augmentation"] == "none"}
+            assert set(plain) == expected | {(-1, -1)}
+            for (y, x), (img, msk) in plain.items():
+                if y < 0:
+                    assert img.shape == (TILE, TILE, 3)
+                    continue
+                assert np.array_equal(img, padded[y:y + TILE, x:x + TILE])
+                assert np.array_equal(msk[..., 0] > 0, padded_mask[y:y + TILE, x:x + TILE])
+            augmented = [m for _, _, m in recs
+                         if m["image_id"] == image_id and m["augmentation"] != "none"]
+            assert len(augmented) == (NUM_VARIANTS * len(plain) if split == "train" else 0)
+    assert info.dropped_empty == dropped
+
+
+def test_record_metadata_and_masks(records_a):
+    _, _, decoded = records_a
+    for recs in decoded.values():
+        for img, msk, m in recs:
+            assert img.dtype == np.uint8 and img.shape == (TILE, TILE, 3)
+            assert msk.shape == (TILE, TILE, 1) and set(np.unique(msk)) <= {0, 255}
+            assert m["scale"] == SCALE and m["height"] == m["width"] == TILE
+            assert m["vessel_fraction"] == pytest.approx(np.count_nonzero(msk) / TILE ** 2)
+            assert m["source_path"].endswith(f"{m['image_id']}.ppm.gz")
+    train_names = {m["augmentation"] for _, _, m in decoded["train"]}
+    assert len(train_names) == NUM_VARIANTS + 1 and "barrel_0.5_0.5" in train_names
+
+
+@pytest.fixture(scope="module")
+def cli_run(stare_with_bad_inputs, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("run_cli"))
+    code = cli.main(["--stare_dir", str(stare_with_bad_inputs), "--output_dir", out, *FLAGS])
+    return out, code
+
+
+def test_cli_run_is_deterministic_and_exits_1_on_rejected_inputs(cli_run, records_a):
+    out, code = cli_run
+    assert code == 1
+    _, raw_b, _ = _records(out)
+    _, raw_a, _ = records_a
+    assert {s: sorted(r) for s, r in raw_a.items()} == {s: sorted(r) for s, r in raw_b.items()}
+
+
+def test_cli_refuses_existing_dataset_then_overwrites(cli_run, stare_with_bad_inputs, capsys):
+    out, _ = cli_run
+    args = ["--stare_dir", str(stare_with_bad_inputs), "--output_dir", out]
+    assert cli.main(args + FLAGS) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    flags = [f for f in FLAGS if f != "--whole_image"]
+    flags[flags.index("reference")] = "none"
+    code = cli.main(args + flags + ["--overwrite", "--allow_errors", "--shards", "1"])
+    assert code == 0
+    info = info_lib.read_dataset_info(out)
+    assert all(s.augmented_tiles == 0 and len(s.shards) == 1 for s in info.splits.values())
+    assert glob.glob(f"{out}/train/*.tfrecord*") == [f"{out}/train/train-00000-of-00001.tfrecord.gz"]
+
+
+def test_cli_missing_input_dir_is_one_line_error(tmp_path, capsys):
+    code = cli.main(["--stare_dir", str(tmp_path / "absent"), "--output_dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not exist" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_empty_input_dir_writes_dead_letters(tmp_path, capsys):
+    (tmp_path / "stare" / "stare-images").mkdir(parents=True)
+    (tmp_path / "stare" / "labels-ah").mkdir()
+    out = tmp_path / "o"
+    code = cli.main(["--stare_dir", str(tmp_path / "stare"), "--output_dir", str(out)])
+    assert code == 1 and "no image/mask pairs" in capsys.readouterr().err
+    lines = [json.loads(l) for l in open(out / "errors.jsonl")]
+    assert {l["reason"] for l in lines} == {"empty image folder: no files",
+                                           "empty mask folder: no files"}
+
+
+def test_cli_rejects_bad_flags(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--stare_dir", str(tmp_path), "--output_dir", "o", "--augment", "twirl"])
+    assert info.value.code == 2 and "unknown augmentation" in capsys.readouterr().err
+    code = cli.main(["--stare_dir", str(tmp_path), "--output_dir", "o", "--tile_stride", "999"])
+    assert code == 2 and "tile_stride" in capsys.readouterr().err

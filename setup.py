@@ -40,6 +40,8 @@ setuptools.setup(
         "console_scripts": [
             "vessel-synth=synthetic.cli:run",
             "vessel-preprocess=beam_jobs.cli:run",
+            "vessel-segment=inference.cli:run",
+            "vessel-export=inference.export:run",
             "vessel-download-stare=pipeline.download_stare:run",
         ],
     },

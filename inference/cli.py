@@ -1,0 +1,287 @@
+"""`vessel-segment`: segments whole fundus photographs with a trained model.
+
+  vessel-segment --model_dir M --input PATH [PATH ...] --output_dir O
+
+Writes O/<stem>.png (0/255 vessel mask) per input, optionally O/<stem>_probabilities.png
+(16-bit) and O/<stem>_overlay.png, and with --masks_dir O/metrics.csv. Every image goes
+through one TensorFlow graph (inference/predictor.py).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+import sys
+import time
+from typing import Optional
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model_dir", None, "Model dir written by vessel-train: best_model.keras "
+                    "+ model_info.json (local or gs://).")
+flags.DEFINE_multi_string("input", None, "Image files, folders or globs (local or gs://). "
+                          "Repeat the flag or list paths after it: --input a.jpg b/ 'c/*.ppm.gz'. "
+                          "Formats: png jpg gif bmp ppm pgm tif, optionally .gz.")
+flags.DEFINE_string("output_dir", None, "Where <stem>.png masks are written (local or gs://).")
+flags.DEFINE_integer("overlap", None, "Tile overlap in px (default: model_info.json, 64).")
+flags.DEFINE_integer("batch_size", 4, "Tiles per model call.")
+flags.DEFINE_enum("blend", "gaussian", ["gaussian", "linear", "none"],
+                  "Tile blending: gaussian (sigma = tile/8), linear ramps over the overlap, "
+                  "none (plain average).")
+flags.DEFINE_enum("tta", "none", ["none", "flips", "d4"],
+                  "Test-time augmentation averaged in the graph: flips (4x work) or d4 (8x).")
+flags.DEFINE_float("threshold", None, "Vessel if probability > threshold "
+                   "(default: model_info.json, 0.5).")
+flags.DEFINE_enum("input_scale", "enlarged", ["enlarged", "native"],
+                  "enlarged: inputs are at the training scale (e.g. 3500x3025 STARE); native: "
+                  "inputs are original photos (700x605), enlarged by the model's scale in the "
+                  "graph and the output shrunk back to the input size.")
+flags.DEFINE_bool("save_probabilities", False, "Also write <stem>_probabilities.png, "
+                  "16-bit, probability x 65535.")
+flags.DEFINE_bool("overlay", False, "Also write <stem>_overlay.png: the photo with the "
+                  "vessels tinted green.")
+flags.DEFINE_string("masks_dir", None, "Ground-truth masks (pixels > 127 are vessel), paired "
+                    "by stem (im0001.png) or STARE's im0001.ah.ppm.gz; writes "
+                    "<output_dir>/metrics.csv.")
+flags.DEFINE_bool("overwrite", False, "Rewrite outputs that exist (default: skip them).")
+
+GREEN = (0, 255, 0)
+OVERLAY_ALPHA = 0.6
+
+
+@dataclasses.dataclass
+class Summary:
+    """What a run did: stems written, skipped, failed (with reasons), metric rows."""
+    written: list = dataclasses.field(default_factory=list)
+    skipped: list = dataclasses.field(default_factory=list)
+    failed: list = dataclasses.field(default_factory=list)      # (path, reason)
+    no_truth: list = dataclasses.field(default_factory=list)
+    metrics: list = dataclasses.field(default_factory=list)     # dict rows
+    seconds: float = 0.0
+
+
+def expand_inputs(patterns: list[str]):
+    """Files, folders (their image files, sorted) and globs -> (files, unmatched patterns)."""
+    import tensorflow as tf
+    from inference import image_decode
+    files, unmatched = [], []
+    for pattern in patterns:
+        if tf.io.gfile.isdir(pattern):
+            found = sorted(os.path.join(pattern, n.rstrip("/"))
+                           for n in tf.io.gfile.listdir(pattern)
+                           if image_decode.is_image_path(n))
+        elif any(c in pattern for c in "*?["):
+            found = sorted(p for p in tf.io.gfile.glob(pattern)
+                           if not tf.io.gfile.isdir(p))
+        else:
+            found = [pattern]
+        if not found:
+            unmatched.append(pattern)
+        files.extend(p for p in found if p not in files)
+    return files, unmatched
+
+
+def truth_index(masks_dir: str) -> dict[str, str]:
+    """{image stem: mask path} of masks_dir; 'im0001.ah.ppm.gz' also answers 'im0001'."""
+    import tensorflow as tf
+    from inference import image_decode
+    if not tf.io.gfile.isdir(masks_dir):
+        raise FileNotFoundError(f"--masks_dir {masks_dir}: not a folder")
+    index = {}
+    for name in sorted(tf.io.gfile.listdir(masks_dir)):
+        if not image_decode.is_image_path(name):
+            continue
+        stem = image_decode.image_stem(name)
+        path = os.path.join(masks_dir, name)
+        if stem.endswith(".ah"):
+            index.setdefault(stem[:-3], path)
+        else:
+            index[stem] = path  # an exact stem wins over the .ah form
+    return index
+
+
+def overlay_image(image, mask):
+    """uint8 RGB [H, W, 3], mask [H, W] (nonzero = vessel) -> the photo with vessels
+    blended towards green."""
+    import numpy as np
+    out = image.copy()
+    vessel = mask > 0
+    out[vessel] = np.round((1 - OVERLAY_ALPHA) * image[vessel]
+                           + OVERLAY_ALPHA * np.array(GREEN)).astype(np.uint8)
+    return out
+
+
+def metric_columns() -> list[str]:
+    from inference.metrics import METRIC_NAMES
+    return list(METRIC_NAMES) + [f"fov_{m}" for m in METRIC_NAMES]
+
+
+def image_metrics(image, probabilities, truth_path: str, threshold: float) -> dict:
+    """Whole-image and inside-FOV metrics of one image against the mask at truth_path."""
+    from inference import fov, image_decode, metrics
+    truth = image_decode.read_image(truth_path, channels=1)[..., 0] > 127
+    if truth.shape != probabilities.shape:
+        raise ValueError(f"ground truth {truth_path} is {truth.shape[1]}x{truth.shape[0]}, "
+                         f"the output is {probabilities.shape[1]}x{probabilities.shape[0]} "
+                         "(check --input_scale)")
+    row = metrics.segmentation_metrics(probabilities, truth, threshold)
+    inside = metrics.segmentation_metrics(probabilities, truth, threshold, fov.fov_mask(image))
+    row.update({f"fov_{k}": v for k, v in inside.items()})
+    return row
+
+
+def write_metrics_csv(path: str, rows: list[dict]) -> None:
+    """Per-image rows, then 'mean' and 'std' rows (NaN ignored), atomically."""
+    from inference import image_decode, metrics
+    columns = metric_columns()
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["image"] + columns)
+    for row in rows:
+        writer.writerow([row["image"]] + [f"{row[c]:.6f}" for c in columns])
+    stats = metrics.summarize(rows, columns)
+    writer.writerow(["mean"] + [f"{stats[c][0]:.6f}" for c in columns])
+    writer.writerow(["std"] + [f"{stats[c][1]:.6f}" for c in columns])
+    image_decode.write_bytes_atomic(path, buf.getvalue().encode())
+
+
+def segment_files(predictor, files: list[str], output_dir: str, *,
+                  save_probabilities: bool = False, overlay: bool = False,
+                  truths: Optional[dict[str, str]] = None, overwrite: bool = False,
+                  progress: bool = True) -> Summary:
+    """Segments `files` into output_dir; one bad file never stops the others.
+
+    An image whose outputs all exist is skipped unless `overwrite`; with `truths` it is
+    still segmented for its metrics, but its files are left as they are.
+    """
+    import numpy as np
+    import tensorflow as tf
+    from tqdm import tqdm
+    from inference import image_decode
+
+    tf.io.gfile.makedirs(output_dir)
+    summary = Summary()
+    start = time.time()
+    seen = {}
+    bar = tqdm(files, unit="image", disable=not progress, file=sys.stderr)
+    for path in bar:
+        stem = image_decode.image_stem(path)
+        bar.set_postfix_str(stem)
+        if stem in seen:
+            summary.failed.append((path, f"same output name {stem}.png as {seen[stem]}"))
+            tqdm.write(f"FAILED {path}: same output name {stem}.png as {seen[stem]}", file=sys.stderr)
+            continue
+        seen[stem] = path
+        outputs = {"mask": os.path.join(output_dir, stem + ".png")}
+        if save_probabilities:
+            outputs["probabilities"] = os.path.join(output_dir, stem + "_probabilities.png")
+        if overlay:
+            outputs["overlay"] = os.path.join(output_dir, stem + "_overlay.png")
+        exists = not overwrite and all(tf.io.gfile.exists(p) for p in outputs.values())
+        truth_path = truths.get(stem) if truths is not None else None
+        if truths is not None and truth_path is None:
+            summary.no_truth.append(path)
+        if exists and truth_path is None:
+            summary.skipped.append(stem)
+            continue
+        try:
+            image = image_decode.read_image(path)
+            probabilities, mask = predictor(image)
+            probabilities, mask = probabilities.numpy(), mask.numpy()
+            if not exists:
+                image_decode.write_bytes_atomic(outputs["mask"], image_decode.encode_png(mask))
+                if save_probabilities:
+                    p16 = np.round(probabilities * 65535.0).astype(np.uint16)
+                    image_decode.write_bytes_atomic(outputs["probabilities"],
+                                                    image_decode.encode_png(p16))
+                if overlay:
+                    image_decode.write_bytes_atomic(outputs["overlay"], image_decode.encode_png(
+                        overlay_image(image, mask)))
+                summary.written.append(stem)
+            else:
+                summary.skipped.append(stem)
+            if truth_path is not None:
+                row = image_metrics(image, probabilities, truth_path, predictor.threshold)
+                summary.metrics.append({"image": stem, **row})
+        except Exception as e:  # pylint: disable=broad-except  # report, go on
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            summary.failed.append((path, reason))
+            tqdm.write(f"FAILED {path}: {reason}", file=sys.stderr)
+    summary.seconds = time.time() - start
+    if truths is not None and summary.metrics:
+        write_metrics_csv(os.path.join(output_dir, "metrics.csv"), summary.metrics)
+    return summary
+
+
+def format_summary(summary: Summary, output_dir: str) -> str:
+    done = len(summary.written) + len(summary.skipped)
+    lines = [f"{len(summary.written)} written, {len(summary.skipped)} skipped (exist; "
+             f"--overwrite to redo), {len(summary.failed)} failed, in {summary.seconds:.1f} s"
+             + (f" ({summary.seconds / done:.2f} s/image)" if done else "")
+             + f" -> {output_dir}"]
+    for path, reason in summary.failed:
+        lines.append(f"  failed: {path}: {reason}")
+    if summary.no_truth:
+        lines.append(f"  no ground truth for {len(summary.no_truth)} image(s): "
+                     + ", ".join(os.path.basename(p) for p in summary.no_truth))
+    if summary.metrics:
+        from inference import metrics
+        stats = metrics.summarize(summary.metrics, metric_columns())
+        lines.append(f"  metrics over {len(summary.metrics)} image(s) (mean +- std), "
+                     f"{os.path.join(output_dir, 'metrics.csv')}:")
+        for name in metrics.METRIC_NAMES:
+            m, s = stats[name]
+            fm, fs = stats["fov_" + name]
+            lines.append(f"    {name:<12} {m:.4f} +- {s:.4f}   inside FOV {fm:.4f} +- {fs:.4f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    from inference import predictor as predictor_lib
+    from trainer import model_info
+    for name in ("model_dir", "output_dir"):
+        if not getattr(FLAGS, name):
+            raise app.UsageError(f"--{name} is required")
+    patterns = list(FLAGS.input or []) + list(argv[1:])
+    if not patterns:
+        raise app.UsageError("--input is required: image files, folders or globs")
+    if FLAGS.batch_size < 1:
+        raise app.UsageError(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
+    files, unmatched = expand_inputs(patterns)
+    for pattern in unmatched:
+        print(f"no image matches {pattern}", file=sys.stderr)
+    if not files:
+        print("nothing to segment", file=sys.stderr)
+        return 1
+    truths = None
+    try:
+        if FLAGS.masks_dir:
+            truths = truth_index(FLAGS.masks_dir)
+        predictor = predictor_lib.load_predictor(
+            FLAGS.model_dir, overlap=FLAGS.overlap, batch_size=FLAGS.batch_size,
+            blend=FLAGS.blend, tta=FLAGS.tta, threshold=FLAGS.threshold,
+            input_scale=FLAGS.input_scale)
+    except (model_info.ModelDirError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"segmenting {len(files)} image(s): tile {predictor.tile_size}, overlap "
+          f"{predictor.overlap}, batch {predictor.batch_size}, blend {predictor.blend}, "
+          f"tta {predictor.tta}, threshold {predictor.threshold}, input {FLAGS.input_scale}"
+          + (f" (x{predictor.enlarge} in the graph)" if predictor.enlarge > 1 else ""))
+    summary = segment_files(predictor, files, FLAGS.output_dir,
+                            save_probabilities=FLAGS.save_probabilities,
+                            overlay=FLAGS.overlay, truths=truths, overwrite=FLAGS.overwrite)
+    print(format_summary(summary, FLAGS.output_dir))
+    return 1 if summary.failed or unmatched else 0
+
+
+def run():
+    """Console entry point `vessel-segment`."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

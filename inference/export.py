@@ -1,0 +1,99 @@
+"""`vessel-export`: a SavedModel for TF Serving, core TF ops only.
+
+  vessel-export --model_dir M --output_dir S
+
+serving_default: image_bytes (scalar string, PNG or JPEG; GIF/BMP also decode) ->
+  probabilities float32 [H, W], mask_png_bytes (scalar string, 8-bit PNG, 0/255).
+The whole tiled predictor (padding, tiles, batched model, blending, TTA, native-scale
+enlargement) is inside the signature. PPM/TIFF decoding (tensorflow-io) is not: convert
+such photos to PNG first.
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model_dir", None, "Model dir written by vessel-train (local or gs://).")
+flags.DEFINE_string("output_dir", None, "SavedModel directory to write (local or gs://).")
+flags.DEFINE_integer("overlap", None, "Tile overlap in px (default: model_info.json).")
+flags.DEFINE_integer("batch_size", 4, "Tiles per model call.")
+flags.DEFINE_enum("blend", "gaussian", ["gaussian", "linear", "none"], "Tile blending.")
+flags.DEFINE_enum("tta", "none", ["none", "flips", "d4"], "Test-time augmentation.")
+flags.DEFINE_float("threshold", None, "Vessel if probability > threshold "
+                   "(default: model_info.json).")
+flags.DEFINE_enum("input_scale", "enlarged", ["enlarged", "native"],
+                  "Scale of the photos the server will receive (see vessel-segment --help).")
+
+
+def export_saved_model(predictor, output_dir: str) -> str:
+    """Writes `predictor` as a SavedModel with the serving_default signature above."""
+    import keras
+    import tensorflow as tf
+
+    def serve(image_bytes):
+        image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8,
+                                   expand_animations=False)
+        probabilities, mask = predictor.segment_graph(image)
+        return {"probabilities": probabilities,
+                "mask_png_bytes": tf.io.encode_png(mask[..., None])}
+
+    archive = keras.export.ExportArchive()
+    archive.track(predictor.model)
+    archive.add_endpoint(name="serving_default", fn=serve,
+                         input_signature=[tf.TensorSpec([], tf.string, name="image_bytes")])
+    archive.write_out(output_dir, verbose=False)
+    return output_dir
+
+
+def graph_op_types(saved_model_dir: str) -> set[str]:
+    """Every op type in the SavedModel's graph and its function library."""
+    import os
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+    proto = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    ops = set()
+    for meta in proto.meta_graphs:
+        ops.update(n.op for n in meta.graph_def.node)
+        for fn in meta.graph_def.library.function:
+            ops.update(n.op for n in fn.node_def)
+    return ops
+
+
+def main(argv: list[str]) -> int:
+    from inference import predictor as predictor_lib
+    from trainer import model_info
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    for name in ("model_dir", "output_dir"):
+        if not getattr(FLAGS, name):
+            raise app.UsageError(f"--{name} is required")
+    try:
+        predictor = predictor_lib.load_predictor(
+            FLAGS.model_dir, overlap=FLAGS.overlap, batch_size=FLAGS.batch_size,
+            blend=FLAGS.blend, tta=FLAGS.tta, threshold=FLAGS.threshold,
+            input_scale=FLAGS.input_scale)
+    except (model_info.ModelDirError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    export_saved_model(predictor, FLAGS.output_dir)
+    foreign = sorted(op for op in graph_op_types(FLAGS.output_dir) if op.startswith("IO>"))
+    if foreign:
+        print(f"error: the export holds tensorflow-io ops {foreign}", file=sys.stderr)
+        return 1
+    print(f"wrote {FLAGS.output_dir}: serving_default(image_bytes: PNG/JPEG string) -> "
+          "probabilities float32 [H, W], mask_png_bytes")
+    return 0
+
+
+def run():
+    """Console entry point `vessel-export`."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -66,8 +66,10 @@ def augment_tile(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor,
     turns = tf.where(tf.equal(height, width), turns, 0)
     both = tf.image.rot90(both, turns)
     image, mask = both[..., :3], both[..., 3:]
-    image = tf.image.stateless_random_brightness(image, max_brightness, seeds[3])
-    image = tf.image.stateless_random_contrast(image, *contrast_range, seeds[4])
+    if max_brightness > 0:
+        image = tf.image.stateless_random_brightness(image, max_brightness, seeds[3])
+    if contrast_range[1] > contrast_range[0]:
+        image = tf.image.stateless_random_contrast(image, *contrast_range, seeds[4])
     return tf.clip_by_value(image, 0.0, 1.0), mask
 
 

@@ -1,0 +1,126 @@
+"""The streaming reader over tiny synthetic shards written with the one schema."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from tfrecords import dataset_info as dataset_info_lib  # noqa: E402
+from tfrecords import reader, schema  # noqa: E402
+from trainer.fake_data import write_fake_dataset  # noqa: E402
+
+TILES = {"train": 12, "valid": 4, "test": 5}
+
+
+@pytest.fixture(scope="module", params=["gzip", "none"])
+def data_dir(request, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp(f"shards_{request.param}"))
+    write_fake_dataset(out, tile_size=16, tiles=TILES, shards=3, compression=request.param)
+    return out
+
+
+def expected_tiles(data_dir, split):
+    """(image uint8, mask uint8) of every record, decoded by the schema's numpy helper."""
+    info = dataset_info_lib.read_dataset_info(data_dir)
+    out = []
+    for path in info.shard_paths(data_dir, split):
+        for record in tf.data.TFRecordDataset(path, compression_type=info.tfrecord_compression):
+            image, mask, _ = schema.decode_example_numpy(record.numpy())
+            out.append((image, mask))
+    return out
+
+
+def test_one_pass_yields_every_tile_once_scaled(data_dir):
+    batches = list(reader.make_dataset(data_dir, "test", 2, training=False))
+    assert [int(b[0].shape[0]) for b in batches] == [2, 2, 1]  # partial batch kept
+    images = np.concatenate([b[0].numpy() for b in batches])
+    masks = np.concatenate([b[1].numpy() for b in batches])
+    assert images.dtype == np.float32 and masks.dtype == np.float32
+    assert masks.shape == (5, 16, 16, 1) and set(np.unique(masks)) <= {0.0, 1.0}
+    expected = expected_tiles(data_dir, "test")
+    got = sorted((im.tobytes(), m.tobytes()) for im, m in zip(images, masks))
+    want = sorted(((im / 255.0).astype(np.float32).tobytes(),
+                   (m > 0).astype(np.float32).tobytes()) for im, m in expected)
+    assert got == want
+
+
+def test_training_repeats_shuffles_and_drops_remainder(data_dir):
+    ds = reader.make_dataset(data_dir, "train", 5, training=True, seed=1, shuffle_buffer=8)
+    batches = [b for b in ds.take(6)]  # 30 tiles > one pass of 12
+    assert all(tuple(b[0].shape) == (5, 16, 16, 3) for b in batches)
+    first_pass = np.concatenate([b[1].numpy() for b in batches])[:12]
+    in_order = np.stack([m > 0 for _, m in expected_tiles(data_dir, "train")]).astype(np.float32)
+    assert not np.array_equal(first_pass, in_order)
+
+
+def test_deterministic_order_is_reproducible(data_dir):
+    def order():
+        ds = reader.make_dataset(data_dir, "train", 4, training=True, seed=7,
+                                 deterministic=True)
+        return np.concatenate([b[0].numpy() for b in ds.take(3)])
+    np.testing.assert_array_equal(order(), order())
+
+
+def test_input_context_splits_batch_and_shards(data_dir):
+    seen = []
+    for pipeline in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline,
+                                             num_replicas_in_sync=2)
+        batches = list(reader.make_dataset(data_dir, "test", 4, training=False,
+                                           input_context=context))
+        assert max(int(b[0].shape[0]) for b in batches) <= 2  # per-replica batch
+        seen += [im.tobytes() for b in batches for im in b[0].numpy()]
+    assert len(seen) == TILES["test"] and len(set(seen)) == TILES["test"]
+
+
+def test_online_augmentation_moves_image_and_mask_together():
+    rng = np.random.default_rng(0)
+    mask = (rng.random((8, 8, 1)) > 0.5).astype(np.float32)
+    image = np.concatenate([mask, rng.random((8, 8, 2)).astype(np.float32)], axis=-1)
+    variants = [np.rot90(m, k) for m in (mask, mask[:, ::-1]) for k in range(4)]
+    for seed in range(6):
+        aug_image, aug_mask = reader.augment_tile(image, mask, tf.constant([seed, 1]),
+                                                  max_brightness=0.0, contrast_range=(1.0, 1.0))
+        np.testing.assert_array_equal(aug_image.numpy()[..., :1], aug_mask.numpy())
+        assert any(np.array_equal(aug_mask.numpy(), v) for v in variants)
+    photometric, _ = reader.augment_tile(image, mask, tf.constant([3, 4]))
+    assert 0.0 <= float(tf.reduce_min(photometric)) and float(tf.reduce_max(photometric)) <= 1.0
+
+
+def test_augmented_training_stream(data_dir):
+    ds = reader.make_dataset(data_dir, "train", 4, training=True, augment=True, seed=0)
+    image, mask = next(iter(ds))
+    assert tuple(image.shape) == (4, 16, 16, 3) and set(np.unique(mask.numpy())) <= {0.0, 1.0}
+
+
+def test_missing_data_dir_and_split_are_named(tmp_path, data_dir):
+    with pytest.raises(dataset_info_lib.DatasetError, match="dataset_info.json: not found"):
+        reader.make_dataset(str(tmp_path / "nowhere"), "train", 2, training=True)
+    with pytest.raises(dataset_info_lib.DatasetError, match="no split 'holdout'"):
+        reader.make_dataset(data_dir, "holdout", 2, training=False)
+
+
+def test_missing_and_corrupt_shards_are_named(tmp_path, data_dir):
+    copy = str(tmp_path / "copy")
+    shutil.copytree(data_dir, copy)
+    info = dataset_info_lib.read_dataset_info(copy)
+    missing, corrupt = info.shard_paths(copy, "train")[:2]
+    os.remove(missing)
+    with pytest.raises(reader.ShardReadError, match=os.path.basename(missing)):
+        reader.make_dataset(copy, "train", 2, training=True)
+    shutil.copy(missing.replace(copy, data_dir), missing)
+
+    with open(corrupt, "rb") as f:
+        data = bytearray(f.read())
+    data[len(data) // 2: len(data) // 2 + 8] = b"garbage!"
+    with open(corrupt, "wb") as f:
+        f.write(bytes(data))
+    with pytest.raises(reader.ShardReadError) as caught:
+        with reader.naming_bad_shards(copy, ["train"]):
+            for _ in reader.make_dataset(copy, "train", 2, training=False, info=info):
+                pass
+    message = str(caught.value)
+    assert corrupt in message and "1 shard(s)" in message
+    assert all(p not in message for p in info.shard_paths(copy, "train") if p != corrupt)

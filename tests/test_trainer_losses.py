@@ -75,7 +75,7 @@ def test_all_zero_masks():
     expected = (np_bce(t, p) + 1 - 1 / 7.4) / 2
     assert float(losses.bce_dice_loss(t, p)) == pytest.approx(expected, rel=1e-5)
     # Nothing to find, nothing found: thresholded scores are perfect, not NaN.
-    for metric in metrics.segmentation_metrics()[1:6]:
+    for metric in metrics.segmentation_metrics()[1:6]:  # the thresholded ones
         metric.update_state(t, p)
         assert float(metric.result()) == pytest.approx(1.0), metric.name
 

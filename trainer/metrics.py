@@ -12,8 +12,8 @@ thresholded at `threshold` (p > threshold is vessel) and the label at 0.5:
 
 A ratio whose denominator is 0 is 1.0: nothing to find and nothing found (e.g. Dice on
 all-background tiles predicted all background) is a perfect score, not a division error.
-ROC AUC is Keras' `AUC` (200 thresholds). `dice_coef` (the reference's smoothed Dice of
-probabilities, averaged over batches) lives in `trainer.losses`.
+ROC AUC is Keras' `AUC` (200 thresholds). `DiceCoef` logs the reference's `dice_coef`
+(smoothed Dice of probabilities, `trainer.losses.dice_coef`) averaged over batches.
 """
 from __future__ import annotations
 
@@ -121,12 +121,34 @@ class PixelAccuracy(ConfusionMetric):
         return _ratio(tp + tn, tp + fp + fn + tn)
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DiceCoef(keras.metrics.Mean):
+    """The reference's `dice_coef` (smoothed Dice of probabilities over the global batch),
+    averaged over batches, each batch counting once.
+
+    Unlike `MeanMetricWrapper(dice_coef)`, whose constant per-batch count is added once
+    more in the step where a finite dataset runs out, the count here depends on the batch.
+    """
+
+    def __init__(self, name: str = "dice_coef", dtype=None):
+        super().__init__(name=name, dtype=dtype or "float32")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError(f"{self.name}: sample weights are not supported")
+        value = losses.dice_coef(y_true, y_pred)
+        # 1 per non-empty batch, computed from the batch: a constant count could run even
+        # in the step whose iterator is exhausted (no data dependency orders it after).
+        weight = tf.cast(tf.shape(y_true)[0] > 0, value.dtype)
+        return super().update_state(value, sample_weight=weight)
+
+
 def segmentation_metrics(threshold: float = 0.5) -> list:
     """Fresh instances of every metric the trainer logs and the evaluator reports.
 
     Names in logs: dice_coef, dice, iou, sensitivity, specificity, accuracy, auc.
     """
-    return [losses.dice_coef, Dice(threshold=threshold), IoU(threshold=threshold),
+    return [DiceCoef(), Dice(threshold=threshold), IoU(threshold=threshold),
             Sensitivity(threshold=threshold), Specificity(threshold=threshold),
             PixelAccuracy(threshold=threshold),
             keras.metrics.AUC(num_thresholds=200, curve="ROC", name="auc")]

@@ -20,34 +20,6 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("model_dir", None, "Model dir written by vessel-train: best_model.keras "
-                    "+ model_info.json (local or gs://).")
-flags.DEFINE_multi_string("input", None, "Image files, folders or globs (local or gs://). "
-                          "Repeat the flag or list paths after it: --input a.jpg b/ 'c/*.ppm.gz'. "
-                          "Formats: png jpg gif bmp ppm pgm tif, optionally .gz.")
-flags.DEFINE_string("output_dir", None, "Where <stem>.png masks are written (local or gs://).")
-flags.DEFINE_integer("overlap", None, "Tile overlap in px (default: model_info.json, 64).")
-flags.DEFINE_integer("batch_size", 4, "Tiles per model call.")
-flags.DEFINE_enum("blend", "gaussian", ["gaussian", "linear", "none"],
-                  "Tile blending: gaussian (sigma = tile/8), linear ramps over the overlap, "
-                  "none (plain average).")
-flags.DEFINE_enum("tta", "none", ["none", "flips", "d4"],
-                  "Test-time augmentation averaged in the graph: flips (4x work) or d4 (8x).")
-flags.DEFINE_float("threshold", None, "Vessel if probability > threshold "
-                   "(default: model_info.json, 0.5).")
-flags.DEFINE_enum("input_scale", "enlarged", ["enlarged", "native"],
-                  "enlarged: inputs are at the training scale (e.g. 3500x3025 STARE); native: "
-                  "inputs are original photos (700x605), enlarged by the model's scale in the "
-                  "graph and the output shrunk back to the input size.")
-flags.DEFINE_bool("save_probabilities", False, "Also write <stem>_probabilities.png, "
-                  "16-bit, probability x 65535.")
-flags.DEFINE_bool("overlay", False, "Also write <stem>_overlay.png: the photo with the "
-                  "vessels tinted green.")
-flags.DEFINE_string("masks_dir", None, "Ground-truth masks (pixels > 127 are vessel), paired "
-                    "by stem (im0001.png) or STARE's im0001.ah.ppm.gz; writes "
-                    "<output_dir>/metrics.csv.")
-flags.DEFINE_bool("overwrite", False, "Rewrite outputs that exist (default: skip them).")
-
 GREEN = (0, 255, 0)
 OVERLAY_ALPHA = 0.6
 
@@ -239,6 +211,38 @@ def format_summary(summary: Summary, output_dir: str) -> str:
     return "\n".join(lines)
 
 
+def define_flags() -> None:
+    """Defines this tool's flags (at run time, so that vessel-segment and vessel-export,
+    which share flag names, can both be imported in one process)."""
+    flags.DEFINE_string("model_dir", None, "Model dir written by vessel-train: best_model.keras "
+                        "+ model_info.json (local or gs://).")
+    flags.DEFINE_multi_string("input", None, "Image files, folders or globs (local or gs://). "
+                              "Repeat the flag or list paths after it: --input a.jpg b/ 'c/*.ppm.gz'. "
+                              "Formats: png jpg gif bmp ppm pgm tif, optionally .gz.")
+    flags.DEFINE_string("output_dir", None, "Where <stem>.png masks are written (local or gs://).")
+    flags.DEFINE_integer("overlap", None, "Tile overlap in px (default: model_info.json, 64).")
+    flags.DEFINE_integer("batch_size", 4, "Tiles per model call.")
+    flags.DEFINE_enum("blend", "gaussian", ["gaussian", "linear", "none"],
+                      "Tile blending: gaussian (sigma = tile/8), linear ramps over the overlap, "
+                      "none (plain average).")
+    flags.DEFINE_enum("tta", "none", ["none", "flips", "d4"],
+                      "Test-time augmentation averaged in the graph: flips (4x work) or d4 (8x).")
+    flags.DEFINE_float("threshold", None, "Vessel if probability > threshold "
+                       "(default: model_info.json, 0.5).")
+    flags.DEFINE_enum("input_scale", "enlarged", ["enlarged", "native"],
+                      "enlarged: inputs are at the training scale (e.g. 3500x3025 STARE); native: "
+                      "inputs are original photos (700x605), enlarged by the model's scale in the "
+                      "graph and the output shrunk back to the input size.")
+    flags.DEFINE_bool("save_probabilities", False, "Also write <stem>_probabilities.png, "
+                      "16-bit, probability x 65535.")
+    flags.DEFINE_bool("overlay", False, "Also write <stem>_overlay.png: the photo with the "
+                      "vessels tinted green.")
+    flags.DEFINE_string("masks_dir", None, "Ground-truth masks (pixels > 127 are vessel), paired "
+                        "by stem (im0001.png) or STARE's im0001.ah.ppm.gz; writes "
+                        "<output_dir>/metrics.csv.")
+    flags.DEFINE_bool("overwrite", False, "Rewrite outputs that exist (default: skip them).")
+
+
 def main(argv: list[str]) -> int:
     from inference import predictor as predictor_lib
     from trainer import model_info
@@ -280,6 +284,11 @@ def main(argv: list[str]) -> int:
 
 def run():
     """Console entry point `vessel-segment`."""
+    define_flags()
+    # --help lists the main module's key flags; here the main module is the script.
+    for flag in FLAGS.get_key_flags_for_module(__name__):
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    sys.modules["__main__"].__doc__ = __doc__
     app.run(main)
 
 

@@ -16,17 +16,6 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("model_dir", None, "Model dir written by vessel-train (local or gs://).")
-flags.DEFINE_string("output_dir", None, "SavedModel directory to write (local or gs://).")
-flags.DEFINE_integer("overlap", None, "Tile overlap in px (default: model_info.json).")
-flags.DEFINE_integer("batch_size", 4, "Tiles per model call.")
-flags.DEFINE_enum("blend", "gaussian", ["gaussian", "linear", "none"], "Tile blending.")
-flags.DEFINE_enum("tta", "none", ["none", "flips", "d4"], "Test-time augmentation.")
-flags.DEFINE_float("threshold", None, "Vessel if probability > threshold "
-                   "(default: model_info.json).")
-flags.DEFINE_enum("input_scale", "enlarged", ["enlarged", "native"],
-                  "Scale of the photos the server will receive (see vessel-segment --help).")
-
 
 def export_saved_model(predictor, output_dir: str) -> str:
     """Writes `predictor` as a SavedModel with the serving_default signature above."""
@@ -64,6 +53,21 @@ def graph_op_types(saved_model_dir: str) -> set[str]:
     return ops
 
 
+def define_flags() -> None:
+    """Defines this tool's flags (at run time, so that vessel-segment and vessel-export,
+    which share flag names, can both be imported in one process)."""
+    flags.DEFINE_string("model_dir", None, "Model dir written by vessel-train (local or gs://).")
+    flags.DEFINE_string("output_dir", None, "SavedModel directory to write (local or gs://).")
+    flags.DEFINE_integer("overlap", None, "Tile overlap in px (default: model_info.json).")
+    flags.DEFINE_integer("batch_size", 4, "Tiles per model call.")
+    flags.DEFINE_enum("blend", "gaussian", ["gaussian", "linear", "none"], "Tile blending.")
+    flags.DEFINE_enum("tta", "none", ["none", "flips", "d4"], "Test-time augmentation.")
+    flags.DEFINE_float("threshold", None, "Vessel if probability > threshold "
+                       "(default: model_info.json).")
+    flags.DEFINE_enum("input_scale", "enlarged", ["enlarged", "native"],
+                      "Scale of the photos the server will receive (see vessel-segment --help).")
+
+
 def main(argv: list[str]) -> int:
     from inference import predictor as predictor_lib
     from trainer import model_info
@@ -92,6 +96,11 @@ def main(argv: list[str]) -> int:
 
 def run():
     """Console entry point `vessel-export`."""
+    define_flags()
+    # --help lists the main module's key flags; here the main module is the script.
+    for flag in FLAGS.get_key_flags_for_module(__name__):
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    sys.modules["__main__"].__doc__ = __doc__
     app.run(main)
 
 

@@ -26,16 +26,36 @@ TTAS = ("none", "flips", "d4")
 INPUT_SCALES = ("enlarged", "native")
 
 
-def _rev(axes):
-    return lambda x: tf.reverse(x, axes)
+def _identity(x):
+    return x
+
+
+def _flip_lr(x):
+    return tf.reverse(x, [2])
+
+
+def _flip_ud(x):
+    return tf.reverse(x, [1])
+
+
+def _rot180(x):
+    return tf.reverse(x, [1, 2])
+
+
+def _rot90(x):
+    return tf.image.rot90(x, 1)
+
+
+def _rot270(x):
+    return tf.image.rot90(x, 3)
 
 
 def _transpose(x):
     return tf.transpose(x, [0, 2, 1, 3])
 
 
-def _rot(k):
-    return lambda x: tf.image.rot90(x, k)
+def _anti_transpose(x):
+    return tf.reverse(_transpose(x), [1, 2])
 
 
 def tta_transforms(tta: str) -> list[tuple[Callable, Callable]]:
@@ -44,16 +64,15 @@ def tta_transforms(tta: str) -> list[tuple[Callable, Callable]]:
     none: identity. flips: identity, left-right, up-down, both. d4: the 8 symmetries of
     the square (4 rotations, 2 flips, transpose, anti-transpose).
     """
-    ident = (lambda x: x, lambda x: x)
-    flips = [ident, (_rev([2]), _rev([2])), (_rev([1]), _rev([1])), (_rev([1, 2]), _rev([1, 2]))]
+    flips = [(_identity, _identity), (_flip_lr, _flip_lr), (_flip_ud, _flip_ud),
+             (_rot180, _rot180)]
     if tta == "none":
-        return [ident]
+        return flips[:1]
     if tta == "flips":
         return flips
     if tta == "d4":
-        anti = lambda x: tf.reverse(_transpose(x), [1, 2])  # noqa: E731 (its own inverse)
-        return flips + [(_rot(1), _rot(3)), (_rot(3), _rot(1)), (_transpose, _transpose),
-                        (anti, anti)]
+        return flips + [(_rot90, _rot270), (_rot270, _rot90), (_transpose, _transpose),
+                        (_anti_transpose, _anti_transpose)]
     raise ValueError(f"tta must be one of {', '.join(TTAS)}, got {tta!r}")
 
 
@@ -100,7 +119,8 @@ class TiledPredictor:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if input_scale not in INPUT_SCALES:
-            raise ValueError(f"input_scale must be one of {', '.join(INPUT_SCALES)}, got {input_scale!r}")
+            raise ValueError(f"input_scale must be one of {', '.join(INPUT_SCALES)}, "
+                             f"got {input_scale!r}")
         if scale < 1:
             raise ValueError(f"scale must be >= 1, got {scale}")
         self.model = model
@@ -114,7 +134,7 @@ class TiledPredictor:
         self._profile = blend_lib.blend_profile(self.tile_size, self.overlap, blend)
         self._transforms = tta_transforms(tta)
         self.segment = tf.function(
-            self.segment_graph,
+            self.segment_graph, autograph=False,
             input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
 
     def __call__(self, image):
@@ -143,7 +163,8 @@ class TiledPredictor:
         h, w = tf.shape(image)[0], tf.shape(image)[1]
         ny, top, bottom = tiling.tile_grid(h, T, O)
         nx, left, right = tiling.tile_grid(w, T, O)
-        tiles = tiling.extract_tiles(tiling.reflect_pad(image, ((top, bottom), (left, right))), T, O)
+        padded = tiling.reflect_pad(image, ((top, bottom), (left, right)))
+        tiles = tiling.extract_tiles(padded, T, O)
         n = ny * nx
         chunks = (n + B - 1) // B
         window = tf.constant(np.outer(self._profile, self._profile))

@@ -3,7 +3,7 @@
 Each augmentation is one geometric map. Random maps are drawn from a numpy Generator
 seeded by a stable hash of (seed, image id, tile origin, augmentation name), so a tile's
 augmented copies are the same on every run and every worker. Image and mask are warped
-in ONE cv2.remap call (stacked as 4 channels), so they get the same field by
+with one fixed-point map (cv2.convertMaps), so they get the same field by
 construction; the mask channel is re-thresholded at half afterwards.
 
 Augmentation names (configs.schema.REFERENCE_AUGMENTATIONS):
@@ -21,6 +21,7 @@ fractions of width and height).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from typing import Iterator, Sequence
 
@@ -64,14 +65,27 @@ def rng_for(seed: int, image_id: str, tile_y: int, tile_x: int, name: str) -> np
     return np.random.default_rng(stable_seed(seed, image_id, tile_y, tile_x, name))
 
 
+_CV2_ROTATIONS = {"rot90": "ROTATE_90_COUNTERCLOCKWISE", "rot180": "ROTATE_180",
+                  "rot270": "ROTATE_90_CLOCKWISE"}
+
+
 def flip_or_rotate(array: np.ndarray, kind: str) -> np.ndarray:
-    """Exact flips / counter-clockwise rotations of [H, W, ...] arrays."""
+    """Exact flips / counter-clockwise rotations of [H, W] or [H, W, C] uint8 arrays (cv2)."""
+    import cv2
     if kind == "hflip":
-        return array[:, ::-1]
+        return cv2.flip(array, 1)
     if kind == "vflip":
-        return array[::-1]
-    k = {"rot90": 1, "rot180": 2, "rot270": 3}[kind]
-    return np.rot90(array, k=k, axes=(0, 1))
+        return cv2.flip(array, 0)
+    return cv2.rotate(array, getattr(cv2, _CV2_ROTATIONS[kind]))
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ys, xs) float32 [H, W] pixel coordinates, cached per tile shape (read-only)."""
+    ys, xs = np.indices((h, w), dtype=np.float32)
+    ys.flags.writeable = False
+    xs.flags.writeable = False
+    return ys, xs
 
 
 def elastic_map(shape: tuple[int, int], rng: np.random.Generator, alpha: float,
@@ -82,7 +96,7 @@ def elastic_map(shape: tuple[int, int], rng: np.random.Generator, alpha: float,
     fields = rng.uniform(-1.0, 1.0, size=(2, h, w)).astype(np.float32)
     dx = cv2.GaussianBlur(fields[0], (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101) * alpha
     dy = cv2.GaussianBlur(fields[1], (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101) * alpha
-    ys, xs = np.indices((h, w), dtype=np.float32)
+    ys, xs = _pixel_grid(h, w)
     return xs + dx, ys + dy
 
 
@@ -113,8 +127,8 @@ def radial_map(shape: tuple[int, int], center: tuple[float, float],
     """
     h, w = shape
     cx, cy = center[0] * (w - 1), center[1] * (h - 1)
-    ys, xs = np.indices((h, w), dtype=np.float32)
-    dx, dy = xs - cx, ys - cy
+    ys, xs = _pixel_grid(h, w)
+    dx, dy = xs - np.float32(cx), ys - np.float32(cy)
     rmax = max(np.hypot(cx, cy), np.hypot(w - 1 - cx, cy), np.hypot(cx, h - 1 - cy),
                np.hypot(w - 1 - cx, h - 1 - cy), 1.0)
     factor = 1.0 + k * (dx * dx + dy * dy) / np.float32(rmax * rmax)
@@ -137,17 +151,20 @@ def draw_map(variant: Variant, shape: tuple[int, int], rng: np.random.Generator,
 
 def remap_pair(image: np.ndarray, mask: np.ndarray, map_x: np.ndarray,
                map_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Warps image uint8 [H, W, 3] and mask [H, W] {0, 1} with ONE bilinear cv2.remap.
+    """Warps image uint8 [H, W, 3] and mask [H, W] {0, 1} with the SAME bilinear map.
 
+    The float maps are converted once to OpenCV's fixed-point form and that one map
+    warps both arrays, so image and mask sample identical positions and weights.
     Returns image uint8 [H, W, 3] and mask uint8 [H, W] {0, 1} (re-thresholded at half).
     """
     import cv2
-    stacked = np.empty(mask.shape[:2] + (4,), np.uint8)
-    stacked[..., :3] = image
-    stacked[..., 3] = np.where(mask > 0, 255, 0)
-    warped = cv2.remap(stacked, map_x, map_y, interpolation=cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REFLECT_101)
-    return np.ascontiguousarray(warped[..., :3]), (warped[..., 3] > 127).astype(np.uint8)
+    fixed_xy, fixed_frac = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
+    warped_image = cv2.remap(np.ascontiguousarray(image), fixed_xy, fixed_frac,
+                             interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    mask255 = np.ascontiguousarray(mask, dtype=np.uint8) * np.uint8(255)
+    warped_mask = cv2.remap(mask255, fixed_xy, fixed_frac, interpolation=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REFLECT_101)
+    return warped_image, (warped_mask > 127).astype(np.uint8)
 
 
 def augment(image: np.ndarray, mask: np.ndarray, variant: Variant, rng: np.random.Generator,
@@ -155,8 +172,8 @@ def augment(image: np.ndarray, mask: np.ndarray, variant: Variant, rng: np.rando
             elastic_sigma: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
     """One augmented copy of (image uint8 [H, W, 3], mask uint8 [H, W] {0, 1})."""
     if variant.kind in FLIPS_AND_ROTATIONS:
-        return (np.ascontiguousarray(flip_or_rotate(image, variant.kind)),
-                np.ascontiguousarray(flip_or_rotate(mask, variant.kind)))
+        return (flip_or_rotate(np.ascontiguousarray(image), variant.kind),
+                flip_or_rotate(np.ascontiguousarray(mask), variant.kind))
     map_x, map_y = draw_map(variant, mask.shape[:2], rng, elastic_alpha, elastic_sigma)
     return remap_pair(image, mask, map_x, map_y)
 

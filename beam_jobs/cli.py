@@ -132,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give either --stare_dir or both --images_dir and --masks_dir")
     if args.images_dir and not args.masks_dir or args.masks_dir and not args.images_dir:
         parser.error("--images_dir and --masks_dir go together")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # also inherited by Beam workers
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     import configs

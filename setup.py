@@ -15,6 +15,7 @@ INSTALL_REQUIRES = [
     "opencv-python-headless>=4.8",
     "absl-py>=2.0",
     "matplotlib>=3.7",
+    "pillow>=9.0",  # GIF decoding in beam_jobs.image_io (OpenCV has no GIF reader)
     "tqdm>=4.60",
 ]
 

@@ -1,0 +1,213 @@
+"""vessel-segment and vessel-export end to end on synthetic STARE images, metrics checked
+against numpy written here, the SavedModel round trip, and the per-epoch callback."""
+from __future__ import annotations
+
+import csv
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+from configs import schema  # noqa: E402
+from inference import cli, export, fov  # noqa: E402
+from inference.predictor import TiledPredictor, load_predictor  # noqa: E402
+from trainer.model_info import ModelInfo, write_model_info  # noqa: E402
+
+TILE, OVERLAP, SCALE = 32, 8, 2
+
+
+def tiny_model():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((TILE, TILE, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
+    return keras.Model(inp, out)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("model")
+    tiny_model().save(str(out / "best_model.keras"))
+    write_model_info(str(out), ModelInfo(tile_size=TILE, scale=SCALE, overlap=OVERLAP,
+                                         threshold=0.5))
+    return out
+
+
+def read_ppm_gz(path):
+    """Independent P6 reader (not tensorflow-io): header of 3 tokens, then RGB bytes."""
+    data = gzip.decompress(path.read_bytes())
+    magic, w, h, maxval, rest = data.split(maxsplit=4)
+    assert magic == b"P6" and maxval == b"255"
+    return np.frombuffer(rest, np.uint8).reshape(int(h), int(w), 3)
+
+
+def brute_force_metrics(probs, truth, threshold):
+    pred = probs > threshold
+    tp, fp = np.sum(pred & truth), np.sum(pred & ~truth)
+    fn, tn = np.sum(~pred & truth), np.sum(~pred & ~truth)
+    pos, neg = np.sort(probs[truth]), probs[~truth]
+    # AUC: for each negative, positives above it + half the tied ones.
+    above = pos.size - np.searchsorted(pos, neg, side="right")
+    ties = np.searchsorted(pos, neg, side="right") - np.searchsorted(pos, neg, side="left")
+    auc = (above.sum() + 0.5 * ties.sum()) / (pos.size * neg.size)
+    return {"dice": 2 * tp / (2 * tp + fp + fn), "iou": tp / (tp + fp + fn),
+            "sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp),
+            "accuracy": (tp + tn) / pred.size, "auc": auc}
+
+
+def run_tool(module, *args):
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def segment_run(synthetic_stare_dir, model_dir, tmp_path_factory):
+    """One vessel-segment run over the 4 synthetic photos plus a corrupt one."""
+    inputs = tmp_path_factory.mktemp("inputs")
+    for p in sorted((synthetic_stare_dir / "stare-images").glob("*.ppm.gz")):
+        shutil.copy(p, inputs / p.name)
+    (inputs / "im0009.ppm.gz").write_bytes(gzip.compress(b"P6\n10 10\n255\n" + b"\x00" * 7))
+    out = tmp_path_factory.mktemp("segmented")
+    result = run_tool("inference.cli", "--model_dir", model_dir, "--output_dir", out,
+                      "--input", inputs, "--input_scale", "native", "--save_probabilities",
+                      "--overlay", "--masks_dir", synthetic_stare_dir / "labels-ah")
+    return inputs, out, result
+
+
+def test_cli_writes_masks_and_reports_the_corrupt_file(segment_run):
+    inputs, out, result = segment_run
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "im0009.ppm.gz" in result.stderr and "FAILED" in result.stderr
+    assert "4 written" in result.stdout and "1 failed" in result.stdout
+    for stem in ("im0001", "im0002", "im0003", "im0004"):
+        photo = read_ppm_gz(inputs / f"{stem}.ppm.gz")
+        mask = tf.io.decode_png((out / f"{stem}.png").read_bytes()).numpy()[..., 0]
+        assert mask.shape == photo.shape[:2] == (140, 160)
+        assert set(np.unique(mask)) <= {0, 255}
+        probs16 = tf.io.decode_png((out / f"{stem}_probabilities.png").read_bytes(),
+                                   dtype=tf.uint16).numpy()[..., 0]
+        near = np.abs(probs16 / 65535.0 - 0.5) < 1e-4   # rounding may cross the threshold
+        np.testing.assert_array_equal((mask == 255)[~near], (probs16 / 65535.0 > 0.5)[~near])
+        overlay = tf.io.decode_png((out / f"{stem}_overlay.png").read_bytes()).numpy()
+        np.testing.assert_array_equal(overlay[mask == 0], photo[mask == 0])
+        if (mask > 0).any():
+            assert (overlay[mask > 0][:, 1] >= photo[mask > 0][:, 1]).all()
+    assert not (out / "im0009.png").exists()
+    assert not list(out.glob("*.tmp"))
+
+
+def test_cli_probabilities_and_metrics_match_numpy(segment_run, model_dir, synthetic_stare_dir):
+    inputs, out, _ = segment_run
+    model = keras.models.load_model(str(model_dir / "best_model.keras"), compile=False,
+                                    safe_mode=True)
+    predictor = TiledPredictor(model, overlap=OVERLAP, scale=SCALE, input_scale="native")
+    with open(out / "metrics.csv", newline="") as f:
+        rows = {r["image"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"im0001", "im0002", "im0003", "im0004", "mean", "std"}
+    values = {}
+    for stem in ("im0001", "im0002", "im0003", "im0004"):
+        photo = read_ppm_gz(inputs / f"{stem}.ppm.gz")
+        truth = read_ppm_gz(synthetic_stare_dir / "labels-ah" / f"{stem}.ah.ppm.gz")[..., 0] > 127
+        probs = predictor(photo)[0].numpy()
+        probs16 = tf.io.decode_png((out / f"{stem}_probabilities.png").read_bytes(),
+                                   dtype=tf.uint16).numpy()[..., 0]
+        np.testing.assert_allclose(probs16 / 65535.0, probs, atol=1 / 65535 + 1e-6)
+        whole = brute_force_metrics(probs, truth, 0.5)
+        region = fov.fov_mask(photo)
+        inside = brute_force_metrics(probs[region], truth[region], 0.5)
+        expected = {**whole, **{f"fov_{k}": v for k, v in inside.items()}}
+        for key, value in expected.items():
+            assert float(rows[stem][key]) == pytest.approx(value, abs=2e-6), (stem, key)
+        values[stem] = expected
+    for key in values["im0001"]:
+        column = np.array([values[s][key] for s in values])
+        assert float(rows["mean"][key]) == pytest.approx(column.mean(), abs=2e-6)
+        assert float(rows["std"][key]) == pytest.approx(column.std(), abs=2e-6)
+
+
+def test_segment_files_skips_existing_unless_overwrite(synthetic_stare_dir, model_dir, tmp_path):
+    predictor = load_predictor(str(model_dir), input_scale="native")
+    files = sorted(str(p) for p in (synthetic_stare_dir / "stare-images").glob("*.ppm.gz"))[:2]
+    first = cli.segment_files(predictor, files, str(tmp_path), progress=False)
+    assert first.written == ["im0001", "im0002"] and not first.failed
+    (tmp_path / "im0001.png").write_bytes(b"sentinel")
+    again = cli.segment_files(predictor, files, str(tmp_path), progress=False)
+    assert again.skipped == ["im0001", "im0002"] and not again.written
+    assert (tmp_path / "im0001.png").read_bytes() == b"sentinel"
+    redo = cli.segment_files(predictor, files, str(tmp_path), overwrite=True, progress=False)
+    assert redo.written == ["im0001", "im0002"]
+    assert (tmp_path / "im0001.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_expand_inputs_and_truth_pairing(synthetic_stare_dir, tmp_path):
+    images = synthetic_stare_dir / "stare-images"
+    files, unmatched = cli.expand_inputs([str(images / "im000[12].ppm.gz"), str(images),
+                                          str(tmp_path / "nothing*.png")])
+    assert [os.path.basename(f) for f in files] == [
+        "im0001.ppm.gz", "im0002.ppm.gz", "im0003.ppm.gz", "im0004.ppm.gz"]
+    assert unmatched == [str(tmp_path / "nothing*.png")]
+    (tmp_path / "im0001.png").write_bytes(b"x")
+    (tmp_path / "im0001.ah.ppm.gz").write_bytes(b"x")
+    (tmp_path / "im0002.ah.ppm.gz").write_bytes(b"x")
+    index = cli.truth_index(str(tmp_path))
+    assert index == {"im0001": str(tmp_path / "im0001.png"),
+                     "im0002": str(tmp_path / "im0002.ah.ppm.gz")}
+
+
+def test_cli_bad_model_dir_is_named(synthetic_stare_dir, tmp_path):
+    result = run_tool("inference.cli", "--model_dir", tmp_path / "nope", "--output_dir",
+                      tmp_path, "--input", synthetic_stare_dir / "stare-images")
+    assert result.returncode == 2
+    assert f"{tmp_path / 'nope' / 'model_info.json'}: not found" in result.stderr
+
+
+def test_export_round_trip(model_dir, tmp_path):
+    out = tmp_path / "saved"
+    result = run_tool("inference.export", "--model_dir", model_dir, "--output_dir", out,
+                      "--blend", "linear", "--tta", "flips")
+    assert result.returncode == 0, result.stderr[-2000:]
+    ops = export.graph_op_types(str(out))
+    assert "ExtractImagePatches" in ops and "DecodeImage" in ops
+    assert not [op for op in ops if op.startswith("IO>") or "PyFunc" in op]
+    serving = tf.saved_model.load(str(out)).signatures["serving_default"]
+    predictor = load_predictor(str(model_dir), blend="linear", tta="flips")
+    image = np.random.default_rng(0).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    for encoded in (tf.io.encode_png(image), tf.io.encode_jpeg(image, quality=95)):
+        result = serving(image_bytes=encoded)
+        probs, mask = predictor(tf.io.decode_image(encoded, channels=3))
+        np.testing.assert_allclose(result["probabilities"].numpy(), probs.numpy(), atol=1e-6)
+        served_mask = tf.io.decode_png(result["mask_png_bytes"]).numpy()[..., 0]
+        np.testing.assert_array_equal(served_mask, mask.numpy())
+
+
+def test_epoch_callback_writes_masks(synthetic_stare_dir, tmp_path):
+    from inference.epoch_callback import EpochChangeTiledInference
+    config = schema.Config(
+        train=schema.TrainConfig(num_infer_images=2, epoch_change_tiledinfer=True),
+        tiledinfer=schema.TiledInferConfig(images_dir=str(synthetic_stare_dir / "stare-images"),
+                                           overlapping=OVERLAP, input_scale="native"),
+        preprocess=schema.PreprocessConfig(scale=SCALE))
+    model = tiny_model()
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    x = np.random.default_rng(0).random((4, TILE, TILE, 3)).astype(np.float32)
+    y = (x[..., :1] > 0.5).astype(np.float32)
+    callback = EpochChangeTiledInference(config, str(tmp_path))
+    model.fit(x, y, epochs=2, batch_size=2, verbose=0, callbacks=[callback])
+    written = sorted(p.name for p in (tmp_path / "epoch_change_tiledinfer").iterdir())
+    assert written == ["Epoch_1_im0001.png", "Epoch_1_im0002.png",
+                       "Epoch_2_im0001.png", "Epoch_2_im0002.png"]
+    mask = tf.io.decode_png((tmp_path / "epoch_change_tiledinfer" / "Epoch_2_im0001.png")
+                            .read_bytes()).numpy()
+    assert mask.shape == (140, 160, 1)
+    # The masks are the predictor's on the current weights.
+    photo = read_ppm_gz(synthetic_stare_dir / "stare-images" / "im0001.ppm.gz")
+    expected = TiledPredictor(model, overlap=OVERLAP, scale=SCALE, input_scale="native",
+                              batch_size=4)(photo)[1].numpy()
+    np.testing.assert_array_equal(mask[..., 0], expected)

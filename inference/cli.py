@@ -144,7 +144,8 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
         bar.set_postfix_str(stem)
         if stem in seen:
             summary.failed.append((path, f"same output name {stem}.png as {seen[stem]}"))
-            tqdm.write(f"FAILED {path}: same output name {stem}.png as {seen[stem]}", file=sys.stderr)
+            tqdm.write(f"FAILED {path}: same output name {stem}.png as {seen[stem]}",
+                       file=sys.stderr)
             continue
         seen[stem] = path
         outputs = {"mask": os.path.join(output_dir, stem + ".png")}
@@ -216,9 +217,10 @@ def define_flags() -> None:
     which share flag names, can both be imported in one process)."""
     flags.DEFINE_string("model_dir", None, "Model dir written by vessel-train: best_model.keras "
                         "+ model_info.json (local or gs://).")
-    flags.DEFINE_multi_string("input", None, "Image files, folders or globs (local or gs://). "
-                              "Repeat the flag or list paths after it: --input a.jpg b/ 'c/*.ppm.gz'. "
-                              "Formats: png jpg gif bmp ppm pgm tif, optionally .gz.")
+    flags.DEFINE_multi_string("input", None, "Image files, folders or globs (local or "
+                              "gs://). Repeat the flag or list paths after it: --input a.jpg "
+                              "b/ 'c/*.ppm.gz'. Formats: png jpg gif bmp ppm pgm tif, "
+                              "optionally .gz.")
     flags.DEFINE_string("output_dir", None, "Where <stem>.png masks are written (local or gs://).")
     flags.DEFINE_integer("overlap", None, "Tile overlap in px (default: model_info.json, 64).")
     flags.DEFINE_integer("batch_size", 4, "Tiles per model call.")

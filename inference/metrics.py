@@ -33,8 +33,8 @@ def binary_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float
 
 def roc_auc(scores: np.ndarray, truth: np.ndarray) -> float:
     """Area under the ROC curve = P(score of a random positive > a random negative),
-    ties counting 1/2 (the Mann-Whitney statistic from mid-ranks), from one sort. NaN if one class
-    is absent. scores: float array; truth: bool array of the same size.
+    ties counting 1/2 (the Mann-Whitney statistic from mid-ranks), from one sort. NaN if
+    one class is absent. scores: float array; truth: bool array of the same size.
     """
     scores = np.asarray(scores, np.float32).ravel()
     truth = np.asarray(truth, bool).ravel()
@@ -61,7 +61,8 @@ def segmentation_metrics(probabilities: np.ndarray, truth: np.ndarray, threshold
     probabilities = np.asarray(probabilities, np.float32)
     truth = np.asarray(truth, bool)
     if probabilities.shape != truth.shape:
-        raise ValueError(f"probabilities {probabilities.shape} and truth {truth.shape} differ in shape")
+        raise ValueError(f"probabilities {probabilities.shape} and truth {truth.shape} "
+                         "differ in shape")
     if region is not None:
         probabilities, truth = probabilities[region], truth[region]
     out = binary_metrics(probabilities > threshold, truth)

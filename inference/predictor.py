@@ -13,6 +13,7 @@ the image are the single-channel tile probabilities and the canvas.
 """
 from __future__ import annotations
 
+import os
 from typing import Callable, Optional
 
 import numpy as np
@@ -205,13 +206,15 @@ def load_model(model_dir: str):
     path = info.model_path(model_dir)
     if not tf.io.gfile.exists(path):
         raise model_info_lib.ModelDirError(f"{path}: model file not found")
-    local = path
-    if "://" in path:  # keras reads local files only
-        import tempfile
-        local = tempfile.mkdtemp() + "/" + info.model_file
-        tf.io.gfile.copy(path, local, overwrite=True)
     try:
-        model = keras.models.load_model(local, compile=False, safe_mode=True)
+        if "://" in path:  # keras reads local files only
+            import tempfile
+            with tempfile.TemporaryDirectory() as tmp:
+                local = os.path.join(tmp, info.model_file)
+                tf.io.gfile.copy(path, local, overwrite=True)
+                model = keras.models.load_model(local, compile=False, safe_mode=True)
+        else:
+            model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # keras raises many types for a bad file
         raise model_info_lib.ModelDirError(f"{path}: cannot load the model: {e}") from e
     return model, info

@@ -22,7 +22,7 @@ from typing import Sequence
 from configs.schema import REFERENCE_AUGMENTATIONS
 
 
-def _int_list(text: str) -> tuple[str, ...]:
+def _comma_list(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
@@ -33,13 +33,23 @@ def parse_augmentations(text: str) -> tuple[str, ...]:
         return ()
     if value == "reference":
         return tuple(REFERENCE_AUGMENTATIONS)
-    names = _int_list(value)
+    names = _comma_list(value)
     unknown = [n for n in names if n not in REFERENCE_AUGMENTATIONS]
     if unknown:
         raise argparse.ArgumentTypeError(
             f"unknown augmentation(s) {', '.join(unknown)}; choose from 'none', 'reference' "
             f"or a comma list of {', '.join(REFERENCE_AUGMENTATIONS)}")
     return names
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows '(default: ...)' only for flags that have a real default of their own."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Unknown flags are passed to Beam PipelineOptions (e.g. Dataflow's --project "
                "--region --temp_location --setup_file ./setup.py). Exit status: 0 ok, 1 inputs "
                "rejected (see OUT/errors.jsonl) unless --allow_errors, 2 bad flags or folders.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     src = p.add_argument_group("inputs (one of --stare_dir or --images_dir + --masks_dir)")
     src.add_argument("--stare_dir", help="folder with stare-images/ and labels-ah/ (local or gs://)")
     src.add_argument("--images_dir", help="folder of photographs, paired with masks by file stem")
@@ -71,9 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="training-tile augmentations: 'none', 'reference' or a comma list of "
                           + ", ".join(REFERENCE_AUGMENTATIONS))
     job.add_argument("--split", help="image shares, e.g. train=0.7,valid=0.15,test=0.15")
-    job.add_argument("--valid_ids", type=_int_list, metavar="IDS",
+    job.add_argument("--valid_ids", type=_comma_list, metavar="IDS",
                      help="comma list of image ids for valid (overrides --split)")
-    job.add_argument("--test_ids", type=_int_list, metavar="IDS",
+    job.add_argument("--test_ids", type=_comma_list, metavar="IDS",
                      help="comma list of image ids for test (overrides --split)")
     job.add_argument("--seed", type=int, help="seed of the split shuffle and augmentations")
     job.add_argument("--shards", type=int, help="TFRecord shards per split")

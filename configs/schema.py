@@ -176,7 +176,8 @@ class PreprocessConfig:
     test_ids: tuple[str, ...] = ()
     seed: int = 0
     shards: int = 4
-    compression: str = "gzip"
+    # PNG tiles barely shrink under gzip (~9 %) but gzip costs ~7 ms per 512 tile.
+    compression: str = "none"
     whole_image: bool = False
 
     def __post_init__(self):

@@ -14,10 +14,17 @@ from trainer.fake_data import write_fake_dataset  # noqa: E402
 TILES = {"train": 12, "valid": 4, "test": 5}
 
 
-@pytest.fixture(scope="module", params=["gzip", "none"])
-def data_dir(request, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp(f"shards_{request.param}"))
-    write_fake_dataset(out, tile_size=16, tiles=TILES, shards=3, compression=request.param)
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("shards_gzip"))
+    write_fake_dataset(out, tile_size=16, tiles=TILES, shards=3, compression="gzip")
+    return out
+
+
+@pytest.fixture(scope="module")
+def uncompressed_dir(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("shards_none"))
+    write_fake_dataset(out, tile_size=16, tiles=TILES, shards=3, compression="none")
     return out
 
 
@@ -32,7 +39,9 @@ def expected_tiles(data_dir, split):
     return out
 
 
-def test_one_pass_yields_every_tile_once_scaled(data_dir):
+@pytest.mark.parametrize("which", ["data_dir", "uncompressed_dir"])
+def test_one_pass_yields_every_tile_once_scaled(which, request):
+    data_dir = request.getfixturevalue(which)
     batches = list(reader.make_dataset(data_dir, "test", 2, training=False))
     assert [int(b[0].shape[0]) for b in batches] == [2, 2, 1]  # partial batch kept
     images = np.concatenate([b[0].numpy() for b in batches])

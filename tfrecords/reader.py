@@ -19,6 +19,7 @@ import contextlib
 import re
 from typing import Iterable, Iterator, Optional
 
+import numpy as np
 import tensorflow as tf
 
 from tfrecords import dataset_info as dataset_info_lib
@@ -125,28 +126,38 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
-    files = tf.data.Dataset.from_tensor_slices(paths)
     shard_records = False
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
         if input_context.num_input_pipelines > 1:
             if len(paths) >= input_context.num_input_pipelines:
-                files = files.shard(input_context.num_input_pipelines,
-                                    input_context.input_pipeline_id)
+                paths = paths[input_context.input_pipeline_id::input_context.num_input_pipelines]
             else:
                 shard_records = True
+    if seed is None:
+        seed = int(np.random.default_rng().integers(2**31))
     if training:
-        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).repeat()
+        # Pass e over the shards uses the permutation seeded by (seed, e): stateless, so
+        # every iterator of this dataset sees the same stream, however many were made
+        # before (Keras peeks at distributed datasets), and each pass has a new order.
+        path_tensor = tf.constant(paths)
+        files = tf.data.Dataset.counter().map(
+            lambda epoch: tf.random.experimental.stateless_shuffle(
+                path_tensor, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        ).unbatch()
+    else:
+        files = tf.data.Dataset.from_tensor_slices(paths)
 
     records = files.interleave(
         lambda path: tf.data.TFRecordDataset(path, compression_type=info.tfrecord_compression),
-        cycle_length=min(len(paths), 8), block_length=1,
+        cycle_length=max(1, min(len(paths), 8)), block_length=1,
         num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     if shard_records:
         records = records.shard(input_context.num_input_pipelines,
                                 input_context.input_pipeline_id)
     if training and shuffle_buffer > 1:
-        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        # The stream is endless (repeated above), so no per-iteration reshuffle is needed.
+        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
 
     tiles = records.map(decode_tile, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     if training and augment:

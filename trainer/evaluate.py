@@ -60,9 +60,7 @@ def read_evaluation(model_dir: str) -> dict[str, float]:
 
 def load_model(model_dir: str):
     """(model, ModelInfo): the best model loaded with safe_mode=True and compile=True."""
-    import keras
-
-    from trainer import losses, metrics  # noqa: F401  (registers the custom objects)
+    from trainer import model as model_lib
     from trainer import model_info as model_info_lib
     info = model_info_lib.read_model_info(model_dir)
     path = info.model_path(model_dir)
@@ -70,7 +68,7 @@ def load_model(model_dir: str):
         raise model_info_lib.ModelDirError(
             f"{path}: not found; vessel-train saves it after the first epoch whose val_loss "
             f"improves")
-    return keras.models.load_model(path, safe_mode=True, compile=True), info
+    return model_lib.load_model(path, compile=True), info
 
 
 def evaluate(model_dir: str, data_dir: str, split: str = "test", *,

@@ -94,3 +94,13 @@ def build_unet(config: ModelConfig) -> keras.Model:
     # float32 whatever the policy: the loss and the probabilities need the full range.
     outputs = keras.layers.Activation("sigmoid", dtype="float32", name="probabilities")(logits)
     return keras.Model(inputs, outputs, name=config.model)
+
+
+def load_model(path: str, compile: bool = True) -> keras.Model:
+    """Loads a saved `.keras` U-Net with safe_mode=True.
+
+    compile=True restores the loss and metrics too; their classes are registered by
+    importing trainer.losses and trainer.metrics, which this does first.
+    """
+    from trainer import losses, metrics  # noqa: F401  (registers the custom objects)
+    return keras.models.load_model(path, safe_mode=True, compile=compile)

@@ -23,6 +23,8 @@ def configure_cpu_replicas(num_replicas: int) -> None:
     if num_replicas < 1:
         raise ValueError(f"--num_cpu_replicas must be >= 1, got {num_replicas}")
     cpu = tf.config.list_physical_devices("CPU")[0]
+    if len(tf.config.get_logical_device_configuration(cpu) or []) == num_replicas:
+        return  # already split this way (a second run in the same process)
     try:
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(num_replicas)])

@@ -1,0 +1,154 @@
+"""vessel-train in subprocesses: 2 CPU replicas vs 1, and resumption after SIGKILL.
+
+Logical CPU devices are process-wide and must be set before TF initialises, hence
+subprocesses (`python -m trainer.train ...`).
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from trainer.fake_data import write_fake_dataset  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["model.image_height=32", "model.image_width=32", "model.base_filters=4",
+        "model.num_layers=3", "model.base_kernels=(3,3)", "model.dilation=(1,1)",
+        "model.dropout_rate=0.0", "model.learning_rate=0.01", "train.deterministic=True"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("dist_shards"))
+    write_fake_dataset(out, tile_size=32, tiles={"train": 16, "valid": 4, "test": 4},
+                       shards=2, seed=2)
+    return out
+
+
+def command(data_dir, model_dir, overrides, *flags):
+    cmd = [sys.executable, "-m", "trainer.train", "--data_dir", data_dir,
+           "--model_dir", model_dir, "--verbose", "2", *flags]
+    for item in TINY + overrides:
+        cmd += ["--set", item]
+    return cmd
+
+
+def environment():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def run_train(data_dir, model_dir, overrides, *flags):
+    result = subprocess.run(command(data_dir, model_dir, overrides, *flags), cwd=REPO,
+                            env=environment(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+# Runs in a fresh interpreter: 2 logical CPUs, then the same step on 2 replicas
+# (per-replica batch 2) and on one device (batch 4), and a global batch of 5.
+REPLICA_SCRIPT = """
+import json, logging, sys
+logging.basicConfig(level=logging.INFO)
+from configs import load_config
+from trainer import train
+data_dir, out, tiny = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+steps = ["train.epochs=1", "train.steps_per_epoch=3"]
+two = train.train(load_config(None, tiny + steps + ["train.batch_size=2"]), data_dir,
+                  out + "/two", num_cpu_replicas=2, verbose=0)
+try:
+    train.train(load_config(None, tiny + steps), data_dir, out + "/bad", num_cpu_replicas=2,
+                global_batch=5, verbose=0)
+    refused = ""
+except ValueError as e:
+    refused = str(e)
+one = train.train(load_config(None, tiny + steps + ["train.batch_size=4"]), data_dir,
+                  out + "/one", num_cpu_replicas=0, verbose=0)
+print(json.dumps({"two": two["loss"], "one": one["loss"], "refused": refused}))
+"""
+
+
+def test_two_replicas_train_exactly_like_one(data_dir, tmp_path):
+    result = subprocess.run([sys.executable, "-c", REPLICA_SCRIPT, data_dir, str(tmp_path),
+                             json.dumps(TINY)], cwd=REPO, env=environment(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "2 replica(s), global batch 4" in result.stderr
+    assert "1 replica(s), global batch 4" in result.stderr
+    assert "global batch 5 cannot be split evenly over 2 replicas" in report["refused"]
+    assert report["two"][0] == pytest.approx(report["one"][0], rel=1e-5)
+    from trainer.model import load_model
+    one, two = (load_model(str(tmp_path / name / "best_model.keras")).get_weights()
+                for name in ("one", "two"))
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+    # The comparison means something: three Adam steps at lr 0.01 moved the weights.
+    from configs import load_config
+    from trainer.model import build_unet
+    keras.utils.set_random_seed(0)
+    initial = build_unet(load_config(None, TINY).model).get_weights()
+    assert max(float(np.max(np.abs(a - b))) for a, b in zip(initial, one)) > 1e-3
+
+
+def test_cli_refuses_an_indivisible_global_batch(data_dir, tmp_path):
+    result = subprocess.run(
+        command(data_dir, str(tmp_path / "m"), ["train.epochs=1"], "--num_cpu_replicas", "2",
+                "--global_batch_size", "5"),
+        cwd=REPO, env=environment(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "global batch 5 cannot be split evenly over 2 replicas" in result.stderr
+
+
+def _backup_epoch(model_dir):
+    path = os.path.join(model_dir, "backup", "training_metadata.json")
+    try:
+        with open(path) as f:
+            return json.load(f)["epoch"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _csv_epochs(model_dir, name):
+    with open(os.path.join(model_dir, "eval", name)) as f:
+        return [int(line.split(",")[0]) for line in f.read().splitlines()[1:]]
+
+
+def test_sigkill_after_first_epoch_then_resume(data_dir, tmp_path):
+    model_dir = str(tmp_path / "resumable")
+    overrides = ["train.epochs=3", "train.steps_per_epoch=24", "train.batch_size=2",
+                 "train.patience=50"]
+    process = subprocess.Popen(command(data_dir, model_dir, overrides), cwd=REPO,
+                               env=environment(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    try:
+        while _backup_epoch(model_dir) < 1:
+            assert process.poll() is None, "training ended before it could be killed"
+            assert time.time() < deadline, "no epoch finished in time"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    killed_after = _backup_epoch(model_dir)
+    assert killed_after == 1
+    assert _csv_epochs(model_dir, "train_losses.csv")[:1] == [0]
+
+    result = run_train(data_dir, model_dir, overrides)
+    epochs = [line.split()[1] for line in result.stdout.splitlines()
+              if line.startswith("Epoch ") and "/" in line.split()[1]]
+    assert epochs == ["2/3", "3/3"]  # resumed at epoch 2 (1-based)
+    for name in ("train_losses.csv", "train_metrics.csv"):
+        assert _csv_epochs(model_dir, name) == [0, 1, 2], name  # 0-based, each once
+    history = json.load(open(os.path.join(model_dir, "history.json")))
+    assert history["epoch"] == [0, 1, 2] and len(history["loss"]) == 3
+    assert not os.path.exists(os.path.join(model_dir, "backup"))

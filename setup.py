@@ -41,6 +41,8 @@ setuptools.setup(
         "console_scripts": [
             "vessel-synth=synthetic.cli:run",
             "vessel-preprocess=beam_jobs.cli:run",
+            "vessel-train=trainer.train:run",
+            "vessel-evaluate=trainer.evaluate:run",
             "vessel-segment=inference.cli:run",
             "vessel-export=inference.export:run",
             "vessel-download-stare=pipeline.download_stare:run",

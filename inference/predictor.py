@@ -2,9 +2,10 @@
 
 Graph (no Python loop over tiles, no host round trip):
   uint8 [H, W, 3] -> (input_scale "native": bicubic enlargement by the model's scale)
-  -> reflect padding to a tile grid -> tf.image.extract_patches (uint8)
-  -> tf.while_loop over chunks of `batch_size` tiles: /255, test-time augmentation,
-     model, inverse augmentation, mean, x blend window
+  -> reflect padding to a tile grid
+  -> tf.while_loop over chunks of `batch_size` tiles: slices of the padded uint8 image
+     (tiling.gather_tiles; same tiles as tf.image.extract_patches, ~50x cheaper on CPU),
+     /255, test-time augmentation, model, inverse augmentation, mean, x blend window
   -> overlap-add of the weighted tile probabilities / summed weights -> crop
   -> ("native": area-average back to H x W) -> probabilities float32 [H, W],
      mask uint8 [H, W] (0 / 255).
@@ -165,13 +166,16 @@ class TiledPredictor:
         ny, top, bottom = tiling.tile_grid(h, T, O)
         nx, left, right = tiling.tile_grid(w, T, O)
         padded = tiling.reflect_pad(image, ((top, bottom), (left, right)))
-        tiles = tiling.extract_tiles(padded, T, O)
         n = ny * nx
+        offsets = tiling.tile_offsets((ny, nx), T, O)
         chunks = (n + B - 1) // B
         window = tf.constant(np.outer(self._profile, self._profile))
 
         def body(i, acc):
-            probs = self.tile_probabilities(tiles[i * B:(i + 1) * B])
+            # The last chunk may be short: clamp its indices, then drop the repeats.
+            index = tf.minimum(i * B + tf.range(B), n - 1)
+            tiles = tiling.gather_tiles(padded, tf.gather(offsets, index), T)
+            probs = self.tile_probabilities(tiles[:tf.minimum(B, n - i * B)])
             return i + 1, acc.write(i, probs * window)
 
         acc = tf.TensorArray(tf.float32, size=chunks, infer_shape=False,

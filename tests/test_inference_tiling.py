@@ -81,6 +81,13 @@ def test_extract_tiles_positions_and_dtype():
     np.testing.assert_array_equal(tiles[nx + 2].numpy(), image[5:13, 10:18])
 
 
+def test_gather_tiles_equals_extract_patches():
+    image = tf.constant(random_image(30, 41))
+    tiles = tiling.extract_tiles(image, 12, 5)
+    offsets = tiling.tile_offsets((3, 5), 12, 5)
+    np.testing.assert_array_equal(tiling.gather_tiles(image, offsets, 12).numpy(), tiles.numpy())
+
+
 def test_blend_profiles():
     g = blend.blend_profile(64, 16, "gaussian")
     assert g.max() == pytest.approx(1.0) and g.min() > 0

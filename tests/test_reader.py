@@ -133,3 +133,15 @@ def test_missing_and_corrupt_shards_are_named(tmp_path, data_dir):
     message = str(caught.value)
     assert corrupt in message and "1 shard(s)" in message
     assert all(p not in message for p in info.shard_paths(copy, "train") if p != corrupt)
+
+
+def test_fill_replicas_gives_no_replica_an_empty_batch(data_dir):
+    context = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
+                                         num_replicas_in_sync=2)
+    batches = list(reader.make_dataset(data_dir, "test", 4, training=False,
+                                       input_context=context, fill_replicas=True,
+                                       tile_shape=(16, 16)))
+    # 5 tiles, global batch 4 on 2 replicas: 2 steps x 2 replicas of 2 tiles, wrapping.
+    assert [tuple(b[0].shape) for b in batches] == [(2, 16, 16, 3)] * 4
+    seen = {im.tobytes() for b in batches for im in b[0].numpy()}
+    assert len(seen) == TILES["test"]

@@ -87,7 +87,9 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
                  deterministic: Optional[bool] = None, seed: Optional[int] = None,
                  input_context: Optional[tf.distribute.InputContext] = None,
                  info: Optional[dataset_info_lib.DatasetInfo] = None,
-                 take_batches: Optional[int] = None) -> tf.data.Dataset:
+                 take_batches: Optional[int] = None,
+                 tile_shape: Optional[tuple[int, int]] = None,
+                 fill_replicas: bool = False) -> tf.data.Dataset:
     """The batched (image, mask) dataset of one split.
 
     Args:
@@ -106,6 +108,12 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
         are split by `input_pipeline_id`.
       info: an already-read DatasetInfo (else read from data_dir).
       take_batches: keep only the first N batches (a fixed validation subset).
+      tile_shape: (H, W) every tile must have; makes the shapes static, which
+        MirroredStrategy needs to give a replica an empty last batch.
+      fill_replicas: (not training, with an input_context of several replicas per
+        pipeline) wrap the last global step around to the first tiles so no replica gets
+        an empty batch - TF cannot run a dilated convolution on an empty batch. A few
+        tiles then count twice: use it for validation, not for final figures.
 
     Returns:
       Dataset of (image float32 [b, H, W, 3] in [0, 1], mask float32 [b, H, W, 1] in {0, 1}).
@@ -160,13 +168,24 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
         records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
 
     tiles = records.map(decode_tile, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    if tile_shape is not None:
+        height, width = tile_shape
+        tiles = tiles.map(lambda image, mask: (tf.ensure_shape(image, [height, width, 3]),
+                                               tf.ensure_shape(mask, [height, width, 1])))
     if training and augment:
         seeds = tf.data.Dataset.random(seed=seed).batch(2)
         tiles = tf.data.Dataset.zip((tiles, seeds)).map(
             lambda tile, s: augment_tile(tile[0], tile[1], s),
             num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    batches = tiles.batch(batch_size, drop_remainder=training,
-                          num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    replicas = (input_context.num_replicas_in_sync // input_context.num_input_pipelines
+                if input_context is not None else 1)
+    if fill_replicas and not training and replicas > 1:
+        records_here = -(-info.splits[split].records // input_context.num_input_pipelines)
+        steps = -(-records_here // (batch_size * replicas))
+        batches = tiles.repeat().batch(batch_size, drop_remainder=True).take(steps * replicas)
+    else:
+        batches = tiles.batch(batch_size, drop_remainder=training,
+                              num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     if take_batches is not None:
         batches = batches.take(take_batches)
     options = tf.data.Options()

@@ -31,10 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dataset directory with dataset_info.json (local path or gs://)")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--batch_size", type=int, default=None,
-                        help="global batch (default: the training config's batch_size x "
-                             "replicas)")
-    parser.add_argument("--num_cpu_replicas", type=int, default=0,
-                        help="split the CPU into N logical devices and mirror over them")
+                        help="batch (default: the training config's per-replica batch_size)")
     parser.add_argument("--verbose", default="auto", choices=("auto", "0", "1", "2"),
                         help="Keras verbosity (auto = progress bar on a terminal)")
     return parser
@@ -72,11 +69,16 @@ def load_model(model_dir: str):
 
 
 def evaluate(model_dir: str, data_dir: str, split: str = "test", *,
-             batch_size: Optional[int] = None, num_cpu_replicas: int = 0,
-             verbose: int = 2) -> dict[str, float]:
-    """Evaluates M/best_model.keras on `split`; writes and returns {metric: value}."""
-    from trainer import strategy as strategy_lib
-    strategy = strategy_lib.make_strategy(num_cpu_replicas)  # before any other TF work
+             batch_size: Optional[int] = None, verbose: int = 2) -> dict[str, float]:
+    """Evaluates M/best_model.keras on `split`; writes and returns {metric: value}.
+
+    Runs on one device (the first GPU if any): every tile counts exactly once, which a
+    multi-replica pass cannot promise (a replica may get an empty last batch, and TF
+    cannot run a dilated convolution on one).
+    """
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
 
     from tfrecords import dataset_info as dataset_info_lib
     from tfrecords import reader
@@ -96,12 +98,13 @@ def evaluate(model_dir: str, data_dir: str, split: str = "test", *,
             f"{data_dir}: tiles are {tile[0]}x{tile[1]} but the model in {model_dir} takes "
             f"{height}x{width}")
 
-    per_replica = int(info.config.get("train", {}).get("batch_size", 2))
-    batch = strategy_lib.global_batch_size(per_replica, strategy.num_replicas_in_sync,
-                                           batch_size)
+    batch = batch_size or int(info.config.get("train", {}).get("batch_size", 2))
+    if batch < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {batch}")
     data = strategy.distribute_datasets_from_function(
         lambda context: reader.make_dataset(data_dir, split, batch, training=False,
-                                            input_context=context, info=data_info))
+                                            input_context=context, info=data_info,
+                                            tile_shape=tile))
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     with reader.naming_bad_shards(data_dir, [split], data_info):
         results = model.evaluate(data, return_dict=True, verbose=verbose)
@@ -112,13 +115,15 @@ def evaluate(model_dir: str, data_dir: str, split: str = "test", *,
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    # Our progress at INFO; TensorFlow's own INFO chatter (per-variable reduce logs) stays out.
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    logging.getLogger("vessel-train").setLevel(logging.INFO)
     from tfrecords.dataset_info import DatasetError
     from trainer.model_info import ModelDirError
     from trainer.train import resolve_verbose
     try:
         results = evaluate(args.model_dir, args.data_dir, args.split,
-                           batch_size=args.batch_size, num_cpu_replicas=args.num_cpu_replicas,
+                           batch_size=args.batch_size,
                            verbose=resolve_verbose(args.verbose))
     except (DatasetError, ModelDirError, ValueError) as e:
         print(f"vessel-evaluate: error: {e}", file=sys.stderr)

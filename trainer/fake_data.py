@@ -1,6 +1,6 @@
 """Tiny synthetic TFRecord datasets in the real layout, for tests and benchmarks.
 
-Each tile is a reddish background with a few dark lines ("vessels") drawn with OpenCV;
+Each tile is a smooth reddish background with a few dark lines ("vessels") drawn with OpenCV;
 the mask is exactly the lines, so a small U-Net can learn it in a few steps.
 """
 from __future__ import annotations
@@ -21,7 +21,10 @@ def fake_tile(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarr
         p0, p1 = rng.integers(0, size, 2), rng.integers(0, size, 2)
         cv2.line(mask, (int(p0[0]), int(p0[1])), (int(p1[0]), int(p1[1])), 255,
                  int(rng.integers(1, max(2, size // 16))))
-    background = np.array([170, 80, 40], np.float32) + rng.normal(0, 8, (size, size, 3))
+    # Smooth texture, like a photo enlarged 5x bicubic (as the Beam job makes tiles).
+    coarse = rng.normal(0, 8, (max(1, size // 5), max(1, size // 5), 3)).astype(np.float32)
+    texture = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
+    background = np.array([170, 80, 40], np.float32) + texture
     image = np.where(mask[..., None] > 0, background * 0.45, background)
     return np.clip(image, 0, 255).astype(np.uint8), mask
 

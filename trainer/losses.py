@@ -15,7 +15,7 @@ PACKAGE = "vessel"
 SMOOTH = 1.0
 
 
-def _global_sums(values: list[tf.Tensor]) -> list[tf.Tensor]:
+def global_sums(values: list[tf.Tensor]) -> list[tf.Tensor]:
     """Sums scalars over the replicas of the current strategy (identity on one replica)."""
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
@@ -31,7 +31,7 @@ def _as_float32(y_true, y_pred) -> tuple[tf.Tensor, tf.Tensor]:
 def dice_coef(y_true, y_pred):
     """Smoothed Dice of probabilities over the whole (global) batch; float32 scalar."""
     y_true, y_pred = _as_float32(y_true, y_pred)
-    intersection, true_sum, pred_sum = _global_sums([
+    intersection, true_sum, pred_sum = global_sums([
         tf.reduce_sum(y_true * y_pred), tf.reduce_sum(y_true), tf.reduce_sum(y_pred)])
     return (2.0 * intersection + SMOOTH) / (true_sum + pred_sum + SMOOTH)
 
@@ -40,7 +40,7 @@ def _bce_and_dice(y_true, y_pred) -> tuple[tf.Tensor, tf.Tensor]:
     y_true, y_pred = _as_float32(y_true, y_pred)
     # Keras' per-pixel BCE (clipped to [eps, 1 - eps]) summed, then averaged globally.
     bce = keras.losses.binary_crossentropy(y_true, y_pred)
-    bce_sum, count, intersection, true_sum, pred_sum = _global_sums([
+    bce_sum, count, intersection, true_sum, pred_sum = global_sums([
         tf.reduce_sum(bce), tf.cast(tf.size(bce), tf.float32),
         tf.reduce_sum(y_true * y_pred), tf.reduce_sum(y_true), tf.reduce_sum(y_pred)])
     dice = (2.0 * intersection + SMOOTH) / (true_sum + pred_sum + SMOOTH)

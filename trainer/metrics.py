@@ -124,7 +124,7 @@ class PixelAccuracy(ConfusionMetric):
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class DiceCoef(keras.metrics.Mean):
     """The reference's `dice_coef` (smoothed Dice of probabilities over the global batch),
-    averaged over batches, each batch counting once.
+    averaged over steps, each (global) batch counting once.
 
     Unlike `MeanMetricWrapper(dice_coef)`, whose constant per-batch count is added once
     more in the step where a finite dataset runs out, the count here depends on the batch.
@@ -137,9 +137,12 @@ class DiceCoef(keras.metrics.Mean):
         if sample_weight is not None:
             raise ValueError(f"{self.name}: sample weights are not supported")
         value = losses.dice_coef(y_true, y_pred)
-        # 1 per non-empty batch, computed from the batch: a constant count could run even
-        # in the step whose iterator is exhausted (no data dependency orders it after).
-        weight = tf.cast(tf.shape(y_true)[0] > 0, value.dtype)
+        # Each step counts 1 in all, shared by the replicas that got data (the last batch
+        # of a pass may leave a replica empty). Computed from the batch: a constant count
+        # could also run in the step whose iterator is exhausted (nothing orders it after).
+        has_data = tf.cast(tf.shape(y_true)[0] > 0, tf.float32)
+        replicas_with_data = losses.global_sums([has_data])[0]
+        weight = has_data / tf.maximum(replicas_with_data, 1.0)
         return super().update_state(value, sample_weight=weight)
 
 

@@ -212,12 +212,13 @@ def train(config, data_dir: str, model_dir: str, *, num_cpu_replicas: int = 0,
             data_dir, "train", batch, training=True, shuffle_buffer=config.train.shuffle_buffer,
             augment=config.train.online_augmentation,
             deterministic=config.train.deterministic or None, seed=config.train.seed,
-            input_context=context, info=info)
+            input_context=context, info=info, tile_shape=tile_size)
 
     def valid_fn(context):
         return reader.make_dataset(data_dir, "valid", batch, training=False,
                                    input_context=context, info=info,
-                                   take_batches=config.train.validation_steps)
+                                   take_batches=config.train.validation_steps,
+                                   tile_shape=tile_size, fill_replicas=True)
 
     train_data = strategy.distribute_datasets_from_function(train_fn)
     valid_data = strategy.distribute_datasets_from_function(valid_fn)
@@ -242,7 +243,9 @@ def train(config, data_dir: str, model_dir: str, *, num_cpu_replicas: int = 0,
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    # Our progress at INFO; TensorFlow's own INFO chatter (per-variable reduce logs) stays out.
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    logging.getLogger("vessel-train").setLevel(logging.INFO)
     from configs import ConfigError, load_config
     from tfrecords.dataset_info import DatasetError
     from trainer.model_info import ModelDirError

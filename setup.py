@@ -46,6 +46,7 @@ setuptools.setup(
             "vessel-segment=inference.cli:run",
             "vessel-export=inference.export:run",
             "vessel-download-stare=pipeline.download_stare:run",
+            "vessel-run=pipeline.run:run",
         ],
     },
 )

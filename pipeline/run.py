@@ -1,0 +1,299 @@
+"""`vessel-run`: the whole pipeline as one command, with one config.
+
+    vessel-run --config configs/demo.config --workdir runs/demo
+    vessel-run --config configs/stare_cpu.config --workdir runs/stare --stare_dir ../shared/data/stare
+
+Stages, in order (`--stages` picks some):
+  synth       W/stare       synthetic STARE-format images ([synth]); skipped with --stare_dir
+  preprocess  W/data        Beam job: tiles, augmentation, image-level split, TFRecords
+  train       W/model       the U-Net, MirroredStrategy, best model + model_info.json
+  evaluate    W/model/evaluation.csv   tile-level metrics of the test split
+  segment     W/segment     the test split's full photos at native resolution (through the
+                            in-graph enlargement when the model's scale > 1), with
+                            metrics.csv against their masks
+  report      W/report.md, W/montage.png, W/training_curves.png
+
+A stage whose complete outputs exist is skipped (so a rerun after an interruption goes on
+where it stopped; training itself resumes from its last finished epoch); `--overwrite`
+redoes the selected stages. Each stage ends with one line saying what it did and where.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import sys
+import time
+from typing import Callable, Optional, Sequence
+
+STAGES = ("synth", "preprocess", "train", "evaluate", "segment", "report")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPaths:
+    """Where each stage writes, under the work dir W."""
+    workdir: str
+    stare_dir: str  # the source photos + labels (given, or W/stare when synthesised)
+
+    @property
+    def data_dir(self) -> str:
+        return os.path.join(self.workdir, "data")
+
+    @property
+    def model_dir(self) -> str:
+        return os.path.join(self.workdir, "model")
+
+    @property
+    def segment_dir(self) -> str:
+        return os.path.join(self.workdir, "segment")
+
+    @property
+    def metrics_csv(self) -> str:
+        return os.path.join(self.segment_dir, "metrics.csv")
+
+    @property
+    def report(self) -> str:
+        return os.path.join(self.workdir, "report.md")
+
+
+@dataclasses.dataclass
+class RunOptions:
+    overwrite: bool = False
+    num_cpu_replicas: int = 0
+    precision: str = "auto"
+    verbose: int = 2
+    direct_num_workers: int = 1
+
+
+class StageError(RuntimeError):
+    """A stage that could not produce its outputs; the message says which and why."""
+
+
+def _say(stage: str, message: str) -> None:
+    print(f"[{stage}] {message}", flush=True)
+
+
+# ---------------------------------------------------------------------------- stages
+
+def stage_synth(config, paths: RunPaths, options: RunOptions) -> str:
+    from synthetic import stare_layout
+    synth = config.synth
+    ids = [stare_layout.stare_id(n) for n in range(1, synth.num_images + 1)]
+    expected = [p for i in ids for p in (stare_layout.image_path(paths.stare_dir, i),
+                                         stare_layout.label_path(paths.stare_dir, i))]
+    if not options.overwrite and all(os.path.exists(p) for p in expected):
+        return f"skipped: {synth.num_images} synthetic images already in {paths.stare_dir}"
+    stare_layout.write_synthetic_stare(paths.stare_dir, synth.num_images, width=synth.width,
+                                       height=synth.height, seed=synth.seed, overwrite=True)
+    return (f"wrote {synth.num_images} synthetic {synth.width}x{synth.height} images "
+            f"(seed {synth.seed}) to {paths.stare_dir}")
+
+
+def stage_preprocess(config, paths: RunPaths, options: RunOptions) -> str:
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from beam_jobs import inputs, pipeline
+    from tfrecords import dataset_info
+    if not options.overwrite and os.path.exists(os.path.join(paths.data_dir,
+                                                             dataset_info.INFO_FILE)):
+        return f"skipped: dataset already in {paths.data_dir}"
+    pairs, problems = inputs.discover_stare(paths.stare_dir)
+    if not pairs:
+        raise StageError(f"no image/label pairs in {paths.stare_dir} "
+                         f"({len(problems)} rejected input(s))")
+    beam_options = PipelineOptions([
+        "--runner=DirectRunner", f"--direct_num_workers={options.direct_num_workers}",
+        "--direct_running_mode=" + ("multi_processing" if options.direct_num_workers > 1
+                                    else "in_memory")])
+    summary = pipeline.run_job(config.preprocess, pairs, problems, paths.data_dir,
+                               beam_options, {"stare_dir": paths.stare_dir}, overwrite=True)
+    if summary.info is None:
+        raise StageError(f"no tiles written to {paths.data_dir}; see "
+                         f"{os.path.join(paths.data_dir, dataset_info.ERRORS_FILE)}")
+    splits = ", ".join(f"{name} {len(s.image_ids)} images/{s.records} records"
+                       for name, s in sorted(summary.info.splits.items()))
+    rejected = f"; {len(summary.errors)} input(s) rejected" if summary.errors else ""
+    return f"wrote {splits} to {paths.data_dir}{rejected}"
+
+
+def stage_train(config, paths: RunPaths, options: RunOptions) -> str:
+    from trainer import callbacks, train
+    history_path = os.path.join(paths.model_dir, callbacks.HISTORY_FILE)
+    done = _training_finished(config, paths.model_dir)
+    if done and not options.overwrite:
+        return f"skipped: trained model already in {paths.model_dir}"
+    if options.overwrite and os.path.isdir(paths.model_dir):
+        shutil.rmtree(paths.model_dir)
+    start = time.time()
+    train.train(config, paths.data_dir, paths.model_dir,
+                num_cpu_replicas=options.num_cpu_replicas, precision=options.precision,
+                verbose=options.verbose)
+    history = callbacks.read_history(history_path)
+    epochs = len(history.get("epoch", []))
+    best = min(history.get("val_loss", [float("nan")]))
+    return (f"trained {epochs} epochs in {time.time() - start:.0f} s (best val_loss "
+            f"{best:.4f}) -> {paths.model_dir}")
+
+
+def _training_finished(config, model_dir: str) -> bool:
+    """True when the model dir holds a best model and no unfinished run to resume."""
+    from trainer import model_info, train
+    return (os.path.exists(os.path.join(model_dir, model_info.MODEL_FILE))
+            and os.path.exists(os.path.join(model_dir, model_info.INFO_FILE))
+            and not os.path.exists(os.path.join(model_dir, train.BACKUP_DIR)))
+
+
+def stage_evaluate(config, paths: RunPaths, options: RunOptions) -> str:
+    from tfrecords import dataset_info
+    from trainer import evaluate
+    out = os.path.join(paths.model_dir, evaluate.EVALUATION_FILE)
+    if not options.overwrite and os.path.exists(out):
+        return f"skipped: {out} exists"
+    if "test" not in dataset_info.read_dataset_info(paths.data_dir).splits:
+        return "skipped: the dataset has no test split"
+    results = evaluate.evaluate(paths.model_dir, paths.data_dir, "test",
+                                verbose=min(options.verbose, 2))
+    return (f"test tiles: loss {results['loss']:.4f}, dice_coef {results['dice_coef']:.4f} "
+            f"-> {out}")
+
+
+def held_out_pairs(paths: RunPaths):
+    """The test split's (image id, photo path, label path), sorted by id."""
+    from beam_jobs import inputs
+    from tfrecords import dataset_info
+    info = dataset_info.read_dataset_info(paths.data_dir)
+    test_ids = set(info.splits["test"].image_ids) if "test" in info.splits else set()
+    pairs, _ = inputs.discover_stare(paths.stare_dir)
+    return [p for p in pairs if p.image_id in test_ids]
+
+
+def stage_segment(config, paths: RunPaths, options: RunOptions) -> str:
+    from inference import cli as segment_cli
+    from inference import predictor as predictor_lib
+    if not options.overwrite and os.path.exists(paths.metrics_csv):
+        return f"skipped: {paths.metrics_csv} exists"
+    pairs = held_out_pairs(paths)
+    if not pairs:
+        raise StageError(f"the dataset in {paths.data_dir} has no test images to segment")
+    tiled = config.tiledinfer
+    predictor = predictor_lib.load_predictor(
+        paths.model_dir, overlap=tiled.overlapping, batch_size=tiled.batch_size,
+        blend=tiled.blend, tta=tiled.tta, threshold=tiled.threshold, input_scale="native")
+    summary = segment_cli.segment_files(
+        predictor, [p.image_path for p in pairs], paths.segment_dir, overlay=True,
+        save_probabilities=True, truths={p.image_id: p.mask_path for p in pairs},
+        overwrite=True, progress=options.verbose > 0)
+    if summary.failed:
+        raise StageError("could not segment " + "; ".join(f"{p}: {r}" for p, r in summary.failed))
+    return (f"segmented {len(summary.written)} held-out images in {summary.seconds:.1f} s "
+            f"-> {paths.segment_dir}")
+
+
+def stage_report(config, paths: RunPaths, options: RunOptions) -> str:
+    from pipeline import report
+    if not options.overwrite and os.path.exists(paths.report):
+        return f"skipped: {paths.report} exists"
+    report.write_report(paths.workdir, paths.stare_dir, paths.data_dir, paths.model_dir,
+                        paths.segment_dir, held_out_pairs(paths))
+    return f"wrote {paths.report} and {os.path.join(paths.workdir, report.MONTAGE_FILE)}"
+
+
+STAGE_FUNCTIONS: dict[str, Callable] = {
+    "synth": stage_synth, "preprocess": stage_preprocess, "train": stage_train,
+    "evaluate": stage_evaluate, "segment": stage_segment, "report": stage_report,
+}
+
+
+def run_pipeline(config, workdir: str, stare_dir: Optional[str] = None,
+                 stages: Sequence[str] = STAGES, options: RunOptions = RunOptions()) -> RunPaths:
+    """Runs `stages` in pipeline order; returns the paths it used.
+
+    Raises StageError (or the stage's own error) naming the stage that failed.
+    """
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise StageError(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(STAGES)}")
+    if stare_dir is not None and not os.path.isdir(stare_dir):
+        raise StageError(f"--stare_dir {stare_dir}: not a folder")
+    paths = RunPaths(workdir=workdir, stare_dir=stare_dir or os.path.join(workdir, "stare"))
+    os.makedirs(workdir, exist_ok=True)
+    for stage in STAGES:
+        if stage not in stages:
+            continue
+        if stage == "synth" and stare_dir is not None:
+            _say(stage, f"skipped: using the photos in {stare_dir}")
+            continue
+        start = time.time()
+        message = STAGE_FUNCTIONS[stage](config, paths, options)
+        _say(stage, f"{message} ({time.time() - start:.0f} s)")
+    return paths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vessel-run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="experiment config (INI + literals)")
+    parser.add_argument("--workdir", required=True, help="folder for every stage's outputs")
+    parser.add_argument("--stare_dir", help="real photos in STARE layout (stare-images/, "
+                        "labels-ah/); without it the synth stage makes synthetic ones")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help="comma-separated subset of: " + ",".join(STAGES))
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo the selected stages even when their outputs exist")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
+    parser.add_argument("--num_cpu_replicas", type=int, default=0,
+                        help="mirror training over N logical CPU devices (no GPU needed)")
+    parser.add_argument("--precision", default="auto",
+                        choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+                        help="auto: mixed_float16 on GPU, float32 on CPU")
+    parser.add_argument("--direct_num_workers", type=int, default=1,
+                        help="Beam DirectRunner workers for the preprocess stage")
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch or per-image lines")
+    return parser
+
+
+def mean_held_out_dice(metrics_csv: str) -> Optional[float]:
+    from pipeline import report
+    rows = report.read_metrics_csv(metrics_csv)
+    return rows.get("mean", {}).get("dice") if rows else None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import logging
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.num_cpu_replicas > 1:
+        from trainer import strategy  # split the CPU before anything initialises TF devices
+        strategy.configure_cpu_replicas(args.num_cpu_replicas)
+
+    import configs
+    from tfrecords.dataset_info import DatasetError
+    from trainer.model_info import ModelDirError
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    options = RunOptions(overwrite=args.overwrite, num_cpu_replicas=args.num_cpu_replicas,
+                         precision=args.precision, verbose=0 if args.quiet else 2,
+                         direct_num_workers=args.direct_num_workers)
+    start = time.time()
+    try:
+        config = configs.load_config(args.config, args.overrides)
+        paths = run_pipeline(config, args.workdir, args.stare_dir, stages, options)
+    except (configs.ConfigError, StageError, DatasetError, ModelDirError,
+            FileNotFoundError, FileExistsError) as e:
+        print(f"vessel-run: error: {e}", file=sys.stderr)
+        return 2
+    dice = mean_held_out_dice(paths.metrics_csv) if os.path.exists(paths.metrics_csv) else None
+    if dice is not None:
+        print(f"vessel-run: held-out Dice (mean over the test images) {dice:.4f}; "
+              f"report: {paths.report}")
+    print(f"vessel-run: done in {time.time() - start:.0f} s")
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

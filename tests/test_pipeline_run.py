@@ -1,0 +1,125 @@
+"""`vessel-run` end to end on a tiny synthetic config: every stage, report, skip and resume."""
+import csv
+import os
+import re
+
+import pytest
+
+from pipeline import run as run_lib
+
+TINY_CONFIG = """\
+[synth]
+num_images = 4
+width = 96
+height = 80
+seed = 3
+
+[preprocess]
+scale = 1
+tile_size = 32
+augmentations = ["hflip"]
+valid_ids = ["im0002"]
+test_ids = ["im0003", "im0004"]
+shards = 1
+whole_image = False
+
+[model]
+image_width = 32
+image_height = 32
+base_filters = 2
+base_kernels = (3,3)
+num_layers = 2
+dilation = (1,1)
+dropout_rate = 0.0
+learning_rate = 0.01
+
+[train]
+epochs = 2
+batch_size = 4
+steps_per_epoch = 2
+
+[tiledinfer]
+overlapping = 8
+batch_size = 4
+"""
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    config = workdir / "tiny.config"
+    config.write_text(TINY_CONFIG)
+    code = run_lib.main(["--config", str(config), "--workdir", str(workdir / "w"), "--quiet"])
+    assert code == 0
+    return config, workdir / "w"
+
+
+def _metrics_csv(path):
+    with open(path, newline="") as f:
+        return {row["image"]: row for row in csv.DictReader(f)}
+
+
+def test_every_stage_writes_its_outputs(finished_run):
+    _, w = finished_run
+    for name in ["stare/stare-images/im0004.ppm.gz", "data/dataset_info.json",
+                 "model/best_model.keras", "model/model_info.json", "model/history.json",
+                 "model/evaluation.csv", "segment/im0003.png", "segment/im0004.png",
+                 "segment/metrics.csv", "report.md", "montage.png", "training_curves.png"]:
+        assert (w / name).exists(), name
+
+
+def test_segment_stage_covers_exactly_the_test_images_at_native_size(finished_run):
+    import cv2
+    _, w = finished_run
+    rows = _metrics_csv(w / "segment" / "metrics.csv")
+    assert set(rows) == {"im0003", "im0004", "mean", "std"}
+    mask = cv2.imread(str(w / "segment" / "im0003.png"), cv2.IMREAD_GRAYSCALE)
+    assert mask.shape == (80, 96)
+    assert set(mask.ravel().tolist()) <= {0, 255}
+
+
+def test_report_metrics_equal_metrics_csv(finished_run):
+    _, w = finished_run
+    rows = _metrics_csv(w / "segment" / "metrics.csv")
+    report = (w / "report.md").read_text()
+    for image in ("im0003", "im0004", "mean"):
+        line = next(l for l in report.splitlines() if l.startswith(f"| {image} ")
+                    or l.startswith(f"| **{image}** "))
+        whole = [float(a) for a, _ in re.findall(r"([0-9.]+) / ([0-9.]+)", line)]
+        fov = [float(b) for _, b in re.findall(r"([0-9.]+) / ([0-9.]+)", line)]
+        names = ["dice", "iou", "sensitivity", "specificity", "accuracy", "auc"]
+        assert whole == pytest.approx([float(rows[image][n]) for n in names], abs=1e-4)
+        assert fov == pytest.approx([float(rows[image]["fov_" + n]) for n in names], abs=1e-4)
+
+
+def test_rerun_skips_complete_stages_and_redoes_missing_ones(finished_run):
+    config, w = finished_run
+    kept = [w / "data" / "dataset_info.json", w / "model" / "best_model.keras",
+            w / "model" / "evaluation.csv"]
+    before = {p: p.stat().st_mtime_ns for p in kept}
+    (w / "segment" / "metrics.csv").unlink()  # as if interrupted during segmentation
+    (w / "report.md").unlink()
+    assert run_lib.main(["--config", str(config), "--workdir", str(w), "--quiet"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in kept} == before
+    assert (w / "segment" / "metrics.csv").exists() and (w / "report.md").exists()
+
+
+def test_overwrite_redoes_selected_stage_only(finished_run):
+    config, w = finished_run
+    info = w / "data" / "dataset_info.json"
+    report = w / "report.md"
+    info_before, report_before = info.stat().st_mtime_ns, report.stat().st_mtime_ns
+    assert run_lib.main(["--config", str(config), "--workdir", str(w), "--quiet",
+                         "--stages", "report", "--overwrite"]) == 0
+    assert info.stat().st_mtime_ns == info_before
+    assert report.stat().st_mtime_ns > report_before
+
+
+def test_bad_stage_and_missing_stare_dir_are_one_line_errors(finished_run, capsys, tmp_path):
+    config, w = finished_run
+    assert run_lib.main(["--config", str(config), "--workdir", str(w),
+                         "--stages", "synth,fly"]) == 2
+    assert "unknown stage(s) fly" in capsys.readouterr().err
+    assert run_lib.main(["--config", str(config), "--workdir", str(tmp_path),
+                         "--stare_dir", str(tmp_path / "nope")]) == 2
+    assert "not a folder" in capsys.readouterr().err

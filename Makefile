@@ -15,8 +15,9 @@ $(STAMP): setup.py
 
 venv: $(STAMP)
 
+# The whole pipeline on synthetic STARE-format images (runs/demo); a rerun reuses what is done.
 demo: $(STAMP)
-	$(PY) -m pipeline.demo
+	$(VENV)/bin/vessel-run --config configs/demo.config --workdir runs/demo
 
 # pytest exits 5 when it collects no test: that must fail, so it is not special-cased.
 test: $(STAMP)

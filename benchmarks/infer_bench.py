@@ -145,8 +145,9 @@ def run_stage(config: str, method: str, image_path: str, batch_size: int, repeat
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     seconds, cpu = timed(METHODS[method](model, image, batch_size), repeats)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-    print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_rss_gib": peak, "base_rss_gib": base_rss,
-                      "params": model.count_params(), "image": list(image.shape)}))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_rss_gib": peak,
+                      "base_rss_gib": base_rss, "params": model.count_params(),
+                      "image": list(image.shape)}))
 
 
 def main():

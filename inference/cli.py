@@ -18,6 +18,8 @@ from typing import Optional
 
 from absl import app, flags
 
+from inference import absl_entry
+
 FLAGS = flags.FLAGS
 
 GREEN = (0, 255, 0)
@@ -286,12 +288,7 @@ def main(argv: list[str]) -> int:
 
 def run():
     """Console entry point `vessel-segment`."""
-    define_flags()
-    # --help lists the main module's key flags; here the main module is the script.
-    for flag in FLAGS.get_key_flags_for_module(__name__):
-        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    sys.modules["__main__"].__doc__ = __doc__
-    app.run(main)
+    absl_entry.run_tool(__name__, __doc__, define_flags, main)
 
 
 if __name__ == "__main__":

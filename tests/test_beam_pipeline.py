@@ -196,7 +196,7 @@ def test_cli_refuses_existing_dataset_then_overwrites(cli_run, stare_with_bad_in
     assert code == 0
     info = info_lib.read_dataset_info(out)
     assert all(s.augmented_tiles == 0 and len(s.shards) == 1 for s in info.splits.values())
-    assert glob.glob(f"{out}/train/*.tfrecord*") == [f"{out}/train/train-00000-of-00001.tfrecord.gz"]
+    assert glob.glob(f"{out}/train/*.tfrecord*") == [f"{out}/train/train-00000-of-00001.tfrecord"]  # uncompressed by default
 
 
 def test_cli_missing_input_dir_is_one_line_error(tmp_path, capsys):

@@ -4,7 +4,7 @@
 
 For each model config (random weights) and each method, in a fresh subprocess so that
 peak RSS is the method's own:
-  a  this project's TiledPredictor: one tf.function (pad, extract_patches, batched tiles
+  a  this project's TiledPredictor: one tf.function (pad, tiles sliced per chunk, batched tiles
      in a tf.while_loop, gaussian blending), overlap 64;
   b  a re-creation of the reference tool's loop: 42 tiles of 512 with 64-px margins
      cropped to 640x640 (PIL) and resized to 512, one `model.predict` per tile, resized

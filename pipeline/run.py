@@ -57,7 +57,7 @@ class RunPaths:
         return os.path.join(self.workdir, "report.md")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RunOptions:
     overwrite: bool = False
     num_cpu_replicas: int = 0
@@ -118,9 +118,7 @@ def stage_preprocess(config, paths: RunPaths, options: RunOptions) -> str:
 
 def stage_train(config, paths: RunPaths, options: RunOptions) -> str:
     from trainer import callbacks, train
-    history_path = os.path.join(paths.model_dir, callbacks.HISTORY_FILE)
-    done = _training_finished(config, paths.model_dir)
-    if done and not options.overwrite:
+    if _training_finished(paths.model_dir) and not options.overwrite:
         return f"skipped: trained model already in {paths.model_dir}"
     if options.overwrite and os.path.isdir(paths.model_dir):
         shutil.rmtree(paths.model_dir)
@@ -128,14 +126,14 @@ def stage_train(config, paths: RunPaths, options: RunOptions) -> str:
     train.train(config, paths.data_dir, paths.model_dir,
                 num_cpu_replicas=options.num_cpu_replicas, precision=options.precision,
                 verbose=options.verbose)
-    history = callbacks.read_history(history_path)
+    history = callbacks.read_history(os.path.join(paths.model_dir, callbacks.HISTORY_FILE))
     epochs = len(history.get("epoch", []))
     best = min(history.get("val_loss", [float("nan")]))
     return (f"trained {epochs} epochs in {time.time() - start:.0f} s (best val_loss "
             f"{best:.4f}) -> {paths.model_dir}")
 
 
-def _training_finished(config, model_dir: str) -> bool:
+def _training_finished(model_dir: str) -> bool:
     """True when the model dir holds a best model and no unfinished run to resume."""
     from trainer import model_info, train
     return (os.path.exists(os.path.join(model_dir, model_info.MODEL_FILE))

@@ -5,6 +5,10 @@ one-graph tiled inference. See README.md.
 """
 import setuptools
 
+NAMESPACE = "tiled_vessel_seg"
+STAGE_FOLDERS = ("configs", "synthetic", "beam_jobs", "tfrecords", "trainer", "inference",
+                 "pipeline")
+
 INSTALL_REQUIRES = [
     "tensorflow==2.17.1",
     "keras>=3.5,<3.16",
@@ -21,17 +25,17 @@ INSTALL_REQUIRES = [
 
 setuptools.setup(
     name="tiled-vessel-seg",
-    version="0.1.0",
+    version="0.2.0",
     description="Retinal vessel segmentation of large fundus images: Beam, tf.data, "
     "MirroredStrategy U-Net and one-graph tiled inference.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
-    packages=setuptools.find_packages(include=[
-        "configs", "synthetic", "beam_jobs", "tfrecords", "trainer", "inference",
-        "pipeline",
-    ]),
-    package_data={"configs": ["*.config"]},
+    # The stage folders stay at the top of the repository and are installed under one
+    # namespace, tiled_vessel_seg.<stage>, so no generic top-level name is claimed.
+    packages=[NAMESPACE] + [f"{NAMESPACE}.{stage}" for stage in STAGE_FOLDERS],
+    package_dir={NAMESPACE: NAMESPACE, **{f"{NAMESPACE}.{s}": s for s in STAGE_FOLDERS}},
+    package_data={f"{NAMESPACE}.configs": ["*.config"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "test": ["pytest>=7", "pytest-timeout>=2"],
@@ -39,14 +43,14 @@ setuptools.setup(
     },
     entry_points={
         "console_scripts": [
-            "vessel-synth=synthetic.cli:run",
-            "vessel-preprocess=beam_jobs.cli:run",
-            "vessel-train=trainer.train:run",
-            "vessel-evaluate=trainer.evaluate:run",
-            "vessel-segment=inference.cli:run",
-            "vessel-export=inference.export:run",
-            "vessel-download-stare=pipeline.download_stare:run",
-            "vessel-run=pipeline.run:run",
+            "vessel-synth=tiled_vessel_seg.synthetic.cli:run",
+            "vessel-preprocess=tiled_vessel_seg.beam_jobs.cli:run",
+            "vessel-train=tiled_vessel_seg.trainer.train:run",
+            "vessel-evaluate=tiled_vessel_seg.trainer.evaluate:run",
+            "vessel-segment=tiled_vessel_seg.inference.cli:run",
+            "vessel-export=tiled_vessel_seg.inference.export:run",
+            "vessel-download-stare=tiled_vessel_seg.pipeline.download_stare:run",
+            "vessel-run=tiled_vessel_seg.pipeline.run:run",
         ],
     },
 )

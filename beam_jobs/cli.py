@@ -19,7 +19,7 @@ import os
 import sys
 from typing import Sequence
 
-from configs.schema import REFERENCE_AUGMENTATIONS
+from tiled_vessel_seg.configs.schema import REFERENCE_AUGMENTATIONS
 
 
 def _comma_list(text: str) -> tuple[str, ...]:
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace):
     """The [preprocess] config: --config (or defaults) with flag values applied."""
-    import configs
+    from tiled_vessel_seg import configs
     config = configs.load_config(args.config)
     config = configs.with_overrides(config, {
         "preprocess.scale": args.scale,
@@ -145,8 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # also inherited by Beam workers
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    import configs
-    from beam_jobs import inputs, pipeline
+    from tiled_vessel_seg import configs
+    from tiled_vessel_seg.beam_jobs import inputs, pipeline
 
     def fail(message: str, code: int = 2) -> int:
         print(f"vessel-preprocess: error: {message}", file=sys.stderr)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 
-from beam_jobs import image_io
+from tiled_vessel_seg.beam_jobs import image_io
 
 STARE_IMAGES = "stare-images"
 STARE_LABELS = "labels-ah"

@@ -27,10 +27,10 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs import augment, enlarge, image_io, inputs, split, tiling
-from configs.schema import PreprocessConfig
-from tfrecords import dataset_info as info_lib
-from tfrecords import schema
+from tiled_vessel_seg.beam_jobs import augment, enlarge, image_io, inputs, split, tiling
+from tiled_vessel_seg.configs.schema import PreprocessConfig
+from tiled_vessel_seg.tfrecords import dataset_info as info_lib
+from tiled_vessel_seg.tfrecords import schema
 
 IMAGES_FILE = "images.jsonl"  # one line per processed image: split, counts, checksums
 METRICS_NAMESPACE = "vessel_preprocess"

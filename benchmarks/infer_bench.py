@@ -41,8 +41,8 @@ CONFIGS = {
 
 
 def build_model(name: str):
-    from configs.schema import ModelConfig
-    from trainer.model import build_unet
+    from tiled_vessel_seg.configs.schema import ModelConfig
+    from tiled_vessel_seg.trainer.model import build_unet
     import keras
     keras.utils.set_random_seed(0)
     return build_unet(ModelConfig(dropout_rate=0.0, **CONFIGS[name]))
@@ -51,7 +51,7 @@ def build_model(name: str):
 def load_image(path: str):
     import numpy as np
     if os.path.exists(path):
-        from inference.image_decode import read_image
+        from tiled_vessel_seg.inference.image_decode import read_image
         return read_image(path)
     print(f"(no {path}: using a random 3500x3025 image)", file=sys.stderr)
     return np.random.default_rng(0).integers(0, 256, (3025, 3500, 3), dtype=np.uint8)
@@ -71,7 +71,7 @@ def timed(fn, repeats: int) -> tuple[float, float]:
 
 
 def method_a(model, image, batch_size):
-    from inference.predictor import TiledPredictor
+    from tiled_vessel_seg.inference.predictor import TiledPredictor
     predictor = TiledPredictor(model, overlap=OVERLAP, batch_size=batch_size, blend="gaussian")
     return lambda: predictor(image)[0].numpy()
 
@@ -79,7 +79,7 @@ def method_a(model, image, batch_size):
 def extracted_tiles(image):
     import numpy as np
     import tensorflow as tf
-    from inference import tiling
+    from tiled_vessel_seg.inference import tiling
     h, w = image.shape[:2]
     ny, top, bottom = tiling.tile_grid(tf.constant(h), TILE, OVERLAP)
     nx, left, right = tiling.tile_grid(tf.constant(w), TILE, OVERLAP)

@@ -29,7 +29,7 @@ def pipeline_throughput(data_dir: str, batch: int, seconds: float) -> tuple[floa
 
     Tiles per CPU second is the per-core rate, and holds when other jobs share the cores.
     """
-    from tfrecords import reader
+    from tiled_vessel_seg.tfrecords import reader
     ds = reader.make_dataset(data_dir, "train", batch, training=True, seed=0)
     iterator = iter(ds)
     for _ in range(3):  # warm-up: tracing, buffers
@@ -45,8 +45,8 @@ def pipeline_throughput(data_dir: str, batch: int, seconds: float) -> tuple[floa
 def _small_model(tile: int):
     import keras
 
-    from configs import load_config
-    from trainer import losses, model
+    from tiled_vessel_seg.configs import load_config
+    from tiled_vessel_seg.trainer import losses, model
     config = load_config(None, [f"model.image_height={tile}", f"model.image_width={tile}",
                                 "model.base_filters=8", "model.num_layers=4",
                                 "model.base_kernels=(3,3)", "model.dilation=(1,1)"])
@@ -74,7 +74,7 @@ def streaming_vs_memory(data_dir: str, tile: int, batch: int, steps: int) -> tup
     import numpy as np
     import tensorflow as tf
 
-    from tfrecords import reader
+    from tiled_vessel_seg.tfrecords import reader
     stream = reader.make_dataset(data_dir, "train", batch, training=True, seed=0)
     held = list(stream.take(steps).as_numpy_iterator())
     images = np.concatenate([b[0] for b in held])
@@ -93,7 +93,7 @@ def streaming_vs_memory(data_dir: str, tile: int, batch: int, steps: int) -> tup
 
 def replicate_shards(src: str, dst: str, copies: int) -> None:
     """dst: src's dataset with every train shard copied `copies` times (listed in the info)."""
-    from tfrecords import dataset_info as dataset_info_lib
+    from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
     shutil.copytree(src, dst)
     info = dataset_info_lib.read_dataset_info(dst)
     train = info.splits["train"]
@@ -109,8 +109,8 @@ def replicate_shards(src: str, dst: str, copies: int) -> None:
 
 _RSS_SCRIPT = """
 import json, resource, sys
-from configs import load_config
-from trainer import train
+from tiled_vessel_seg.configs import load_config
+from tiled_vessel_seg.trainer import train
 data_dir, model_dir, tile, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 config = load_config(None, [f"model.image_height={tile}", f"model.image_width={tile}",
     "model.base_filters=8", "model.num_layers=4", "model.base_kernels=(3,3)",
@@ -143,7 +143,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-    from trainer.fake_data import write_fake_dataset
+    from tiled_vessel_seg.trainer.fake_data import write_fake_dataset
     work = tempfile.mkdtemp(prefix="input_bench_")
     try:
         cores = os.cpu_count() or 1

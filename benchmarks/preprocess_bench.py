@@ -28,8 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from beam_jobs import inputs, pipeline  # noqa: E402
-from configs.schema import PreprocessConfig, REFERENCE_AUGMENTATIONS  # noqa: E402
+from tiled_vessel_seg.beam_jobs import inputs, pipeline  # noqa: E402
+from tiled_vessel_seg.configs.schema import PreprocessConfig, REFERENCE_AUGMENTATIONS  # noqa: E402
 
 REFERENCE_SECONDS_PER_IMAGE = 120.0
 

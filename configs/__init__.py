@@ -1,8 +1,8 @@
 """The experiment config: the reference INI format read safely into typed dataclasses."""
 import os
 
-from configs.config_file import ConfigError, load_config, to_dict, with_overrides, write_config
-from configs.schema import Config
+from tiled_vessel_seg.configs.config_file import ConfigError, load_config, to_dict, with_overrides, write_config
+from tiled_vessel_seg.configs.schema import Config
 
 CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
 

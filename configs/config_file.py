@@ -22,7 +22,7 @@ import types
 import typing
 from typing import Any, Iterable, Mapping
 
-from configs import schema
+from tiled_vessel_seg.configs import schema
 
 _LOG = logging.getLogger(__name__)
 

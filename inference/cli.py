@@ -18,7 +18,7 @@ from typing import Optional
 
 from absl import app, flags
 
-from inference import absl_entry
+from tiled_vessel_seg.inference import absl_entry
 
 FLAGS = flags.FLAGS
 
@@ -40,7 +40,7 @@ class Summary:
 def expand_inputs(patterns: list[str]):
     """Files, folders (their image files, sorted) and globs -> (files, unmatched patterns)."""
     import tensorflow as tf
-    from inference import image_decode
+    from tiled_vessel_seg.inference import image_decode
     files, unmatched = [], []
     for pattern in patterns:
         if tf.io.gfile.isdir(pattern):
@@ -61,7 +61,7 @@ def expand_inputs(patterns: list[str]):
 def truth_index(masks_dir: str) -> dict[str, str]:
     """{image stem: mask path} of masks_dir; 'im0001.ah.ppm.gz' also answers 'im0001'."""
     import tensorflow as tf
-    from inference import image_decode
+    from tiled_vessel_seg.inference import image_decode
     if not tf.io.gfile.isdir(masks_dir):
         raise FileNotFoundError(f"--masks_dir {masks_dir}: not a folder")
     index = {}
@@ -89,13 +89,13 @@ def overlay_image(image, mask):
 
 
 def metric_columns() -> list[str]:
-    from inference.metrics import METRIC_NAMES
+    from tiled_vessel_seg.inference.metrics import METRIC_NAMES
     return list(METRIC_NAMES) + [f"fov_{m}" for m in METRIC_NAMES]
 
 
 def image_metrics(image, probabilities, truth_path: str, threshold: float) -> dict:
     """Whole-image and inside-FOV metrics of one image against the mask at truth_path."""
-    from inference import fov, image_decode, metrics
+    from tiled_vessel_seg.inference import fov, image_decode, metrics
     truth = image_decode.read_image(truth_path, channels=1)[..., 0] > 127
     if truth.shape != probabilities.shape:
         raise ValueError(f"ground truth {truth_path} is {truth.shape[1]}x{truth.shape[0]}, "
@@ -109,7 +109,7 @@ def image_metrics(image, probabilities, truth_path: str, threshold: float) -> di
 
 def write_metrics_csv(path: str, rows: list[dict]) -> None:
     """Per-image rows, then 'mean' and 'std' rows (NaN ignored), atomically."""
-    from inference import image_decode, metrics
+    from tiled_vessel_seg.inference import image_decode, metrics
     columns = metric_columns()
     buf = io.StringIO()
     writer = csv.writer(buf)
@@ -134,7 +134,7 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
     import numpy as np
     import tensorflow as tf
     from tqdm import tqdm
-    from inference import image_decode
+    from tiled_vessel_seg.inference import image_decode
 
     tf.io.gfile.makedirs(output_dir)
     summary = Summary()
@@ -203,7 +203,7 @@ def format_summary(summary: Summary, output_dir: str) -> str:
         lines.append(f"  no ground truth for {len(summary.no_truth)} image(s): "
                      + ", ".join(os.path.basename(p) for p in summary.no_truth))
     if summary.metrics:
-        from inference import metrics
+        from tiled_vessel_seg.inference import metrics
         stats = metrics.summarize(summary.metrics, metric_columns())
         lines.append(f"  metrics over {len(summary.metrics)} image(s) (mean +- std), "
                      f"{os.path.join(output_dir, 'metrics.csv')}:")
@@ -248,8 +248,8 @@ def define_flags() -> None:
 
 
 def main(argv: list[str]) -> int:
-    from inference import predictor as predictor_lib
-    from trainer import model_info
+    from tiled_vessel_seg.inference import predictor as predictor_lib
+    from tiled_vessel_seg.trainer import model_info
     for name in ("model_dir", "output_dir"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")

@@ -7,7 +7,7 @@ import os
 import keras
 from absl import logging
 
-from configs import schema
+from tiled_vessel_seg.configs import schema
 
 OUTPUT_SUBDIR = "epoch_change_tiledinfer"
 
@@ -32,7 +32,7 @@ class EpochChangeTiledInference(keras.callbacks.Callback):
         self._images = None
 
     def _load_images(self):
-        from inference import cli, image_decode
+        from tiled_vessel_seg.inference import cli, image_decode
         images_dir = self.config.tiledinfer.images_dir
         images = []
         if not images_dir:
@@ -50,7 +50,7 @@ class EpochChangeTiledInference(keras.callbacks.Callback):
         return images
 
     def _build_predictor(self):
-        from inference import predictor as predictor_lib
+        from tiled_vessel_seg.inference import predictor as predictor_lib
         t = self.config.tiledinfer
         tile = predictor_lib.model_tile_size(self.model) or self.config.model.image_height
         return predictor_lib.TiledPredictor(
@@ -60,7 +60,7 @@ class EpochChangeTiledInference(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
-        from inference import image_decode
+        from tiled_vessel_seg.inference import image_decode
         if self._images is None:
             self._images = self._load_images()
         if not self._images:

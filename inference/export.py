@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags
 
-from inference import absl_entry
+from tiled_vessel_seg.inference import absl_entry
 
 FLAGS = flags.FLAGS
 
@@ -71,8 +71,8 @@ def define_flags() -> None:
 
 
 def main(argv: list[str]) -> int:
-    from inference import predictor as predictor_lib
-    from trainer import model_info
+    from tiled_vessel_seg.inference import predictor as predictor_lib
+    from tiled_vessel_seg.trainer import model_info
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     for name in ("model_dir", "output_dir"):

@@ -20,9 +20,9 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-from inference import blend as blend_lib
-from inference import tiling
-from trainer import model_info as model_info_lib
+from tiled_vessel_seg.inference import blend as blend_lib
+from tiled_vessel_seg.inference import tiling
+from tiled_vessel_seg.trainer import model_info as model_info_lib
 
 TTAS = ("none", "flips", "d4")
 INPUT_SCALES = ("enlarged", "native")

@@ -88,11 +88,11 @@ def write_report(workdir: str, stare_dir: str, data_dir: str, model_dir: str,
                  segment_dir: str, held_out) -> str:
     """Writes report.md, montage.png and training_curves.png into `workdir`; returns the
     report's path. `held_out`: beam_jobs.inputs.ImagePair of the segmented test images."""
-    from beam_jobs import image_io
-    from inference import cli as segment_cli
-    from tfrecords import dataset_info as dataset_info_lib
-    from trainer import callbacks
-    from trainer import model_info as model_info_lib
+    from tiled_vessel_seg.beam_jobs import image_io
+    from tiled_vessel_seg.inference import cli as segment_cli
+    from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
+    from tiled_vessel_seg.trainer import callbacks
+    from tiled_vessel_seg.trainer import model_info as model_info_lib
 
     import cv2
     metrics_csv = os.path.join(segment_dir, "metrics.csv")

@@ -77,7 +77,7 @@ def _say(stage: str, message: str) -> None:
 # ---------------------------------------------------------------------------- stages
 
 def stage_synth(config, paths: RunPaths, options: RunOptions) -> str:
-    from synthetic import stare_layout
+    from tiled_vessel_seg.synthetic import stare_layout
     synth = config.synth
     ids = [stare_layout.stare_id(n) for n in range(1, synth.num_images + 1)]
     expected = [p for i in ids for p in (stare_layout.image_path(paths.stare_dir, i),
@@ -92,8 +92,8 @@ def stage_synth(config, paths: RunPaths, options: RunOptions) -> str:
 
 def stage_preprocess(config, paths: RunPaths, options: RunOptions) -> str:
     from apache_beam.options.pipeline_options import PipelineOptions
-    from beam_jobs import inputs, pipeline
-    from tfrecords import dataset_info
+    from tiled_vessel_seg.beam_jobs import inputs, pipeline
+    from tiled_vessel_seg.tfrecords import dataset_info
     if not options.overwrite and os.path.exists(os.path.join(paths.data_dir,
                                                              dataset_info.INFO_FILE)):
         return f"skipped: dataset already in {paths.data_dir}"
@@ -117,7 +117,7 @@ def stage_preprocess(config, paths: RunPaths, options: RunOptions) -> str:
 
 
 def stage_train(config, paths: RunPaths, options: RunOptions) -> str:
-    from trainer import callbacks, train
+    from tiled_vessel_seg.trainer import callbacks, train
     if _training_finished(paths.model_dir) and not options.overwrite:
         return f"skipped: trained model already in {paths.model_dir}"
     if options.overwrite and os.path.isdir(paths.model_dir):
@@ -135,15 +135,15 @@ def stage_train(config, paths: RunPaths, options: RunOptions) -> str:
 
 def _training_finished(model_dir: str) -> bool:
     """True when the model dir holds a best model and no unfinished run to resume."""
-    from trainer import model_info, train
+    from tiled_vessel_seg.trainer import model_info, train
     return (os.path.exists(os.path.join(model_dir, model_info.MODEL_FILE))
             and os.path.exists(os.path.join(model_dir, model_info.INFO_FILE))
             and not os.path.exists(os.path.join(model_dir, train.BACKUP_DIR)))
 
 
 def stage_evaluate(config, paths: RunPaths, options: RunOptions) -> str:
-    from tfrecords import dataset_info
-    from trainer import evaluate
+    from tiled_vessel_seg.tfrecords import dataset_info
+    from tiled_vessel_seg.trainer import evaluate
     out = os.path.join(paths.model_dir, evaluate.EVALUATION_FILE)
     if not options.overwrite and os.path.exists(out):
         return f"skipped: {out} exists"
@@ -157,8 +157,8 @@ def stage_evaluate(config, paths: RunPaths, options: RunOptions) -> str:
 
 def held_out_pairs(paths: RunPaths):
     """The test split's (image id, photo path, label path), sorted by id."""
-    from beam_jobs import inputs
-    from tfrecords import dataset_info
+    from tiled_vessel_seg.beam_jobs import inputs
+    from tiled_vessel_seg.tfrecords import dataset_info
     info = dataset_info.read_dataset_info(paths.data_dir)
     test_ids = set(info.splits["test"].image_ids) if "test" in info.splits else set()
     pairs, _ = inputs.discover_stare(paths.stare_dir)
@@ -166,8 +166,8 @@ def held_out_pairs(paths: RunPaths):
 
 
 def stage_segment(config, paths: RunPaths, options: RunOptions) -> str:
-    from inference import cli as segment_cli
-    from inference import predictor as predictor_lib
+    from tiled_vessel_seg.inference import cli as segment_cli
+    from tiled_vessel_seg.inference import predictor as predictor_lib
     if not options.overwrite and os.path.exists(paths.metrics_csv):
         return f"skipped: {paths.metrics_csv} exists"
     pairs = held_out_pairs(paths)
@@ -188,7 +188,7 @@ def stage_segment(config, paths: RunPaths, options: RunOptions) -> str:
 
 
 def stage_report(config, paths: RunPaths, options: RunOptions) -> str:
-    from pipeline import report
+    from tiled_vessel_seg.pipeline import report
     if not options.overwrite and os.path.exists(paths.report):
         return f"skipped: {paths.report} exists"
     report.write_report(paths.workdir, paths.stare_dir, paths.data_dir, paths.model_dir,
@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def mean_held_out_dice(metrics_csv: str) -> Optional[float]:
-    from pipeline import report
+    from tiled_vessel_seg.pipeline import report
     rows = report.read_metrics_csv(metrics_csv)
     return rows.get("mean", {}).get("dice") if rows else None
 
@@ -263,12 +263,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import logging
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.num_cpu_replicas > 1:
-        from trainer import strategy  # split the CPU before anything initialises TF devices
+        from tiled_vessel_seg.trainer import strategy  # split the CPU before anything initialises TF devices
         strategy.configure_cpu_replicas(args.num_cpu_replicas)
 
-    import configs
-    from tfrecords.dataset_info import DatasetError
-    from trainer.model_info import ModelDirError
+    from tiled_vessel_seg import configs
+    from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
+    from tiled_vessel_seg.trainer.model_info import ModelDirError
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     options = RunOptions(overwrite=args.overwrite, num_cpu_replicas=args.num_cpu_replicas,
                          precision=args.precision, verbose=0 if args.quiet else 2,

@@ -16,8 +16,8 @@ import time
 from absl import app
 from absl import flags
 
-from synthetic import fundus
-from synthetic import stare_layout
+from tiled_vessel_seg.synthetic import fundus
+from tiled_vessel_seg.synthetic import stare_layout
 
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None,

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from synthetic import fundus
+from tiled_vessel_seg.synthetic import fundus
 
 IMAGES_DIR = "stare-images"
 LABELS_DIR = "labels-ah"

@@ -22,7 +22,7 @@ def synthetic_stare_dir(tmp_path_factory) -> pathlib.Path:
     stare-images/im0001.ppm.gz .. im0004.ppm.gz and labels-ah/im0001.ah.ppm.gz ..
     im0004.ah.ppm.gz. Made once per session; treat it as read-only.
     """
-    from synthetic import stare_layout  # pylint: disable=import-outside-toplevel
+    from tiled_vessel_seg.synthetic import stare_layout  # pylint: disable=import-outside-toplevel
 
     out = tmp_path_factory.mktemp("synthetic_stare")
     stare_layout.write_synthetic_stare(

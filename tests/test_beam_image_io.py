@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from beam_jobs import image_io, inputs
+from tiled_vessel_seg.beam_jobs import image_io, inputs
 
 
 @pytest.fixture(scope="module")

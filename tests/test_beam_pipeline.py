@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from beam_jobs import cli, inputs, pipeline
-from configs.schema import DISTORTION_CENTERS, PreprocessConfig, REFERENCE_AUGMENTATIONS
-from tfrecords import dataset_info as info_lib
+from tiled_vessel_seg.beam_jobs import cli, inputs, pipeline
+from tiled_vessel_seg.configs.schema import DISTORTION_CENTERS, PreprocessConfig, REFERENCE_AUGMENTATIONS
+from tiled_vessel_seg.tfrecords import dataset_info as info_lib
 
 SCALE, TILE = 2, 64
 NUM_VARIANTS = 5 + 1 + 2 + 2 * len(DISTORTION_CENTERS)
@@ -77,7 +77,7 @@ def run_a(stare_with_bad_inputs, tmp_path_factory):
 
 def _records(out):
     import tensorflow as tf
-    from tfrecords import schema
+    from tiled_vessel_seg.tfrecords import schema
     info = info_lib.read_dataset_info(out)
     result = {}
     for split in info.splits:

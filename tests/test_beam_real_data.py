@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from beam_jobs import cli
-from tfrecords import dataset_info as info_lib
+from tiled_vessel_seg.beam_jobs import cli
+from tiled_vessel_seg.tfrecords import dataset_info as info_lib
 
 pytestmark = pytest.mark.real_data
 IDS = ("im0001", "im0044")
@@ -21,7 +21,7 @@ def _read_ppm_gz(path):
 
 def _read_records(out):
     import tensorflow as tf
-    from tfrecords import schema
+    from tiled_vessel_seg.tfrecords import schema
     info = info_lib.read_dataset_info(out)
     records = []
     for split in info.splits:

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from beam_jobs import augment, enlarge, split, tiling
-from configs.schema import DISTORTION_CENTERS, REFERENCE_AUGMENTATIONS
+from tiled_vessel_seg.beam_jobs import augment, enlarge, split, tiling
+from tiled_vessel_seg.configs.schema import DISTORTION_CENTERS, REFERENCE_AUGMENTATIONS
 
 
 # ----------------------------------------------------------------------------- enlarge

@@ -3,7 +3,7 @@ import logging
 
 import pytest
 
-from configs import ConfigError, load_config, schema, shipped_config, with_overrides, write_config
+from tiled_vessel_seg.configs import ConfigError, load_config, schema, shipped_config, with_overrides, write_config
 
 REFERENCE_STYLE = """\
 ; train_eval_infer.config

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import download_stare as ds
+from tiled_vessel_seg.pipeline import download_stare as ds
 
 
 def _ppm_gz(array):

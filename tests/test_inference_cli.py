@@ -15,10 +15,10 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from configs import schema  # noqa: E402
-from inference import cli, export, fov  # noqa: E402
-from inference.predictor import TiledPredictor, load_predictor  # noqa: E402
-from trainer.model_info import ModelInfo, write_model_info  # noqa: E402
+from tiled_vessel_seg.configs import schema  # noqa: E402
+from tiled_vessel_seg.inference import cli, export, fov  # noqa: E402
+from tiled_vessel_seg.inference.predictor import TiledPredictor, load_predictor  # noqa: E402
+from tiled_vessel_seg.trainer.model_info import ModelInfo, write_model_info  # noqa: E402
 
 TILE, OVERLAP, SCALE = 32, 8, 2
 
@@ -75,7 +75,7 @@ def segment_run(synthetic_stare_dir, model_dir, tmp_path_factory):
         shutil.copy(p, inputs / p.name)
     (inputs / "im0009.ppm.gz").write_bytes(gzip.compress(b"P6\n10 10\n255\n" + b"\x00" * 7))
     out = tmp_path_factory.mktemp("segmented")
-    result = run_tool("inference.cli", "--model_dir", model_dir, "--output_dir", out,
+    result = run_tool("tiled_vessel_seg.inference.cli", "--model_dir", model_dir, "--output_dir", out,
                       "--input", inputs, "--input_scale", "native", "--save_probabilities",
                       "--overlay", "--masks_dir", synthetic_stare_dir / "labels-ah")
     return inputs, out, result
@@ -162,7 +162,7 @@ def test_expand_inputs_and_truth_pairing(synthetic_stare_dir, tmp_path):
 
 
 def test_cli_bad_model_dir_is_named(synthetic_stare_dir, tmp_path):
-    result = run_tool("inference.cli", "--model_dir", tmp_path / "nope", "--output_dir",
+    result = run_tool("tiled_vessel_seg.inference.cli", "--model_dir", tmp_path / "nope", "--output_dir",
                       tmp_path, "--input", synthetic_stare_dir / "stare-images")
     assert result.returncode == 2
     assert f"{tmp_path / 'nope' / 'model_info.json'}: not found" in result.stderr
@@ -170,7 +170,7 @@ def test_cli_bad_model_dir_is_named(synthetic_stare_dir, tmp_path):
 
 def test_export_round_trip(model_dir, tmp_path):
     out = tmp_path / "saved"
-    result = run_tool("inference.export", "--model_dir", model_dir, "--output_dir", out,
+    result = run_tool("tiled_vessel_seg.inference.export", "--model_dir", model_dir, "--output_dir", out,
                       "--blend", "linear", "--tta", "flips")
     assert result.returncode == 0, result.stderr[-2000:]
     ops = export.graph_op_types(str(out))
@@ -188,7 +188,7 @@ def test_export_round_trip(model_dir, tmp_path):
 
 
 def test_epoch_callback_writes_masks(synthetic_stare_dir, tmp_path):
-    from inference.epoch_callback import EpochChangeTiledInference
+    from tiled_vessel_seg.inference.epoch_callback import EpochChangeTiledInference
     config = schema.Config(
         train=schema.TrainConfig(num_infer_images=2, epoch_change_tiledinfer=True),
         tiledinfer=schema.TiledInferConfig(images_dir=str(synthetic_stare_dir / "stare-images"),

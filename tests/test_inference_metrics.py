@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inference import fov, image_decode, metrics
+from tiled_vessel_seg.inference import fov, image_decode, metrics
 
 
 def brute_force_auc(scores, truth):

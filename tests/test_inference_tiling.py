@@ -8,8 +8,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from inference import blend, tiling  # noqa: E402
-from inference.predictor import TiledPredictor  # noqa: E402
+from tiled_vessel_seg.inference import blend, tiling  # noqa: E402
+from tiled_vessel_seg.inference.predictor import TiledPredictor  # noqa: E402
 
 
 @pytest.fixture(scope="module")

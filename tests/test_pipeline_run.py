@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from pipeline import run as run_lib
+from tiled_vessel_seg.pipeline import run as run_lib
 
 TINY_CONFIG = """\
 [synth]

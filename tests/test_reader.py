@@ -7,9 +7,9 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from tfrecords import dataset_info as dataset_info_lib  # noqa: E402
-from tfrecords import reader, schema  # noqa: E402
-from trainer.fake_data import write_fake_dataset  # noqa: E402
+from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib  # noqa: E402
+from tiled_vessel_seg.tfrecords import reader, schema  # noqa: E402
+from tiled_vessel_seg.trainer.fake_data import write_fake_dataset  # noqa: E402
 
 TILES = {"train": 12, "valid": 4, "test": 5}
 

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from synthetic import cli
-from synthetic import fundus
-from synthetic import stare_layout
+from tiled_vessel_seg.synthetic import cli
+from tiled_vessel_seg.synthetic import fundus
+from tiled_vessel_seg.synthetic import stare_layout
 
 STARE_SIZE = (605, 700)  # (H, W)
 TINY_SIZES = [(140, 160), (112, 128)]
@@ -184,7 +184,7 @@ def test_shared_fixture_layout(synthetic_stare_dir):
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "synthetic.cli", *args],
+    return subprocess.run([sys.executable, "-m", "tiled_vessel_seg.synthetic.cli", *args],
                           capture_output=True, text=True, timeout=120, check=False)
 
 

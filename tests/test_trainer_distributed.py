@@ -15,7 +15,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from trainer.fake_data import write_fake_dataset  # noqa: E402
+from tiled_vessel_seg.trainer.fake_data import write_fake_dataset  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["model.image_height=32", "model.image_width=32", "model.base_filters=4",
@@ -32,7 +32,7 @@ def data_dir(tmp_path_factory):
 
 
 def command(data_dir, model_dir, overrides, *flags):
-    cmd = [sys.executable, "-m", "trainer.train", "--data_dir", data_dir,
+    cmd = [sys.executable, "-m", "tiled_vessel_seg.trainer.train", "--data_dir", data_dir,
            "--model_dir", model_dir, "--verbose", "2", *flags]
     for item in TINY + overrides:
         cmd += ["--set", item]
@@ -57,8 +57,8 @@ def run_train(data_dir, model_dir, overrides, *flags):
 REPLICA_SCRIPT = """
 import json, logging, sys
 logging.basicConfig(level=logging.INFO)
-from configs import load_config
-from trainer import train
+from tiled_vessel_seg.configs import load_config
+from tiled_vessel_seg.trainer import train
 data_dir, out, tiny = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 steps = ["train.epochs=1", "train.steps_per_epoch=3"]
 two = train.train(load_config(None, tiny + steps + ["train.batch_size=2"]), data_dir,
@@ -85,14 +85,14 @@ def test_two_replicas_train_exactly_like_one(data_dir, tmp_path):
     assert "1 replica(s), global batch 4" in result.stderr
     assert "global batch 5 cannot be split evenly over 2 replicas" in report["refused"]
     assert report["two"][0] == pytest.approx(report["one"][0], rel=1e-5)
-    from trainer.model import load_model
+    from tiled_vessel_seg.trainer.model import load_model
     one, two = (load_model(str(tmp_path / name / "best_model.keras")).get_weights()
                 for name in ("one", "two"))
     for a, b in zip(one, two):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
     # The comparison means something: three Adam steps at lr 0.01 moved the weights.
-    from configs import load_config
-    from trainer.model import build_unet
+    from tiled_vessel_seg.configs import load_config
+    from tiled_vessel_seg.trainer.model import build_unet
     keras.utils.set_random_seed(0)
     initial = build_unet(load_config(None, TINY).model).get_weights()
     assert max(float(np.max(np.abs(a - b))) for a, b in zip(initial, one)) > 1e-3

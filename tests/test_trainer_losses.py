@@ -4,7 +4,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from trainer import losses, metrics  # noqa: E402
+from tiled_vessel_seg.trainer import losses, metrics  # noqa: E402
 
 EPS = 1e-7
 

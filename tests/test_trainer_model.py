@@ -6,9 +6,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from configs import load_config, shipped_config  # noqa: E402
-from configs.schema import ModelConfig  # noqa: E402
-from trainer import model as model_lib  # noqa: E402
+from tiled_vessel_seg.configs import load_config, shipped_config  # noqa: E402
+from tiled_vessel_seg.configs.schema import ModelConfig  # noqa: E402
+from tiled_vessel_seg.trainer import model as model_lib  # noqa: E402
 
 TINY = ModelConfig(image_width=32, image_height=32, base_filters=2, base_kernels=(7, 7),
                    num_layers=3, dilation=(2, 2), dropout_rate=0.1)

@@ -8,16 +8,16 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from configs import load_config, to_dict  # noqa: E402
-from tfrecords import dataset_info as dataset_info_lib  # noqa: E402
-from tfrecords import reader  # noqa: E402
-from trainer import evaluate as evaluate_lib  # noqa: E402
-from trainer import losses, metrics  # noqa: E402
-from trainer import model as model_lib  # noqa: E402
-from trainer import model_info as model_info_lib  # noqa: E402
-from trainer import strategy as strategy_lib  # noqa: E402
-from trainer import train as train_lib  # noqa: E402
-from trainer.fake_data import write_fake_dataset  # noqa: E402
+from tiled_vessel_seg.configs import load_config, to_dict  # noqa: E402
+from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib  # noqa: E402
+from tiled_vessel_seg.tfrecords import reader  # noqa: E402
+from tiled_vessel_seg.trainer import evaluate as evaluate_lib  # noqa: E402
+from tiled_vessel_seg.trainer import losses, metrics  # noqa: E402
+from tiled_vessel_seg.trainer import model as model_lib  # noqa: E402
+from tiled_vessel_seg.trainer import model_info as model_info_lib  # noqa: E402
+from tiled_vessel_seg.trainer import strategy as strategy_lib  # noqa: E402
+from tiled_vessel_seg.trainer import train as train_lib  # noqa: E402
+from tiled_vessel_seg.trainer.fake_data import write_fake_dataset  # noqa: E402
 
 TINY = ["model.image_height=32", "model.image_width=32", "model.base_filters=4",
         "model.num_layers=3", "model.base_kernels=(3,3)", "model.dilation=(1,1)",

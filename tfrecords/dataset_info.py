@@ -26,7 +26,7 @@ import json
 import posixpath
 from typing import Any
 
-from tfrecords import schema
+from tiled_vessel_seg.tfrecords import schema
 
 INFO_FILE = "dataset_info.json"
 ERRORS_FILE = "errors.jsonl"

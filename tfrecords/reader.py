@@ -22,8 +22,8 @@ from typing import Iterable, Iterator, Optional
 import numpy as np
 import tensorflow as tf
 
-from tfrecords import dataset_info as dataset_info_lib
-from tfrecords import schema
+from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
+from tiled_vessel_seg.tfrecords import schema
 
 AUTOTUNE = tf.data.AUTOTUNE
 

@@ -57,8 +57,8 @@ def read_evaluation(model_dir: str) -> dict[str, float]:
 
 def load_model(model_dir: str):
     """(model, ModelInfo): the best model loaded with safe_mode=True and compile=True."""
-    from trainer import model as model_lib
-    from trainer import model_info as model_info_lib
+    from tiled_vessel_seg.trainer import model as model_lib
+    from tiled_vessel_seg.trainer import model_info as model_info_lib
     info = model_info_lib.read_model_info(model_dir)
     path = info.model_path(model_dir)
     if not os.path.exists(path):
@@ -80,9 +80,9 @@ def evaluate(model_dir: str, data_dir: str, split: str = "test", *,
 
     strategy = tf.distribute.get_strategy()
 
-    from tfrecords import dataset_info as dataset_info_lib
-    from tfrecords import reader
-    from trainer import losses, metrics
+    from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
+    from tiled_vessel_seg.tfrecords import reader
+    from tiled_vessel_seg.trainer import losses, metrics
 
     data_info = dataset_info_lib.read_dataset_info(data_dir)
     data_info.shard_paths(data_dir, split)  # raises naming the splits it has
@@ -118,9 +118,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     # Our progress at INFO; TensorFlow's own INFO chatter (per-variable reduce logs) stays out.
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     logging.getLogger("vessel-train").setLevel(logging.INFO)
-    from tfrecords.dataset_info import DatasetError
-    from trainer.model_info import ModelDirError
-    from trainer.train import resolve_verbose
+    from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
+    from tiled_vessel_seg.trainer.model_info import ModelDirError
+    from tiled_vessel_seg.trainer.train import resolve_verbose
     try:
         results = evaluate(args.model_dir, args.data_dir, args.split,
                            batch_size=args.batch_size,

@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 
-from tfrecords import dataset_info as dataset_info_lib
-from tfrecords import schema
+from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
+from tiled_vessel_seg.tfrecords import schema
 
 
 def fake_tile(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from trainer import losses
+from tiled_vessel_seg.trainer import losses
 
 PACKAGE = losses.PACKAGE
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import keras
 
-from configs.schema import ModelConfig
+from tiled_vessel_seg.configs.schema import ModelConfig
 
 
 def kernel_schedule(base: int, num_layers: int) -> list[int]:
@@ -102,5 +102,5 @@ def load_model(path: str, compile: bool = True) -> keras.Model:
     compile=True restores the loss and metrics too; their classes are registered by
     importing trainer.losses and trainer.metrics, which this does first.
     """
-    from trainer import losses, metrics  # noqa: F401  (registers the custom objects)
+    from tiled_vessel_seg.trainer import losses, metrics  # noqa: F401  (registers the custom objects)
     return keras.models.load_model(path, safe_mode=True, compile=compile)

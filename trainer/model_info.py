@@ -9,7 +9,7 @@ import json
 import os
 from typing import Any
 
-from tfrecords import schema
+from tiled_vessel_seg.tfrecords import schema
 
 INFO_FILE = "model_info.json"
 MODEL_FILE = "best_model.keras"

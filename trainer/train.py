@@ -73,8 +73,8 @@ def resolve_verbose(verbose: str) -> int:
 
 
 def _check_tile_size(config, data_dir: str, info) -> tuple[int, int]:
-    from tfrecords import dataset_info as dataset_info_lib
-    from tfrecords import reader
+    from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
+    from tiled_vessel_seg.tfrecords import reader
     size = info.parameters.get("tile_size")
     tile = (int(size), int(size)) if size else reader.peek_tile_shape(data_dir, "train", info)
     model = (config.model.image_height, config.model.image_width)
@@ -89,7 +89,7 @@ def _check_tile_size(config, data_dir: str, info) -> tuple[int, int]:
 
 def _check_model_dir(model_dir: str) -> None:
     """Refuses a model dir written for another record schema (read_model_info raises)."""
-    from trainer import model_info as model_info_lib
+    from tiled_vessel_seg.trainer import model_info as model_info_lib
     if os.path.exists(os.path.join(model_dir, model_info_lib.INFO_FILE)):
         model_info_lib.read_model_info(model_dir)
 
@@ -105,7 +105,7 @@ def _resume_epoch(model_dir: str) -> int:
 
 def _steps(records: int, global_batch: int, split: str, data_dir: str) -> int:
     if records < global_batch:
-        from tfrecords import dataset_info as dataset_info_lib
+        from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
         raise dataset_info_lib.DatasetError(
             f"{data_dir}: split {split!r} has {records} tiles, fewer than one global batch "
             f"of {global_batch}; lower [train] batch_size or add data")
@@ -117,8 +117,8 @@ def make_callbacks(config, model_dir: str, resume_epoch: int) -> list:
     backup last (so a finished backup implies finished logs)."""
     import keras
 
-    from trainer import callbacks as callbacks_lib
-    from trainer import model_info as model_info_lib
+    from tiled_vessel_seg.trainer import callbacks as callbacks_lib
+    from tiled_vessel_seg.trainer import model_info as model_info_lib
 
     past = callbacks_lib.history_before(
         callbacks_lib.read_history(os.path.join(model_dir, callbacks_lib.HISTORY_FILE)),
@@ -144,7 +144,7 @@ def make_callbacks(config, model_dir: str, resume_epoch: int) -> list:
                                                  profile_batch=0))
     if config.train.epoch_change_tiledinfer and config.tiledinfer.images_dir:
         try:
-            from inference.epoch_callback import EpochChangeTiledInference
+            from tiled_vessel_seg.inference.epoch_callback import EpochChangeTiledInference
         except ImportError as e:
             _LOG.warning("epoch-change tiled inference is unavailable (%s); training "
                          "without it", e)
@@ -166,22 +166,22 @@ def train(config, data_dir: str, model_dir: str, *, num_cpu_replicas: int = 0,
       ShardReadError: a shard cannot be read (the message names it).
       ValueError: global batch not divisible by the replica count.
     """
-    from trainer import strategy as strategy_lib
+    from tiled_vessel_seg.trainer import strategy as strategy_lib
     strategy = strategy_lib.make_strategy(num_cpu_replicas)  # before any other TF work
     policy = strategy_lib.set_precision(precision)
 
     import keras
 
-    from configs import to_dict
+    from tiled_vessel_seg.configs import to_dict
     # The validation pass is one finite pass of unknown length: Keras learns its length by
     # running out of data in epoch 1 and says "interrupting training", which it is not.
     # (The training stream repeats forever, so it never runs out.)
     warnings.filterwarnings("ignore", message="Your input ran out of data")
-    from tfrecords import dataset_info as dataset_info_lib
-    from tfrecords import reader
-    from trainer import losses, metrics
-    from trainer import model as model_lib
-    from trainer import model_info as model_info_lib
+    from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
+    from tiled_vessel_seg.tfrecords import reader
+    from tiled_vessel_seg.trainer import losses, metrics
+    from tiled_vessel_seg.trainer import model as model_lib
+    from tiled_vessel_seg.trainer import model_info as model_info_lib
 
     info = dataset_info_lib.read_dataset_info(data_dir)
     for split in ("train", "valid"):
@@ -246,9 +246,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     # Our progress at INFO; TensorFlow's own INFO chatter (per-variable reduce logs) stays out.
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     logging.getLogger("vessel-train").setLevel(logging.INFO)
-    from configs import ConfigError, load_config
-    from tfrecords.dataset_info import DatasetError
-    from trainer.model_info import ModelDirError
+    from tiled_vessel_seg.configs import ConfigError, load_config
+    from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
+    from tiled_vessel_seg.trainer.model_info import ModelDirError
     try:
         config = load_config(args.config, args.overrides)
         model_dir = args.model_dir or config.train.model_dir

@@ -51,6 +51,10 @@ class DownloadError(RuntimeError):
     """A download that failed for good; the message names the URL and the reason."""
 
 
+class OutputWriteError(DownloadError):
+    """A verified member could not be written (full or read-only output folder)."""
+
+
 class _Incomplete(Exception):
     """The connection ended before Content-Length bytes arrived (retried, resumed)."""
 
@@ -64,6 +68,9 @@ class ArchiveReport:
     written: list[str] = dataclasses.field(default_factory=list)
     corrupt: dict[str, str] = dataclasses.field(default_factory=dict)  # member -> reason
     skipped: list[str] = dataclasses.field(default_factory=list)  # not a STARE image file
+    # member -> the member whose file was kept under the same base name
+    duplicates: dict[str, str] = dataclasses.field(default_factory=dict)
+    links: list[str] = dataclasses.field(default_factory=list)  # link/special members
     error: Optional[str] = None  # download or archive failure
 
     @property
@@ -177,25 +184,35 @@ def extract_archive(tar_path: Path, folder: Path, suffix: str, report: ArchiveRe
 
     Members are written by base name (paths inside the archive are ignored, so nothing
     lands outside `folder`). Corrupt members go to report.corrupt and are not written;
-    other files go to report.skipped.
+    other files go to report.skipped; symbolic/hard links and special members are never
+    followed and go to report.links. When two members share a base name, the first one
+    that decodes is kept and every later one goes to report.duplicates (a corrupt later
+    copy never removes the good earlier one). report.written lists each file once.
     """
     folder.mkdir(parents=True, exist_ok=True)
     try:
         archive = tarfile.open(tar_path, "r:*")
     except (tarfile.TarError, OSError) as e:
         raise DownloadError(f"{tar_path}: not a readable tar archive ({e})") from None
+    kept: dict[str, str] = {}  # base name -> member written under it by this extraction
     with archive, tqdm(desc=f"verify {folder.name}", unit="file", disable=not progress,
                        leave=False) as bar:
         try:
             members = archive.getmembers()  # reads the headers only: gives the bar a total
             bar.total = sum(m.isfile() for m in members)
             for member in members:
+                if member.isdir():
+                    continue
                 if not member.isfile():
+                    report.links.append(member.name)
                     continue
                 name = os.path.basename(member.name)
                 bar.update(1)
                 if not name.endswith(suffix):
                     report.skipped.append(member.name)
+                    continue
+                if name in kept:
+                    report.duplicates[member.name] = kept[name]
                     continue
                 data = archive.extractfile(member).read()
                 try:
@@ -205,8 +222,15 @@ def extract_archive(tar_path: Path, folder: Path, suffix: str, report: ArchiveRe
                     (folder / name).unlink(missing_ok=True)  # never keep an older bad copy
                     continue
                 tmp = folder / (name + ".tmp")
-                tmp.write_bytes(data)
-                os.replace(tmp, folder / name)
+                try:
+                    tmp.write_bytes(data)
+                    os.replace(tmp, folder / name)
+                except OSError as e:
+                    raise OutputWriteError(f"{folder / name}: cannot write: "
+                                        f"{e.strerror or e}") from None
+                finally:
+                    tmp.unlink(missing_ok=True)
+                kept[name] = member.name
                 report.written.append(name)
         except (tarfile.TarError, EOFError, OSError) as e:
             raise DownloadError(f"{tar_path}: archive is truncated or corrupt ({e})") from None
@@ -249,6 +273,8 @@ def download_stare(out_dir: str | os.PathLike, url_base: str = DEFAULT_URL_BASE,
                                          retries=retries, progress=progress)
             try:
                 extract_archive(tar_path, out_dir / folder, suffix, report, progress)
+            except OutputWriteError:
+                raise  # the archive is fine: keep it for the rerun
             except DownloadError:
                 tar_path.unlink(missing_ok=True)  # a rerun must fetch it again
                 raise
@@ -260,8 +286,15 @@ def download_stare(out_dir: str | os.PathLike, url_base: str = DEFAULT_URL_BASE,
             log.error("%s: corrupt member %s left out: %s", tar_path, member, reason)
         for member in report.skipped:
             log.warning("%s: %s is not a %s file; skipped", tar_path, member, suffix)
-        log.info("%s: %d files in %s (%d corrupt)", archive_name, len(report.written),
-                 out_dir / folder, len(report.corrupt))
+        for member in report.links:
+            log.warning("%s: %s is a link or special file, not a regular file; skipped",
+                        tar_path, member)
+        for member, first in report.duplicates.items():
+            log.warning("%s: %s has the same file name as %s; kept the first, ignored this one",
+                        tar_path, member, first)
+        log.info("%s: %d files in %s (%d corrupt, %d duplicate names, %d links skipped)",
+                 archive_name, len(report.written), out_dir / folder, len(report.corrupt),
+                 len(report.duplicates), len(report.links))
         if not keep_archives and report.ok:
             tar_path.unlink()
     unpaired = unpaired_labels(out_dir)

@@ -11,7 +11,9 @@ STAGE_FOLDERS = ("configs", "synthetic", "beam_jobs", "tfrecords", "trainer", "i
 
 INSTALL_REQUIRES = [
     "tensorflow==2.17.1",
-    "keras>=3.5,<3.16",
+    # >=3.15.1: safe_mode bypasses CVE-2025-1550, -8747, -9905 (.h5 ignores safe_mode), -9906,
+    # -49655, CVE-2026-1462 and -12481 (fixed in 3.15.0) are all fixed; README "Security".
+    "keras>=3.15.1,<3.16",
     "tensorflow-io==0.37.1",
     "apache-beam[tfrecord]==2.77.0",
     "google-crc32c>=1.5",

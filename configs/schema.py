@@ -35,6 +35,12 @@ class ModelConfig:
     dilation: tuple[int, int] = (3, 3)
     normalization: bool = False
     input_normalize: bool = False
+    # "unet": one U-Net. "wnet": two U-Nets in sequence, the second taking the image and the
+    # first's probabilities; both outputs supervised (lwnet), only the second's is served.
+    architecture: str = "unet"
+    # A layer inside the model after the [0, 1] input: "none", or "per_tile" (each tile's
+    # channels to zero mean and unit variance), so inference still feeds raw [0, 1] RGB.
+    input_standardization: str = "none"
     loss: str = "bce_dice_loss"
     metrics: tuple[str, ...] = ("dice_coef",)
     show_summary: bool = False
@@ -47,6 +53,11 @@ class ModelConfig:
             raise ValueError(f"[model] base_filters must be >= 1, got {self.base_filters}")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ValueError(f"[model] dropout_rate must be in [0, 1), got {self.dropout_rate}")
+        if self.architecture not in ("unet", "wnet"):
+            raise ValueError(f"[model] architecture must be unet or wnet, got {self.architecture!r}")
+        if self.input_standardization not in ("none", "per_tile"):
+            raise ValueError(f"[model] input_standardization must be none or per_tile, "
+                             f"got {self.input_standardization!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,14 +86,28 @@ class TrainConfig:
     shuffle_buffer: int = 256
     online_augmentation: bool = False
     seed: int = 0
-    # tf.data element order reproducible run to run (slower input pipeline).
+    # tf.data element order reproducible run to run (slower input pipeline), and
+    # tf.config.experimental.enable_op_determinism() (vessel-train --deterministic).
     deterministic: bool = False
+    # "plateau": [model] learning_rate, cut by ReduceLROnPlateau (learning_rate_reducer).
+    # "cosine": cosine cycles from [model] learning_rate down to min_learning_rate, each
+    # cosine_cycle_epochs long, restarting at the top (lwnet); no plateau reduction.
+    lr_schedule: str = "plateau"
+    cosine_cycle_epochs: int = 10
+    min_learning_rate: float = 1e-8
+    # After training, set model_info.json's threshold to the one maximising F1 over the
+    # validation tiles (else [tiledinfer] threshold is stored).
+    select_threshold: bool = False
 
     def __post_init__(self):
         if self.batch_size < 1:
             raise ValueError(f"[train] batch_size must be >= 1, got {self.batch_size}")
         if self.epochs < 1:
             raise ValueError(f"[train] epochs must be >= 1, got {self.epochs}")
+        if self.lr_schedule not in ("plateau", "cosine"):
+            raise ValueError(f"[train] lr_schedule must be plateau or cosine, got {self.lr_schedule!r}")
+        if self.cosine_cycle_epochs < 1:
+            raise ValueError(f"[train] cosine_cycle_epochs must be >= 1, got {self.cosine_cycle_epochs}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -106,3 +106,48 @@ def test_metrics_are_float32_under_bfloat16_inputs(arrays):
 def test_unknown_loss_is_a_clear_error():
     with pytest.raises(ValueError, match="bce_dice_loss"):
         losses.get_loss("focal")
+
+
+def test_loss_of_stacked_outputs_is_the_mean_over_outputs(arrays):
+    t, p = arrays
+    q = np.clip(1.0 - p, 0.01, 0.99).astype(np.float32)
+    stacked = np.concatenate([p, q], axis=-1)
+    expected = 0.5 * ((np_bce(t, p) + 1 - np_dice_coef(t, p)) / 2
+                      + (np_bce(t, q) + 1 - np_dice_coef(t, q)) / 2)
+    got = losses.BceDiceLoss()(tf.constant(t), tf.constant(stacked))
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+    # Metrics score the last output (the one inference serves).
+    dice = metrics.Dice()
+    dice.update_state(t, stacked)
+    assert float(dice.result()) == pytest.approx(np_scores(t, q)["dice"], rel=1e-6)
+    auc = metrics.FinalOutputAUC()
+    auc.update_state(t, stacked)
+    assert float(auc.result()) == pytest.approx(np_roc_auc(t, q), abs=0.02)
+
+
+def test_f1_threshold_matches_a_brute_force_search():
+    rng = np.random.default_rng(5)
+    truth = rng.random(5000) < 0.2
+    scores = np.clip(0.35 * truth + 0.6 * rng.random(5000), 0, 0.9999).astype(np.float32)
+    bins = metrics.THRESHOLD_BINS
+    index = (scores * bins).astype(int)
+    pos = np.bincount(index[truth], minlength=bins)
+    neg = np.bincount(index[~truth], minlength=bins)
+    threshold, f1 = metrics.f1_by_threshold(pos, neg)
+    best = max(((2 * np.sum((scores >= k / bins) & truth)
+                 / (np.sum(scores >= k / bins) + np.sum(truth))), k / bins)
+               for k in range(1, bins))
+    assert f1 == pytest.approx(best[0], rel=1e-9) and threshold == pytest.approx(best[1])
+
+
+def test_score_histograms_count_every_pixel_of_the_last_output():
+    rng = np.random.default_rng(6)
+    x = rng.random((4, 8, 8, 2)).astype(np.float32)
+    y = (rng.random((4, 8, 8, 1)) < 0.3).astype(np.float32)
+    identity = tf.keras.Sequential([tf.keras.layers.Input((8, 8, 2)),
+                                    tf.keras.layers.Activation("linear")])
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(3)
+    pos, neg = metrics.score_histograms(identity, data, bins=10)
+    index = np.minimum((x[..., 1:] * 10).astype(int), 9)
+    np.testing.assert_array_equal(pos, np.bincount(index[y > 0.5], minlength=10))
+    np.testing.assert_array_equal(neg, np.bincount(index[y <= 0.5], minlength=10))

@@ -95,3 +95,91 @@ def test_output_is_float32_probabilities_under_bfloat16():
 def test_input_side_must_survive_the_poolings():
     with pytest.raises(ValueError, match="multiples of"):
         model_lib.build_unet(dataclasses.replace(TINY, image_height=30))
+
+
+# ---------------------------------------------------------------- W-Net, standardisation
+
+SMALL = ModelConfig(image_width=16, image_height=16, base_filters=2, base_kernels=(3, 3),
+                    num_layers=2, dilation=(1, 1), dropout_rate=0.0)
+
+
+def test_small_unet_parameter_count_by_hand():
+    # enc0: 3x3x3x2+2=56, 3x3x2x2+2=38; enc1: 3x3x2x4+4=76, 3x3x4x4+4=148;
+    # dec0: up 2x2x4x2+2=34, 3x3x4x2+2=74, 3x3x2x2+2=38; head 1x1x2x1+1=3.
+    assert model_lib.build_unet(SMALL).count_params() == 56 + 38 + 76 + 148 + 34 + 74 + 38 + 3
+
+
+def test_wnet_shapes_and_parameters_by_hand():
+    wnet = dataclasses.replace(SMALL, architecture="wnet")
+    model = model_lib.build_model(wnet)
+    # U-Net 1 as above (467); U-Net 2 takes 3 + 1 channels: its first conv has
+    # 3x3x4x2+2 = 74 instead of 56 weights, the rest is the same.
+    assert model.count_params() == 467 + (467 - 56 + 74)
+    x = np.random.default_rng(0).random((3, 16, 16, 3), np.float32)
+    both = model(x)
+    assert tuple(both.shape) == (3, 16, 16, 2) and both.dtype == "float32"
+    served = model_lib.inference_model(model)
+    assert served.count_params() == 467 - 56 + 74 + 467  # needs U-Net 1 too
+    out = served(x)
+    assert tuple(out.shape) == (3, 16, 16, 1) and out.dtype == "float32"
+    np.testing.assert_allclose(out.numpy()[..., 0], both.numpy()[..., 1], atol=1e-6)
+    # Same weight objects: training the one trains the other.
+    assert served.get_layer("net2_logits") is model.get_layer("net2_logits")
+    unet = model_lib.build_unet(SMALL)
+    assert model_lib.inference_model(unet) is unet
+
+
+def test_wnet_inference_model_round_trips_through_a_keras_file(tmp_path):
+    model = model_lib.build_model(dataclasses.replace(SMALL, architecture="wnet",
+                                                      input_standardization="per_tile"))
+    served = model_lib.inference_model(model)
+    path = str(tmp_path / "m.keras")
+    served.save(path)
+    # A fresh load needs no custom class (safe mode, no compile).
+    loaded = keras.models.load_model(path, safe_mode=True, compile=False)
+    x = np.random.default_rng(1).random((2, 16, 16, 3), np.float32)
+    np.testing.assert_allclose(loaded(x).numpy(), served(x).numpy(), atol=1e-6)
+    assert tuple(loaded.output_shape) == (None, 16, 16, 1)
+
+
+def test_per_tile_standardization_is_a_parameter_free_layer():
+    plain = model_lib.build_unet(SMALL)
+    standardized = model_lib.build_unet(dataclasses.replace(SMALL,
+                                                            input_standardization="per_tile"))
+    assert standardized.count_params() == plain.count_params()
+    layer = standardized.get_layer("standardize")
+    x = np.random.default_rng(2).random((2, 16, 16, 3), np.float32) * 0.3 + 0.2
+    y = layer(x).numpy()
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    var = x.var(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-3), atol=1e-5)
+    # Brightness and contrast of a tile do not change what the U-Net sees (up to epsilon).
+    np.testing.assert_allclose(layer(0.5 * x + 0.1).numpy(),
+                               (0.5 * x + 0.1 - 0.5 * mean - 0.1) / np.sqrt(0.25 * var + 1e-3),
+                               atol=1e-5)
+
+
+def test_unknown_architecture_and_standardization_are_refused():
+    with pytest.raises(ValueError, match="architecture"):
+        dataclasses.replace(SMALL, architecture="vnet")
+    with pytest.raises(ValueError, match="input_standardization"):
+        dataclasses.replace(SMALL, input_standardization="imagenet")
+
+
+def test_cosine_schedule_values_by_hand():
+    from tiled_vessel_seg.configs import load_config
+    from tiled_vessel_seg.trainer import schedules
+    config = load_config(None, ["train.lr_schedule='cosine'", "model.learning_rate=0.01",
+                                "train.min_learning_rate=1e-8", "train.cosine_cycle_epochs=2"])
+    schedule = schedules.learning_rate(config, steps_per_epoch=50)  # cycle of 100 steps
+    expected = {0: 0.01, 25: 1e-8 + (0.01 - 1e-8) * (1 + np.sqrt(0.5)) / 2,
+                50: (0.01 + 1e-8) / 2, 99: 1e-8 + (0.01 - 1e-8) * (1 + np.cos(np.pi * 0.99)) / 2,
+                100: 0.01, 150: (0.01 + 1e-8) / 2}
+    for step, value in expected.items():
+        assert float(schedule(step)) == pytest.approx(value, rel=1e-5, abs=1e-9), step  # float32
+    assert not schedules.uses_plateau_reduction(config)
+    plateau = load_config(None, [])
+    assert schedules.learning_rate(plateau, 50) == plateau.model.learning_rate
+    assert schedules.uses_plateau_reduction(plateau)
+    restored = schedules.CosineCycles.from_config(schedule.get_config())
+    assert float(restored(25)) == pytest.approx(expected[25], rel=1e-6)

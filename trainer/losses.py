@@ -51,7 +51,8 @@ def _bce_and_dice(y_true, y_pred) -> tuple[tf.Tensor, tf.Tensor]:
 class BceDiceLoss(keras.losses.Loss):
     """(mean binary cross-entropy + 1 - dice_coef) / 2 over the global batch.
 
-    y_true: float {0, 1} [B, H, W, 1]; y_pred: probabilities [B, H, W, 1] (any float dtype).
+    y_true: float {0, 1} [B, H, W, 1]; y_pred: probabilities [B, H, W, C] (any float
+    dtype); with C > 1 the loss is the mean over the C channels, each against y_true.
     `call` returns the global value repeated per sample ([B]): Keras then averages over
     the local batch and divides by the number of replicas before the gradients are
     summed, which gives exactly the gradient of the global loss.
@@ -62,8 +63,11 @@ class BceDiceLoss(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
 
     def call(self, y_true, y_pred):
-        bce, dice = _bce_and_dice(y_true, y_pred)
-        loss = (bce + 1.0 - dice) / 2.0
+        # Several output channels are the outputs of a deeply supervised model (a W-Net's
+        # two U-Nets, trainer/model.py): each is scored against the one label, then averaged.
+        channels = y_pred.shape[-1] or 1
+        loss = tf.add_n([bce_dice_loss(y_true, y_pred[..., c:c + 1])
+                         for c in range(channels)]) / float(channels)
         return tf.fill(tf.shape(y_pred)[:1], loss)
 
 

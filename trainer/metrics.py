@@ -25,6 +25,12 @@ from tiled_vessel_seg.trainer import losses
 PACKAGE = losses.PACKAGE
 
 
+def final_output(y_pred):
+    """The served prediction [..., 1]: the last channel (a W-Net's training model stacks
+    its two U-Nets' outputs; metrics score the second, the one inference uses)."""
+    return y_pred[..., -1:]
+
+
 def _ratio(numerator, denominator):
     return tf.where(denominator > 0, numerator / tf.maximum(denominator, 1.0),
                     tf.ones_like(numerator))
@@ -43,7 +49,7 @@ class ConfusionMetric(keras.metrics.Metric):
         if sample_weight is not None:
             raise ValueError(f"{self.name}: sample weights are not supported")
         truth = tf.cast(y_true, tf.float32) >= 0.5
-        predicted = tf.cast(y_pred, tf.float32) > self.threshold
+        predicted = tf.cast(final_output(y_pred), tf.float32) > self.threshold
         cells = [tf.logical_and(predicted, truth),
                  tf.logical_and(predicted, tf.logical_not(truth)),
                  tf.logical_and(tf.logical_not(predicted), truth),
@@ -136,7 +142,7 @@ class DiceCoef(keras.metrics.Mean):
     def update_state(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None:
             raise ValueError(f"{self.name}: sample weights are not supported")
-        value = losses.dice_coef(y_true, y_pred)
+        value = losses.dice_coef(y_true, final_output(y_pred))
         # Each step counts 1 in all, shared by the replicas that got data (the last batch
         # of a pass may leave a replica empty). Computed from the batch: a constant count
         # could also run in the step whose iterator is exhausted (nothing orders it after).
@@ -153,8 +159,65 @@ def segmentation_metrics(threshold: float = 0.5) -> list:
     """
     return [DiceCoef(), Dice(threshold=threshold), IoU(threshold=threshold),
             Sensitivity(threshold=threshold), Specificity(threshold=threshold),
-            PixelAccuracy(threshold=threshold),
-            keras.metrics.AUC(num_thresholds=200, curve="ROC", name="auc")]
+            PixelAccuracy(threshold=threshold), FinalOutputAUC()]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FinalOutputAUC(keras.metrics.AUC):
+    """Keras' ROC AUC (200 thresholds) of the last output channel (see final_output)."""
+
+    def __init__(self, name: str = "auc", num_thresholds: int = 200, curve: str = "ROC",
+                 **kwargs):
+        super().__init__(name=name, num_thresholds=num_thresholds, curve=curve, **kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(y_true, final_output(y_pred), sample_weight)
+
+
+def f1_by_threshold(positive_counts, negative_counts) -> tuple[float, float]:
+    """(threshold, F1) maximising F1 from score histograms over THRESHOLD_BINS equal bins
+    of [0, 1]: positive_counts[i] / negative_counts[i] = vessel / background pixels whose
+    probability falls in bin i. Threshold t_k = k / bins (k = 1 .. bins-1) predicts the
+    pixels of bins >= k as vessel (p >= t_k, up to the bin width). numpy in, floats out.
+    """
+    import numpy as np
+    pos = np.asarray(positive_counts, np.float64)
+    neg = np.asarray(negative_counts, np.float64)
+    bins = pos.size
+    tp = np.cumsum(pos[::-1])[::-1][1:]   # predicted vessel at t_k, k = 1 .. bins-1
+    fp = np.cumsum(neg[::-1])[::-1][1:]
+    fn = pos.sum() - tp
+    denominator = 2 * tp + fp + fn
+    f1 = np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1e-12), 0.0)
+    k = int(np.argmax(f1))
+    return (k + 1) / bins, float(f1[k])
+
+
+THRESHOLD_BINS = 100
+
+
+def score_histograms(model, dataset, bins: int = THRESHOLD_BINS):
+    """Histograms (vessel, background) of the model's final-output probabilities over
+    a dataset of (image [b, H, W, 3], mask [b, H, W, 1]) batches; two int64 [bins]."""
+    import numpy as np
+    pos = np.zeros(bins, np.int64)
+    neg = np.zeros(bins, np.int64)
+
+    @tf.function
+    def step(image, mask):
+        p = tf.cast(final_output(model(image, training=False)), tf.float32)
+        index = tf.clip_by_value(tf.cast(p * bins, tf.int32), 0, bins - 1)
+        truth = mask >= 0.5
+        return (tf.math.bincount(tf.boolean_mask(index, truth), minlength=bins,
+                                 maxlength=bins, dtype=tf.int64),
+                tf.math.bincount(tf.boolean_mask(index, ~truth), minlength=bins,
+                                 maxlength=bins, dtype=tf.int64))
+
+    for image, mask in dataset:
+        p, n = step(image, mask)
+        pos += p.numpy()
+        neg += n.numpy()
+    return pos, neg
 
 
 METRIC_NAMES = ("dice_coef", "dice", "iou", "sensitivity", "specificity", "accuracy", "auc")

@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--global_batch_size", type=int, default=None,
                         help="global batch (must be a multiple of the replica count); "
                              "default: [train] batch_size x replicas")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="reproducible bit for bit: seeded, ordered input and "
+                             "tf.config.experimental.enable_op_determinism() (slower); "
+                             "same as --set train.deterministic=True")
     parser.add_argument("--verbose", default="auto", choices=("auto", "0", "1", "2"),
                         help="Keras verbosity: 1 = progress bar, 2 = one line per epoch; "
                              "auto = 1 on a terminal, else 2")
@@ -118,7 +122,9 @@ def make_callbacks(config, model_dir: str, resume_epoch: int) -> list:
     import keras
 
     from tiled_vessel_seg.trainer import callbacks as callbacks_lib
+    from tiled_vessel_seg.trainer import model as model_lib
     from tiled_vessel_seg.trainer import model_info as model_info_lib
+    from tiled_vessel_seg.trainer import schedules
 
     past = callbacks_lib.history_before(
         callbacks_lib.read_history(os.path.join(model_dir, callbacks_lib.HISTORY_FILE)),
@@ -129,14 +135,14 @@ def make_callbacks(config, model_dir: str, resume_epoch: int) -> list:
     best_so_far = min((v for v in past_val_loss if v is not None), default=None)
     callbacks = [
         callbacks_lib.EpochLogs(model_dir, metrics=metrics[:2]),
-        keras.callbacks.ModelCheckpoint(
+        model_lib.InferenceCheckpoint(
             os.path.join(model_dir, model_info_lib.MODEL_FILE), monitor="val_loss",
             save_best_only=True, initial_value_threshold=best_so_far, verbose=1),
         callbacks_lib.ResumableEarlyStopping(
             past_values=past_val_loss, monitor="val_loss", patience=config.train.patience,
             verbose=1),
     ]
-    if config.train.learning_rate_reducer:
+    if schedules.uses_plateau_reduction(config):
         callbacks.append(callbacks_lib.ResumableReduceLROnPlateau(
             past_values=past_val_loss, monitor="val_loss", factor=config.train.reducer_factor,
             patience=config.train.reducer_patience, min_lr=0.0, verbose=1))
@@ -182,6 +188,7 @@ def train(config, data_dir: str, model_dir: str, *, num_cpu_replicas: int = 0,
     from tiled_vessel_seg.trainer import losses, metrics
     from tiled_vessel_seg.trainer import model as model_lib
     from tiled_vessel_seg.trainer import model_info as model_info_lib
+    from tiled_vessel_seg.trainer import schedules, threshold as threshold_lib
 
     info = dataset_info_lib.read_dataset_info(data_dir)
     for split in ("train", "valid"):
@@ -198,10 +205,14 @@ def train(config, data_dir: str, model_dir: str, *, num_cpu_replicas: int = 0,
               replicas, batch, policy, steps_per_epoch)
 
     keras.utils.set_random_seed(config.train.seed)
+    if config.train.deterministic:  # same seed and data -> same weights, bit for bit
+        import tensorflow
+        tensorflow.config.experimental.enable_op_determinism()
     with strategy.scope():
-        model = model_lib.build_unet(config.model)
-        optimizer = keras.optimizers.Adam(learning_rate=config.model.learning_rate,
-                                          clipvalue=config.model.clipvalue)
+        model = model_lib.build_model(config.model)
+        optimizer = keras.optimizers.Adam(
+            learning_rate=schedules.learning_rate(config, steps_per_epoch),
+            clipvalue=config.model.clipvalue)
         model.compile(optimizer=optimizer, loss=losses.get_loss(config.model.loss),
                       metrics=metrics.segmentation_metrics(config.tiledinfer.threshold))
     if config.model.show_summary:
@@ -238,6 +249,8 @@ def train(config, data_dir: str, model_dir: str, *, num_cpu_replicas: int = 0,
                             steps_per_epoch=steps_per_epoch, validation_data=valid_data,
                             callbacks=make_callbacks(config, model_dir, resume_epoch),
                             shuffle=False, verbose=verbose)
+    if config.train.select_threshold:
+        threshold_lib.store_valid_threshold(model_dir, valid_fn(None))
     return history.history
 
 
@@ -250,7 +263,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
     from tiled_vessel_seg.trainer.model_info import ModelDirError
     try:
-        config = load_config(args.config, args.overrides)
+        config = load_config(args.config, args.overrides + (
+            ["train.deterministic=True"] if args.deterministic else []))
         model_dir = args.model_dir or config.train.model_dir
         train(config, args.data_dir, model_dir, num_cpu_replicas=args.num_cpu_replicas,
               precision=args.precision, global_batch=args.global_batch_size,

@@ -1,0 +1,34 @@
+"""The decision threshold chosen on the validation split (`[train] select_threshold`).
+
+After training, the best model's probabilities over every validation tile are binned
+(metrics.score_histograms) and the threshold maximising F1 over those pixels
+(metrics.f1_by_threshold) replaces `threshold` in model_info.json, which inference uses
+by default. Validation images are already used for model selection, never for testing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+_LOG = logging.getLogger("vessel-train")
+
+
+def store_valid_threshold(model_dir: str, valid_dataset) -> float:
+    """Chooses the F1-maximising threshold on `valid_dataset` with M/best_model.keras and
+    writes it into M/model_info.json; returns it (the stored threshold if no model yet)."""
+    import os
+
+    from tiled_vessel_seg.trainer import metrics
+    from tiled_vessel_seg.trainer import model as model_lib
+    from tiled_vessel_seg.trainer import model_info as model_info_lib
+    info = model_info_lib.read_model_info(model_dir)
+    path = info.model_path(model_dir)
+    if not os.path.exists(path):
+        return info.threshold
+    model = model_lib.load_model(path, compile=False)
+    positives, negatives = metrics.score_histograms(model, valid_dataset)
+    threshold, f1 = metrics.f1_by_threshold(positives, negatives)
+    model_info_lib.write_model_info(model_dir, dataclasses.replace(info, threshold=threshold))
+    _LOG.info("threshold %.2f maximises F1 over the validation tiles (%.4f); stored in %s",
+              threshold, f1, os.path.join(model_dir, model_info_lib.INFO_FILE))
+    return threshold

@@ -1,0 +1,519 @@
+"""Where a dataset's photographs, vessel masks and FOV masks are, and which go together.
+
+Public retinal datasets do not pair their files by stem. Each layout below is the folder
+tree and the file names of the dataset's own distribution, unpacked unchanged:
+
+  stare      stare-images/im0001.ppm.gz      labels-ah/im0001.ah.ppm.gz
+             (second observer: labels-vk/im0001.vk.ppm.gz; no FOV masks)
+  drive      training/images/21_training.tif training/1st_manual/21_manual1.gif
+             training/mask/21_training_mask.gif, and the same under test/ with
+             01_test.tif, 01_manual1.gif, 01_test_mask.gif (second observer:
+             test/2nd_manual/01_manual2.gif); images under training/ get the split hint
+             "train", under test/ "test"
+  chase_db1  one folder: Image_01L.jpg  Image_01L_1stHO.png
+             (second observer: Image_01L_2ndHO.png; no FOV masks)
+  hrf        images/01_dr.JPG  manual1/01_dr.tif  mask/01_dr_mask.tif
+             (also 01_g.jpg, 01_h.jpg; no second observer)
+
+Anything else is described by a manifest CSV (`read_manifest`): columns
+image,mask[,fov][,split], paths relative to the CSV.
+
+Every file name is matched on its stem (the name up to the first dot, case kept) and must
+have an image extension; the image id is the photograph's stem ("21_training",
+"Image_01L", "01_dr", "im0001"), which is also the name segmentation outputs get.
+Unpaired files, non-image files, duplicate ids, empty folders and bad manifest rows come
+back as `InputProblem`s (lines of errors.jsonl; one line each on the console), never as
+exceptions: one bad input never stops the others. Only an input that cannot be used at
+all (a missing root folder, a manifest without its required columns) raises
+`InputDirError`.
+
+This module is the ground floor: it imports no stage package, so preprocessing,
+segmentation and vessel-run all use it. Listing works on local paths and on gs:// (through
+tf.io.gfile, imported only for URLs).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+import posixpath
+import re
+from typing import Iterable, Optional, Sequence
+
+IMAGE_EXTENSIONS = (".ppm", ".pgm", ".pnm", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif",
+                    ".bmp")
+SPLIT_NAMES = ("train", "valid", "test")
+MANIFEST_COLUMNS = ("image", "mask", "fov", "split")
+REQUIRED_MANIFEST_COLUMNS = ("image", "mask")
+
+# FOV source names, as recorded in metrics.json.
+FOV_COMPUTED = "computed"
+FOV_FILES = "files"
+
+
+class InputDirError(ValueError):
+    """An input that cannot be used at all (missing root folder, unusable manifest)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagePair:
+    """One photograph with its vessel mask.
+
+    fov_path: the dataset's field-of-view mask (None: computed from the photograph).
+    second_mask_path: a second annotator's vessel mask, when the dataset ships one.
+    split: the split the input itself assigns ("train", "valid", "test"), or None.
+    """
+    image_id: str
+    image_path: str
+    mask_path: str
+    fov_path: Optional[str] = None
+    second_mask_path: Optional[str] = None
+    split: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class InputProblem:
+    """One rejected input: becomes a line {path, stage, reason} of errors.jsonl."""
+    path: str
+    stage: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ------------------------------------------------------------------------- file system
+
+def _is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def join(base: str, *parts: str) -> str:
+    """Path join that keeps gs://bucket/... URLs intact."""
+    parts = tuple(p for p in parts if p)
+    if _is_remote(base):
+        return posixpath.join(base, *parts)
+    return os.path.join(base, *parts)
+
+
+def is_dir(path: str) -> bool:
+    if _is_remote(path):
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        return tf.io.gfile.isdir(path)
+    return os.path.isdir(path)
+
+
+def exists(path: str) -> bool:
+    if _is_remote(path):
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        return tf.io.gfile.exists(path)
+    return os.path.exists(path)
+
+
+def list_files(directory: str) -> list[str]:
+    """Sorted paths of the non-hidden files directly inside `directory` (local or gs://)."""
+    if _is_remote(directory):
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        names = [n for n in tf.io.gfile.listdir(directory) if not n.endswith("/")]
+        paths = [join(directory, n) for n in names]
+    else:
+        paths = [os.path.join(directory, n) for n in os.listdir(directory)]
+        paths = [p for p in paths if os.path.isfile(p)]
+    return sorted(p for p in paths if not basename(p).startswith("."))
+
+
+def basename(path: str) -> str:
+    return posixpath.basename(path.replace("\\", "/").rstrip("/"))
+
+
+def stem_of(path: str) -> str:
+    """'x/labels-ah/im0001.ah.ppm.gz' -> 'im0001' (the file name up to its first dot)."""
+    return basename(path).split(".", 1)[0]
+
+
+def image_extension(path: str) -> Optional[str]:
+    """'a/im0001.ppm.gz' -> '.ppm', '01_dr.JPG' -> '.jpg'; None for other names."""
+    name = basename(path).lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    for ext in IMAGE_EXTENSIONS:
+        if name.endswith(ext):
+            return ext
+    return None
+
+
+# ----------------------------------------------------------------------------- layouts
+
+@dataclasses.dataclass(frozen=True)
+class Roles:
+    """How one dataset names its files: a regex per role, matched against the whole file
+    stem (case-insensitively), whose group `key` is what the files of one image share."""
+    image: str
+    mask: str
+    fov: Optional[str] = None
+    second_mask: Optional[str] = None
+    examples: tuple[tuple[str, str], ...] = ()  # (role, a real file name), for messages
+
+    def example(self, role: str) -> str:
+        return dict(self.examples).get(role, getattr(self, role))
+
+    def key(self, role: str, stem: str) -> Optional[str]:
+        pattern = getattr(self, role)
+        if pattern is None:
+            return None
+        match = re.fullmatch(pattern, stem, re.IGNORECASE)
+        return match.group("key").lower() if match else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """One folder set of a layout, relative to the dataset root ("" = the root itself)."""
+    images: str
+    masks: str
+    fov: Optional[str] = None
+    second_masks: Optional[str] = None
+    split: Optional[str] = None
+    optional: bool = False  # may be absent (e.g. DRIVE without its test/ folder)
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    name: str
+    roles: Roles
+    groups: tuple[Group, ...]
+
+
+ANY_STEM = r"(?P<key>.+)"
+FOLDERS = Layout("folders", Roles(image=ANY_STEM, mask=ANY_STEM,
+                                  fov=r"(?P<key>.+?)(?:_mask|_fov)?"), ())
+
+LAYOUTS: dict[str, Layout] = {
+    "stare": Layout("stare", Roles(image=ANY_STEM, mask=ANY_STEM, second_mask=ANY_STEM),
+                    (Group("stare-images", "labels-ah", second_masks="labels-vk"),)),
+    "drive": Layout(
+        "drive",
+        Roles(image=r"(?P<key>\d+)_(?:training|test)", mask=r"(?P<key>\d+)_manual1",
+              fov=r"(?P<key>\d+)_(?:training|test)_mask", second_mask=r"(?P<key>\d+)_manual2",
+              examples=(("image", "21_training.tif"), ("mask", "21_manual1.gif"),
+                        ("fov", "21_training_mask.gif"), ("second_mask", "01_manual2.gif"))),
+        (Group("training/images", "training/1st_manual", "training/mask",
+               "training/2nd_manual", split="train", optional=True),
+         Group("test/images", "test/1st_manual", "test/mask", "test/2nd_manual",
+               split="test", optional=True))),
+    "chase_db1": Layout(
+        "chase_db1",
+        Roles(image=r"(?P<key>Image_\d+[LR])", mask=r"(?P<key>Image_\d+[LR])_1stHO",
+              second_mask=r"(?P<key>Image_\d+[LR])_2ndHO",
+              examples=(("image", "Image_01L.jpg"), ("mask", "Image_01L_1stHO.png"),
+                        ("second_mask", "Image_01L_2ndHO.png"))),
+        (Group("", "", second_masks=""),)),
+    "hrf": Layout(
+        "hrf",
+        Roles(image=r"(?P<key>\d+_[a-z]+)", mask=r"(?P<key>\d+_[a-z]+)",
+              fov=r"(?P<key>\d+_[a-z]+)_mask",
+              examples=(("image", "01_dr.JPG"), ("mask", "01_dr.tif"), ("fov", "01_dr_mask.tif"))),
+        (Group("images", "manual1", "mask"),)),
+}
+LAYOUT_NAMES = tuple(LAYOUTS)
+
+
+def get_layout(name: Optional[str]) -> Layout:
+    """The layout called `name`; None gives the plain two-folder pairing by stem."""
+    if name is None:
+        return FOLDERS
+    try:
+        return LAYOUTS[name]
+    except KeyError:
+        raise ValueError(f"unknown layout {name!r}; layouts: {', '.join(LAYOUT_NAMES)}") from None
+
+
+def _index(directory: str, layout: Layout, role: str, what: str,
+           problems: list[InputProblem], shared: bool = False) -> dict[str, str]:
+    """{key: path} of the files of `role` in `directory`.
+
+    Files that are not images, or (in a folder of one role) do not follow the layout's
+    naming, become problems; in a folder shared by several roles (`shared`), a file that
+    does not match this role is left for the others.
+    """
+    files = list_files(directory)
+    if not files:
+        problems.append(InputProblem(directory, "discover", f"empty {what} folder: no files"))
+        return {}
+    found: dict[str, str] = {}
+    for path in files:
+        if image_extension(path) is None:
+            if not shared or role == "image":
+                problems.append(InputProblem(path, "discover", f"not an image file ({what} folder)"))
+            continue
+        key = layout.roles.key(role, stem_of(path))
+        if key is None:
+            if not shared:
+                problems.append(InputProblem(
+                    path, "discover", f"not a {layout.name} {what} name "
+                                      f"(expected e.g. {layout.roles.example(role)})"))
+            continue
+        if key in found:
+            problems.append(InputProblem(path, "discover",
+                                         f"duplicate {what} for {key!r} (also {found[key]})"))
+            continue
+        found[key] = path
+    return found
+
+
+def _unclaimed(directory: str, layout: Layout, problems: list[InputProblem]) -> None:
+    """In a folder shared by all roles, reports the image files that no role claims."""
+    for path in list_files(directory):
+        if image_extension(path) is None:
+            continue
+        stem = stem_of(path)
+        if not any(layout.roles.key(r, stem) for r in ("image", "mask", "fov", "second_mask")):
+            problems.append(InputProblem(path, "discover", f"not a {layout.name} file name"))
+
+
+def pair_folders(images_dir: str, masks_dir: str, layout: Optional[str] = None,
+                 fov_dir: Optional[str] = None, second_masks_dir: Optional[str] = None,
+                 split: Optional[str] = None) -> tuple[list[ImagePair], list[InputProblem]]:
+    """Pairs the photographs in `images_dir` with the masks in `masks_dir`.
+
+    Args:
+      images_dir, masks_dir: folders (local or gs://); they may be the same folder.
+      layout: a name of LAYOUTS (its file naming rules), or None to pair by stem
+        ('im0001.png' with 'im0001.ah.png').
+      fov_dir: FOV masks (None: computed later from each photograph). Without a layout a
+        FOV file is named like its image, optionally with '_mask' or '_fov' after the stem.
+      second_masks_dir: a second annotator's masks, named like `masks_dir`'s.
+      split: the split hint recorded on every pair.
+
+    Returns:
+      pairs sorted by image id, and the problems (unpaired image or mask, non-image file,
+      duplicate id, empty or missing folder, a photograph without its FOV mask).
+
+    Raises:
+      InputDirError: `images_dir` does not exist.
+    """
+    spec = get_layout(layout)
+    if not is_dir(images_dir):
+        raise InputDirError(f"input folder {images_dir} does not exist")
+    return _pair_group(spec, images_dir, masks_dir, fov_dir, second_masks_dir, split)
+
+
+def _pair_group(layout: Layout, images_dir: str, masks_dir: str, fov_dir: Optional[str],
+                second_dir: Optional[str], split: Optional[str]):
+    problems: list[InputProblem] = []
+    folders = {images_dir, masks_dir} | ({fov_dir} if fov_dir else set()) | (
+        {second_dir} if second_dir else set())
+    shared = len(folders) < 1 + bool(masks_dir) + bool(fov_dir) + bool(second_dir)
+    images = _index(images_dir, layout, "image", "image", problems, shared)
+    masks: dict[str, str] = {}
+    if is_dir(masks_dir):
+        masks = _index(masks_dir, layout, "mask", "mask", problems, shared)
+    else:
+        problems.append(InputProblem(masks_dir, "discover", "mask folder does not exist"))
+    fovs: dict[str, str] = {}
+    if fov_dir:
+        if is_dir(fov_dir):
+            fov_layout = layout if layout.roles.fov else FOLDERS
+            fovs = _index(fov_dir, fov_layout, "fov", "FOV mask", problems, shared)
+        else:
+            problems.append(InputProblem(fov_dir, "discover", "FOV folder does not exist"))
+    seconds: dict[str, str] = {}
+    if second_dir and is_dir(second_dir):
+        seconds = _index(second_dir, layout, "second_mask", "second-observer mask", [], shared)
+    if shared:
+        _unclaimed(images_dir, layout, problems)
+    pairs = []
+    for key, image_path in sorted(images.items(), key=lambda kv: stem_of(kv[1])):
+        if key not in masks:
+            problems.append(InputProblem(image_path, "discover",
+                                         f"unpaired image: no mask for {key!r} in {masks_dir}"))
+            continue
+        if fov_dir and key not in fovs:
+            problems.append(InputProblem(image_path, "discover",
+                                         f"no FOV mask for {key!r} in {fov_dir}"))
+            continue
+        pairs.append(ImagePair(stem_of(image_path), image_path, masks[key], fovs.get(key),
+                               seconds.get(key), split))
+    for key in sorted(set(masks) - set(images)):
+        problems.append(InputProblem(masks[key], "discover",
+                                     f"unpaired mask: no image for {key!r} in {images_dir}"))
+    return pairs, problems
+
+
+def discover(root: str, layout: str) -> tuple[list[ImagePair], list[InputProblem]]:
+    """Pairs every photograph of a dataset tree in `layout` under `root`.
+
+    Returns:
+      pairs sorted by image id, and the problems (see `pair_folders`; also an image id
+      found in two groups, e.g. DRIVE's training/ and test/).
+
+    Raises:
+      InputDirError: `root` does not exist or holds none of the layout's folders.
+    """
+    spec = get_layout(layout)
+    if not is_dir(root):
+        raise InputDirError(f"input folder {root} does not exist")
+    pairs: list[ImagePair] = []
+    problems: list[InputProblem] = []
+    present = [g for g in spec.groups if is_dir(join(root, g.images))]
+    missing = [g for g in spec.groups if g not in present and not g.optional]
+    if missing or not present:
+        expected = ", ".join(g.images + "/" for g in (missing or spec.groups))
+        raise InputDirError(f"{root} is not a {spec.name} folder: it has no {expected} "
+                            f"(see --layout; --manifest describes any other tree)")
+    for group in present:
+        fov = join(root, group.fov) if group.fov is not None else None
+        if fov and not is_dir(fov):
+            fov = None  # a distribution without FOV masks: they are computed instead
+        second = join(root, group.second_masks) if group.second_masks is not None else None
+        group_pairs, group_problems = _pair_group(
+            spec, join(root, group.images), join(root, group.masks), fov, second, group.split)
+        pairs.extend(group_pairs)
+        problems.extend(group_problems)
+    return _drop_duplicate_ids(pairs, problems)
+
+
+def _drop_duplicate_ids(pairs: list[ImagePair], problems: list[InputProblem]):
+    seen: dict[str, ImagePair] = {}
+    kept = []
+    for pair in pairs:
+        if pair.image_id in seen:
+            problems.append(InputProblem(pair.image_path, "discover",
+                                         f"duplicate image id {pair.image_id!r} "
+                                         f"(also {seen[pair.image_id].image_path})"))
+            continue
+        seen[pair.image_id] = pair
+        kept.append(pair)
+    return sorted(kept, key=lambda p: p.image_id), problems
+
+
+def discover_stare(stare_dir: str) -> tuple[list[ImagePair], list[InputProblem]]:
+    """`discover(stare_dir, "stare")`."""
+    return discover(stare_dir, "stare")
+
+
+# ---------------------------------------------------------------------------- manifest
+
+def read_manifest(path: str) -> tuple[list[ImagePair], list[InputProblem]]:
+    """Pairs listed in a CSV file: a header row naming the columns image, mask and
+    optionally fov and split; paths relative to the CSV's folder (absolute paths and URLs
+    are kept).
+
+    A bad row (empty required cell, a file that does not exist or is not an image, an
+    unknown split, an image id seen before) is left out and reported as a problem whose
+    reason starts with "row N:", N being the row's line number in the file (the header is
+    row 1).
+
+    Raises:
+      InputDirError: the file does not exist, or its header lacks image or mask, or names
+        an unknown column.
+    """
+    if not exists(path):
+        raise InputDirError(f"manifest {path} does not exist")
+    text = _read_text(path)
+    reader = csv.reader(io.StringIO(text))
+    header = [h.strip().lower() for h in next(reader, [])]
+    missing = [c for c in REQUIRED_MANIFEST_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in MANIFEST_COLUMNS]
+    if missing or unknown:
+        problem = (f"no {' or '.join(missing)} column" if missing
+                   else f"unknown column(s) {', '.join(map(repr, unknown))}")
+        raise InputDirError(f"manifest {path}: {problem}; the header must name the columns "
+                            f"image,mask[,fov][,split]")
+    base = posixpath.dirname(path) if _is_remote(path) else os.path.dirname(os.path.abspath(path))
+    pairs: list[ImagePair] = []
+    problems: list[InputProblem] = []
+    ids: dict[str, int] = {}
+    for row_number, cells in enumerate(reader, start=2):
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            problems.append(InputProblem(path, "discover", f"row {row_number}: {len(cells)} "
+                                         f"cells, the header has {len(header)}"))
+            continue
+        row = {k: c.strip() for k, c in zip(header, cells)}
+        pair, reason = _manifest_pair(row, base)
+        if pair is not None and pair.image_id in ids:
+            reason = (f"duplicate image id {pair.image_id!r} (also row {ids[pair.image_id]})")
+        if reason:
+            problems.append(InputProblem(path, "discover", f"row {row_number}: {reason}"))
+            continue
+        ids[pair.image_id] = row_number
+        pairs.append(pair)
+    return sorted(pairs, key=lambda p: p.image_id), problems
+
+
+def _read_text(path: str) -> str:
+    if _is_remote(path):
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        with tf.io.gfile.GFile(path, "r") as f:
+            return f.read()
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return f.read()
+
+
+def _manifest_pair(row: dict[str, str], base: str) -> tuple[Optional[ImagePair], str]:
+    """(pair, "") of one manifest row, or (None, why it is rejected)."""
+    paths = {}
+    for column in ("image", "mask", "fov"):
+        value = row.get(column, "")
+        if not value:
+            if column in REQUIRED_MANIFEST_COLUMNS:
+                return None, f"empty {column} cell"
+            continue
+        full = value if (_is_remote(value) or os.path.isabs(value)) else join(base, value)
+        if image_extension(full) is None:
+            return None, f"{column} {value}: not an image file name"
+        if not exists(full):
+            return None, f"{column} file {full} not found"
+        paths[column] = full
+    split = row.get("split", "").lower() or None
+    if split is not None and split not in SPLIT_NAMES:
+        return None, f"unknown split {row['split']!r} (splits: {', '.join(SPLIT_NAMES)})"
+    return ImagePair(stem_of(paths["image"]), paths["image"], paths["mask"], paths.get("fov"),
+                     split=split), ""
+
+
+# ------------------------------------------------------------------------- segmentation
+
+def match_truths(image_paths: Sequence[str], masks_dir: str, layout: Optional[str] = None,
+                 fov_dir: Optional[str] = None
+                 ) -> tuple[dict[str, ImagePair], list[InputProblem]]:
+    """Ground truth for photographs being segmented: {image id: ImagePair} of those whose
+    mask (and FOV mask, with `fov_dir`) is found, named by `layout`'s rules.
+
+    Photographs without a mask are not problems here (they are segmented without
+    metrics); the problems are the unusable files of masks_dir / fov_dir.
+
+    Raises:
+      InputDirError: masks_dir (or fov_dir) is not a folder.
+    """
+    spec = get_layout(layout)
+    for folder, flag in ((masks_dir, "--masks_dir"), (fov_dir, "--fov_dir")):
+        if folder and not is_dir(folder):
+            raise InputDirError(f"{flag} {folder}: not a folder")
+    problems: list[InputProblem] = []
+    shared = masks_dir == fov_dir
+    masks = _index(masks_dir, spec, "mask", "mask", problems, shared=shared)
+    fovs = {}
+    if fov_dir:
+        fov_layout = spec if spec.roles.fov else FOLDERS
+        fovs = _index(fov_dir, fov_layout, "fov", "FOV mask", problems, shared=shared)
+    out = {}
+    for path in image_paths:
+        key = spec.roles.key("image", stem_of(path))
+        if key is None or key not in masks:
+            continue
+        out[stem_of(path)] = ImagePair(stem_of(path), path, masks[key], fovs.get(key))
+    return out, problems
+
+
+# ---------------------------------------------------------------------------- splits
+
+def given_splits(pairs: Iterable[ImagePair]) -> dict[str, list[str]]:
+    """{split: sorted image ids} of the pairs whose input assigns a split."""
+    out: dict[str, list[str]] = {}
+    for pair in pairs:
+        if pair.split:
+            out.setdefault(pair.split, []).append(pair.image_id)
+    return {k: sorted(v) for k, v in sorted(out.items())}

@@ -14,21 +14,34 @@ def _ratio(num: float, den: float) -> float:
     return float(num) / float(den) if den else float("nan")
 
 
-def binary_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Dice (= F1), IoU, sensitivity, specificity, accuracy of bool arrays of one shape."""
+COUNT_NAMES = ("tp", "fp", "fn", "tn")
+
+
+def confusion_counts(prediction: np.ndarray, truth: np.ndarray) -> dict[str, int]:
+    """{"tp", "fp", "fn", "tn"}: pixel counts of two bool arrays of one shape."""
     prediction = np.asarray(prediction, bool).ravel()
     truth = np.asarray(truth, bool).ravel()
     tp = int(np.count_nonzero(prediction & truth))
     fp = int(np.count_nonzero(prediction & ~truth))
     fn = int(np.count_nonzero(~prediction & truth))
-    tn = prediction.size - tp - fp - fn
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": prediction.size - tp - fp - fn}
+
+
+def metrics_from_counts(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
+    """Dice (= F1), IoU, sensitivity, specificity, accuracy from pixel counts (one image,
+    or summed over many for the pooled figures)."""
     return {
         "dice": _ratio(2 * tp, 2 * tp + fp + fn) if tp + fp + fn else 1.0,
         "iou": _ratio(tp, tp + fp + fn) if tp + fp + fn else 1.0,
         "sensitivity": _ratio(tp, tp + fn),
         "specificity": _ratio(tn, tn + fp),
-        "accuracy": _ratio(tp + tn, prediction.size),
+        "accuracy": _ratio(tp + tn, tp + fp + fn + tn),
     }
+
+
+def binary_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Dice (= F1), IoU, sensitivity, specificity, accuracy of bool arrays of one shape."""
+    return metrics_from_counts(**confusion_counts(prediction, truth))
 
 
 def roc_auc(scores: np.ndarray, truth: np.ndarray) -> float:

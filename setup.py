@@ -53,6 +53,7 @@ setuptools.setup(
             "vessel-export=tiled_vessel_seg.inference.export:run",
             "vessel-download-stare=tiled_vessel_seg.pipeline.download_stare:run",
             "vessel-run=tiled_vessel_seg.pipeline.run:run",
+            "vessel-cv=tiled_vessel_seg.pipeline.cv:run",
         ],
     },
 )

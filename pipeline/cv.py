@@ -1,0 +1,310 @@
+"""`vessel-cv`: K-fold cross-validation BY IMAGE, as one command.
+
+    vessel-cv --config configs/stare_small.config --stare_dir ../shared/data/stare \
+        --workdir runs/cv --folds 7
+
+The images are shuffled with `--seed` and cut into K folds. For fold f:
+  test   the fold's images (never used for training or selection),
+  valid  one image of the next fold (model selection and the threshold only),
+  train  every other image.
+Each fold runs vessel-run's stages into W/fold_<f>/ (preprocess with these ids, train),
+then segments its held-out photos at native resolution and scores them
+(W/fold_<f>/segment/metrics.csv, threshold from the fold's model_info.json).
+At the end:
+  W/cv_metrics.csv   one row per held-out image (fold, image, metrics), then mean and std
+  W/cv_report.md     per-fold and overall F1 inside the FOV and over the whole image, AUC,
+                     sensitivity, specificity, accuracy, training time per fold, the config
+A fold whose metrics.csv exists is skipped on rerun (a fold interrupted while training
+resumes from its last finished epoch); `--overwrite` redoes every fold.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import os
+import resource
+import sys
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+
+CV_METRICS = "cv_metrics.csv"
+CV_REPORT = "cv_report.md"
+FOLD_FILE = "fold.json"
+METRICS = ("dice", "auc", "sensitivity", "specificity", "accuracy", "iou")
+
+
+@dataclasses.dataclass(frozen=True)
+class Fold:
+    """One fold: which image ids play which role (each id in exactly one role)."""
+    index: int
+    test_ids: tuple[str, ...]
+    valid_id: str
+    train_ids: tuple[str, ...]
+
+
+def assign_folds(image_ids: Sequence[str], folds: int, seed: int = 0) -> list[Fold]:
+    """Splits image ids into `folds` folds by image, deterministically for `seed`.
+
+    The sorted ids are permuted by numpy's default_rng(seed) and cut into near-equal
+    consecutive chunks (np.array_split); fold f tests chunk f and validates on the first
+    image of chunk f+1 (cyclically), so with K = N every image validates once.
+    """
+    ids = sorted(set(image_ids))
+    if len(ids) != len(image_ids):
+        raise ValueError("image ids must be unique")
+    if folds < 2:
+        raise ValueError(f"--folds must be >= 2, got {folds}")
+    if len(ids) < folds:
+        raise ValueError(f"{len(ids)} images cannot make {folds} folds")
+    if len(ids) - -(-len(ids) // folds) < 2:
+        raise ValueError(f"{len(ids)} images in {folds} folds leave fewer than 2 images "
+                         "to train and validate on")
+    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    chunks = [tuple(str(x) for x in c) for c in np.array_split(np.array(order, object), folds)]
+    result = []
+    for f, test in enumerate(chunks):
+        valid = chunks[(f + 1) % folds][0]
+        train = tuple(i for i in order if i not in test and i != valid)
+        result.append(Fold(f, test, valid, train))
+    return result
+
+
+def fold_dir(workdir: str, fold: Fold) -> str:
+    return os.path.join(workdir, f"fold_{fold.index}")
+
+
+def fold_config(config, fold: Fold):
+    """`config` with the fold's split by image (valid_ids / test_ids of [preprocess])."""
+    from tiled_vessel_seg.configs import config_file
+    return config_file.with_overrides(config, {"preprocess.valid_ids": (fold.valid_id,),
+                                               "preprocess.test_ids": fold.test_ids})
+
+
+def _segment_files():
+    try:  # issue 9 moves batch segmentation out of the CLI module
+        from tiled_vessel_seg.inference.segment import segment_files
+    except ImportError:
+        from tiled_vessel_seg.inference.cli import segment_files
+    return segment_files
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_fold(config, fold: Fold, stare_dir: str, workdir: str, pairs, options,
+             say=print) -> dict:
+    """Preprocess, train, segment and score one fold; returns its fold.json record."""
+    from tiled_vessel_seg.inference import predictor as predictor_lib
+    from tiled_vessel_seg.pipeline import run as run_lib
+    from tiled_vessel_seg.trainer import callbacks, model_info
+    paths = run_lib.RunPaths(workdir=fold_dir(workdir, fold), stare_dir=stare_dir)
+    record_path = os.path.join(paths.workdir, FOLD_FILE)
+    if (not options.overwrite and os.path.exists(paths.metrics_csv)
+            and os.path.exists(record_path)):
+        say(f"skipped: {paths.metrics_csv} exists")
+        with open(record_path, encoding="utf-8") as f:
+            return json.load(f)
+    os.makedirs(paths.workdir, exist_ok=True)
+    config = fold_config(config, fold)
+    say("preprocess: " + run_lib.stage_preprocess(config, paths, options))
+    start, cpu = time.time(), _cpu_seconds()
+    say("train: " + run_lib.stage_train(config, paths, options))
+    train_seconds, train_cpu = time.time() - start, _cpu_seconds() - cpu
+    tiled = config.tiledinfer
+    predictor = predictor_lib.load_predictor(
+        paths.model_dir, overlap=tiled.overlapping, batch_size=tiled.batch_size,
+        blend=tiled.blend, tta=tiled.tta, threshold=None, input_scale="native")
+    held_out = [p for p in pairs if p.image_id in fold.test_ids]
+    summary = _segment_files()(
+        predictor, [p.image_path for p in held_out], paths.segment_dir, overlay=True,
+        save_probabilities=True, truths={p.image_id: p.mask_path for p in held_out},
+        overwrite=True, progress=False)
+    if summary.failed:
+        raise run_lib.StageError("could not segment " + "; ".join(
+            f"{p}: {r}" for p, r in summary.failed))
+    history = callbacks.read_history(os.path.join(paths.model_dir, callbacks.HISTORY_FILE))
+    val_loss = history.get("val_loss", [])
+    record = {**dataclasses.asdict(fold), "train_seconds": round(train_seconds, 1),
+              "train_cpu_seconds": round(train_cpu, 1),
+              "epochs": len(history.get("epoch", [])),
+              "best_epoch": int(np.nanargmin(val_loss)) + 1 if val_loss else None,
+              "threshold": model_info.read_model_info(paths.model_dir).threshold}
+    with open(record_path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=2)
+    os.replace(record_path + ".tmp", record_path)
+    say(f"segment: {len(summary.metrics)} held-out image(s) scored at threshold "
+        f"{predictor.threshold:.2f} -> {paths.metrics_csv}")
+    return record
+
+
+def read_fold_rows(workdir: str, fold: Fold) -> list[dict]:
+    """The fold's per-image metric rows from its segment/metrics.csv."""
+    from tiled_vessel_seg.pipeline import report
+    rows = report.read_metrics_csv(os.path.join(fold_dir(workdir, fold), "segment",
+                                                "metrics.csv"))
+    return [{"fold": fold.index, "image": image, **values}
+            for image, values in rows.items() if image not in ("mean", "std")]
+
+
+def metric_columns() -> list[str]:
+    return [m for m in METRICS] + [f"fov_{m}" for m in METRICS]
+
+
+def write_cv_metrics(path: str, rows: list[dict]) -> None:
+    """fold,image,<metrics> per held-out image; then mean and std (over images) rows."""
+    columns = metric_columns()
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["fold", "image"] + columns)
+    for row in rows:
+        writer.writerow([row["fold"], row["image"]] + [f"{row[c]:.6f}" for c in columns])
+    for name, fn in (("mean", np.nanmean), ("std", np.nanstd)):
+        writer.writerow(["", name] + [f"{fn([r[c] for r in rows]):.6f}" for c in columns])
+    _write_text(path, buf.getvalue())
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path + ".tmp", "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def fold_means(rows: list[dict], folds: list[Fold]) -> dict[int, dict[str, float]]:
+    """{fold: {metric: mean over its held-out images}}."""
+    return {fold.index: {c: float(np.nanmean([r[c] for r in rows if r["fold"] == fold.index]))
+                         for c in metric_columns()} for fold in folds}
+
+
+def write_cv_report(path: str, rows: list[dict], folds: list[Fold], records: list[dict],
+                    config, command: str) -> dict[str, tuple[float, float]]:
+    """Markdown report; returns {metric: (mean, std) over folds}."""
+    from tiled_vessel_seg.configs import to_dict
+    per_fold = fold_means(rows, folds)
+    overall = {c: (float(np.mean([per_fold[f.index][c] for f in folds])),
+                   float(np.std([per_fold[f.index][c] for f in folds])))
+               for c in metric_columns()}
+    minutes = [r["train_seconds"] / 60 for r in records]
+    lines = [
+        f"# Cross-validation by image: {len(folds)} folds, {len(rows)} held-out images",
+        "", f"Command: `{command}`", "",
+        f"**F1 inside the FOV: {overall['fov_dice'][0]:.3f} +- {overall['fov_dice'][1]:.3f}** "
+        f"(mean +- std over folds); whole image {overall['dice'][0]:.3f} +- "
+        f"{overall['dice'][1]:.3f}. Training {np.mean(minutes):.1f} min per fold on average "
+        f"({min(minutes):.1f}-{max(minutes):.1f}), {sum(minutes):.0f} min in all.", "",
+        "| fold | held out | valid | F1 FOV | F1 whole | AUC FOV | Se FOV | Sp FOV | Acc FOV "
+        "| threshold | epochs (best) | train min (CPU min) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for fold, record in zip(folds, records):
+        m = per_fold[fold.index]
+        lines.append(
+            f"| {fold.index} | {' '.join(fold.test_ids)} | {fold.valid_id} | "
+            f"{m['fov_dice']:.3f} | {m['dice']:.3f} | {m['fov_auc']:.3f} | "
+            f"{m['fov_sensitivity']:.3f} | {m['fov_specificity']:.3f} | "
+            f"{m['fov_accuracy']:.3f} | {record['threshold']:.2f} | {record['epochs']} "
+            f"({record['best_epoch']}) | {record['train_seconds'] / 60:.1f} "
+            f"({record['train_cpu_seconds'] / 60:.1f}) |")
+    lines.append("| **mean +- std** | | | " + " | ".join(
+        f"{overall[c][0]:.3f} +- {overall[c][1]:.3f}"
+        for c in ("fov_dice", "dice", "fov_auc", "fov_sensitivity", "fov_specificity",
+                  "fov_accuracy")) + f" | | | {np.mean(minutes):.1f} |")
+    lines += ["", "Per image: `cv_metrics.csv`. Metrics are at each fold's threshold "
+              "(model_info.json); the FOV is computed from the photo (inference/fov.py).",
+              "", "## Config", "", "```ini"]
+    for section, values in to_dict(config).items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {tuple(v) if isinstance(v, list) else v!r}"
+                  for k, v in values.items()]
+        lines.append("")
+    lines.append("```")
+    _write_text(path, "\n".join(lines) + "\n")
+    return overall
+
+
+def run_cv(config, stare_dir: str, workdir: str, folds: int, seed: int = 0,
+           options=None, command: str = "vessel-cv", say=print) -> dict:
+    """Runs every fold (skipping finished ones), writes cv_metrics.csv and cv_report.md;
+    returns {metric: (mean, std) over folds}."""
+    from tiled_vessel_seg.beam_jobs import inputs
+    from tiled_vessel_seg.pipeline import run as run_lib
+    options = options or run_lib.RunOptions()
+    if not os.path.isdir(stare_dir):
+        raise run_lib.StageError(f"--stare_dir {stare_dir}: not a folder")
+    pairs, problems = inputs.discover_stare(stare_dir)
+    for problem in problems:
+        say(f"ignored: {problem}")
+    assignment = assign_folds([p.image_id for p in pairs], folds, seed)
+    os.makedirs(workdir, exist_ok=True)
+    records = []
+    for fold in assignment:
+        prefix = f"[fold {fold.index + 1}/{folds}: test {' '.join(fold.test_ids)}]"
+        records.append(run_fold(config, fold, stare_dir, workdir, pairs, options,
+                                say=lambda m: say(f"{prefix} {m}")))
+    rows = [r for fold in assignment for r in read_fold_rows(workdir, fold)]
+    write_cv_metrics(os.path.join(workdir, CV_METRICS), rows)
+    return write_cv_report(os.path.join(workdir, CV_REPORT), rows, assignment, records,
+                           config, command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vessel-cv", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="experiment config (INI + literals)")
+    parser.add_argument("--stare_dir", required=True,
+                        help="photos + labels in STARE layout (stare-images/, labels-ah/)")
+    parser.add_argument("--workdir", required=True, help="folder for the folds and reports")
+    parser.add_argument("--folds", type=int, default=5,
+                        help="K; K = number of images is leave-one-out (default: 5)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="seeded, ordered input and op determinism in training "
+                             "(repeatable bit for bit, slower)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo every fold even when its outputs exist")
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import logging
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from tiled_vessel_seg import configs
+    from tiled_vessel_seg.pipeline import run as run_lib
+    from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
+    from tiled_vessel_seg.trainer.model_info import ModelDirError
+    overrides = list(args.overrides) + (["train.deterministic=True"] if args.deterministic
+                                        else [])
+    options = run_lib.RunOptions(overwrite=args.overwrite, verbose=0 if args.quiet else 2)
+    command = " ".join(["vessel-cv"] + list(sys.argv[1:] if argv is None else argv))
+    start = time.time()
+    try:
+        config = configs.load_config(args.config, overrides)
+        overall = run_cv(config, args.stare_dir, args.workdir, args.folds, args.seed,
+                         options, command)
+    except (configs.ConfigError, run_lib.StageError, DatasetError, ModelDirError,
+            FileNotFoundError, ValueError) as e:
+        print(f"vessel-cv: error: {e}", file=sys.stderr)
+        return 2
+    print(f"vessel-cv: F1 inside the FOV {overall['fov_dice'][0]:.4f} +- "
+          f"{overall['fov_dice'][1]:.4f} over {args.folds} folds; report: "
+          f"{os.path.join(args.workdir, CV_REPORT)} ({time.time() - start:.0f} s)")
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,91 @@
+"""vessel-cv: fold assignment by image, and a tiny end-to-end cross-validation."""
+import csv
+import itertools
+import os
+
+import numpy as np
+import pytest
+
+from tiled_vessel_seg.pipeline import cv
+
+IDS = [f"im{n:04d}" for n in (1, 2, 3, 4, 5, 44, 77)]
+
+
+@pytest.mark.parametrize("n, k", [(7, 7), (7, 3), (4, 2), (10, 5), (5, 4)])
+def test_every_image_held_out_once_and_in_one_role_per_fold(n, k):
+    ids = IDS[:n] if n <= len(IDS) else [f"x{i}" for i in range(n)]
+    folds = cv.assign_folds(ids, k, seed=3)
+    assert len(folds) == k
+    held_out = [i for f in folds for i in f.test_ids]
+    assert sorted(held_out) == sorted(ids)  # each exactly once
+    for fold in folds:
+        roles = [set(fold.test_ids), {fold.valid_id}, set(fold.train_ids)]
+        for a, b in itertools.combinations(roles, 2):
+            assert not a & b, fold
+        assert set().union(*roles) == set(ids)
+        assert fold.train_ids and fold.test_ids
+    sizes = [len(f.test_ids) for f in folds]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_deterministic_for_a_seed_and_different_between_seeds():
+    assert cv.assign_folds(IDS, 7, seed=0) == cv.assign_folds(list(reversed(IDS)), 7, seed=0)
+    orders = {tuple(f.test_ids[0] for f in cv.assign_folds(IDS, 7, seed=s)) for s in range(5)}
+    assert len(orders) > 1
+    # Leave-one-out: every image also validates exactly once.
+    assert sorted(f.valid_id for f in cv.assign_folds(IDS, 7, seed=0)) == sorted(IDS)
+
+
+@pytest.mark.parametrize("ids, k, match", [
+    (IDS[:3], 4, "cannot make"), (IDS[:3], 1, ">= 2"), (IDS[:2], 2, "fewer than 2"),
+    (["a", "a", "b", "c"], 2, "unique")])
+def test_refuses_impossible_assignments(ids, k, match):
+    with pytest.raises(ValueError, match=match):
+        cv.assign_folds(ids, k)
+
+
+TINY = ["preprocess.scale=1", "preprocess.tile_size=32", "preprocess.tile_stride=32",
+        "preprocess.augmentations=['hflip']", "preprocess.shards=1",
+        "model.image_height=32", "model.image_width=32", "model.base_filters=2",
+        "model.num_layers=2", "model.base_kernels=(3,3)", "model.dilation=(1,1)",
+        "model.dropout_rate=0.0", "model.learning_rate=0.01", "model.architecture='wnet'",
+        "train.batch_size=4", "train.steps_per_epoch=3", "train.epochs=1",
+        "train.select_threshold=True", "tiledinfer.overlapping=8", "tiledinfer.tta='none'"]
+
+
+def test_tiny_cross_validation_end_to_end_and_resume(tmp_path, capsys):
+    from tiled_vessel_seg.synthetic import stare_layout
+    stare = tmp_path / "stare"
+    stare_layout.write_synthetic_stare(str(stare), 4, width=64, height=56, seed=1)
+    work = tmp_path / "cv"
+    argv = ["--config", os.devnull, "--stare_dir", str(stare), "--workdir", str(work),
+            "--folds", "2", "--quiet", "--deterministic"] + [
+                a for item in TINY for a in ("--set", item)]
+    assert cv.main(argv) == 0
+    folds = cv.assign_folds([f"im{n:04d}" for n in range(1, 5)], 2, seed=0)
+    with open(work / cv.CV_METRICS, newline="") as f:
+        rows = list(csv.DictReader(f))
+    images = [r for r in rows if r["image"] not in ("mean", "std")]
+    assert sorted(r["image"] for r in images) == [f"im{n:04d}" for n in range(1, 5)]
+    for r in images:  # scored in the fold that held it out
+        assert r["image"] in folds[int(r["fold"])].test_ids
+    f1 = np.array([float(r["fov_dice"]) for r in images])
+    assert [float(r["fov_dice"]) for r in rows if r["image"] == "mean"] == pytest.approx(
+        [f1.mean()], abs=1e-6)
+    assert [float(r["fov_dice"]) for r in rows if r["image"] == "std"] == pytest.approx(
+        [f1.std()], abs=1e-6)
+    # Each fold's model never saw its held-out images.
+    from tiled_vessel_seg.tfrecords import dataset_info
+    for fold in folds:
+        info = dataset_info.read_dataset_info(str(work / f"fold_{fold.index}" / "data"))
+        assert set(info.splits["test"].image_ids) == set(fold.test_ids)
+        assert set(info.splits["train"].image_ids) == set(fold.train_ids)
+        assert set(info.splits["valid"].image_ids) == {fold.valid_id}
+    report = (work / cv.CV_REPORT).read_text()
+    assert "F1 inside the FOV" in report and "[model]" in report and "| 1 |" in report
+    # A rerun skips both finished folds and rewrites the same figures.
+    before = (work / cv.CV_METRICS).read_text()
+    capsys.readouterr()
+    assert cv.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped:") == 2 and (work / cv.CV_METRICS).read_text() == before

@@ -31,6 +31,7 @@ from tiled_vessel_seg.beam_jobs import augment, enlarge, image_io, inputs, split
 from tiled_vessel_seg.configs.schema import PreprocessConfig
 from tiled_vessel_seg.tfrecords import dataset_info as info_lib
 from tiled_vessel_seg.tfrecords import schema
+from tiled_vessel_seg.tfrecords.encoding import TileEncoding
 
 IMAGES_FILE = "images.jsonl"  # one line per processed image: split, counts, checksums
 METRICS_NAMESPACE = "vessel_preprocess"
@@ -71,6 +72,11 @@ def load_pair(item: WorkItem) -> tuple[object, object, dict]:
     return image, mask, checksums
 
 
+def tile_encoding(config: PreprocessConfig) -> TileEncoding:
+    """The record encodings the [preprocess] config asks for."""
+    return TileEncoding(config.image_encoding, config.mask_encoding, config.jpeg_quality)
+
+
 def image_records(item: WorkItem, image, mask, config: PreprocessConfig,
                   stats: dict) -> Iterator[bytes]:
     """Serialized tf.train.Examples of one decoded pair (stages 1-4 and 7).
@@ -81,17 +87,19 @@ def image_records(item: WorkItem, image, mask, config: PreprocessConfig,
     chosen = (augment.variants(config.augmentations, config.distortion_centers)
               if item.split == "train" else [])
     big_image, big_mask = enlarge.enlarge_pair(image, mask, config.scale)
+    encoding = tile_encoding(config)
 
     def records_of(y: int, x: int, tile_image, tile_mask) -> Iterator[bytes]:
         yield schema.encode_example(schema.TileRecord(
             tile_image, tile_mask, item.image_id, y, x, config.scale,
-            schema.NO_AUGMENTATION, item.image_path))
+            schema.NO_AUGMENTATION, item.image_path), encoding)
         for name, aug_image, aug_mask in augment.augmented_copies(
                 tile_image, tile_mask, chosen, config.seed, item.image_id, y, x,
                 config.elastic_alpha, config.elastic_sigma):
             stats["augmented"] += 1
             yield schema.encode_example(schema.TileRecord(
-                aug_image, aug_mask, item.image_id, y, x, config.scale, name, item.image_path))
+                aug_image, aug_mask, item.image_id, y, x, config.scale, name, item.image_path),
+                encoding)
 
     for tile in tiling.iter_tiles(big_image, big_mask, config.tile_size, config.stride):
         stats["tiles_total"] += 1
@@ -281,6 +289,7 @@ def finalize_dataset(output_dir: str, config: PreprocessConfig, parameters: dict
         import tensorflow as tf
         info = info_lib.DatasetInfo(
             schema_version=schema.SCHEMA_VERSION, compression=config.compression,
+            encoding=dataclasses.asdict(tile_encoding(config)),
             parameters=parameters, splits=splits,
             dropped_empty=sum(s["tiles_dropped"] for s in stats), errors=len(errors),
             input_checksums=dict(sorted(checksums.items())),

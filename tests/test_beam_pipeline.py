@@ -25,7 +25,7 @@ FLAGS = ["--scale", str(SCALE), "--tile_size", str(TILE), "--augment", "referenc
          "--direct_num_workers", "1"]
 CONFIG = PreprocessConfig(scale=SCALE, tile_size=TILE, augmentations=REFERENCE_AUGMENTATIONS,
                           split="train=0.5,valid=0.25,test=0.25", seed=1, shards=2,
-                          whole_image=True)
+                          whole_image=True, image_encoding="png")  # lossless: tiles compare exactly
 # file name -> the words its errors.jsonl reason must contain
 BAD_INPUTS = {
     "im0005.ppm.gz": "gzip",
@@ -173,7 +173,10 @@ def test_record_metadata_and_masks(records_a):
 @pytest.fixture(scope="module")
 def cli_run(stare_with_bad_inputs, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("run_cli"))
-    code = cli.main(["--stare_dir", str(stare_with_bad_inputs), "--output_dir", out, *FLAGS])
+    config = tmp_path_factory.mktemp("config") / "png.config"
+    config.write_text('[preprocess]\nimage_encoding = "png"\n')
+    code = cli.main(["--stare_dir", str(stare_with_bad_inputs), "--output_dir", out,
+                     "--config", str(config), *FLAGS])
     return out, code
 
 

@@ -62,15 +62,19 @@ def test_two_real_images_scale5_tile512(real_stare_dir, tmp_path):
         grid = [(y, x) for y in range(0, 3025, 512) for x in range(0, 3500, 512)]
         assert len(grid) == 42
         expected = {(y, x) for y, x in grid if big_mask[y:y + 512, x:x + 512].any()}
-        mine = [(img, m) for img, _, m in records if m["image_id"] == image_id]
-        assert {(m["tile_y"], m["tile_x"]) for _, m in mine} == expected
+        mine = [(img, msk, m) for img, msk, m in records if m["image_id"] == image_id]
+        assert {(m["tile_y"], m["tile_x"]) for _, _, m in mine} == expected
         assert len(mine) == len(expected)
-        for img, m in mine:
+        assert info.record_format.encoding.image == "jpeg"  # the default
+        for img, msk, m in mine:
             y, x = m["tile_y"], m["tile_x"]
             crop = big[y:y + 512, x:x + 512]
             inside = img[:crop.shape[0], :crop.shape[1]]
             assert img.shape == (512, 512, 3)
-            assert np.abs(inside.astype(int) - crop.astype(int)).max() <= 2
+            diff = inside.astype(np.float64) - crop
+            assert 10 * np.log10(255.0 ** 2 / np.mean(diff ** 2)) >= 45.0  # JPEG 95 PSNR, dB
+            np.testing.assert_array_equal(msk[:crop.shape[0], :crop.shape[1], 0] > 0,
+                                          big_mask[y:y + 512, x:x + 512])
 
 
 def test_enlarged_jpeg_folders_at_scale1(real_stare_dir, tmp_path):
@@ -95,6 +99,9 @@ def test_enlarged_jpeg_folders_at_scale1(real_stare_dir, tmp_path):
     assert {(m["tile_y"], m["tile_x"]) for _, _, m in records} == expected
     assert info.splits["train"].tiles == len(expected) == len(records)
     assert info.dropped_empty == 42 - len(expected)
-    img, _, m = records[0]
-    crop = photo[m["tile_y"]:m["tile_y"] + 512, m["tile_x"]:m["tile_x"] + 512]
-    assert np.array_equal(img[:crop.shape[0], :crop.shape[1]], crop)
+    for img, msk, m in records:
+        crop = photo[m["tile_y"]:m["tile_y"] + 512, m["tile_x"]:m["tile_x"] + 512]
+        diff = img[:crop.shape[0], :crop.shape[1]].astype(np.float64) - crop
+        assert 10 * np.log10(255.0 ** 2 / np.mean(diff ** 2)) >= 45.0  # JPEG 95, dB
+        np.testing.assert_array_equal(msk[:crop.shape[0], :crop.shape[1], 0] > 0,
+                                      mask[m["tile_y"]:m["tile_y"] + 512, m["tile_x"]:m["tile_x"] + 512])

@@ -2,6 +2,7 @@
 import os
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 
@@ -145,3 +146,77 @@ def test_fill_replicas_gives_no_replica_an_empty_batch(data_dir):
     assert [tuple(b[0].shape) for b in batches] == [(2, 16, 16, 3)] * 4
     seen = {im.tobytes() for b in batches for im in b[0].numpy()}
     assert len(seen) == TILES["test"]
+
+
+def _v1_record(image, mask, image_id, tile_x):
+    """A schema-version-1 record, built the way version 1 wrote them (tf.train.Example, PNG)."""
+    def b(v):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+    def i(v):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
+    png = lambda a: cv2.imencode(".png", a)[1].tobytes()  # noqa: E731
+    feature = {"image/png": b(png(image[..., ::-1])), "mask/png": b(png(mask * 255)),
+               "image_id": b(image_id.encode()), "tile_y": i(0), "tile_x": i(tile_x),
+               "height": i(image.shape[0]), "width": i(image.shape[1]), "scale": i(1),
+               "augmentation": b(b"none"), "source_path": b(b"x.ppm"), "schema_version": i(1),
+               "vessel_fraction": tf.train.Feature(float_list=tf.train.FloatList(
+                   value=[float(mask.mean())]))}
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def test_version_1_dataset_still_reads(tmp_path):
+    import json
+    rng = np.random.default_rng(3)
+    tiles = [(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8),
+              (rng.random((16, 16)) > 0.7).astype(np.uint8)) for _ in range(5)]
+    (tmp_path / "test").mkdir()
+    with tf.io.TFRecordWriter(str(tmp_path / "test" / "test-00000-of-00001.tfrecord")) as w:
+        for k, (image, mask) in enumerate(tiles):
+            w.write(_v1_record(image, mask, f"im{k}", 16 * k))
+    # dataset_info.json exactly as version 1 wrote it: no "encoding" field.
+    (tmp_path / "dataset_info.json").write_text(json.dumps({
+        "schema_version": 1, "compression": "none", "parameters": {"tile_size": 16},
+        "splits": {"test": {"image_ids": [f"im{k}" for k in range(5)], "tiles": 5,
+                            "augmented_tiles": 0, "records": 5,
+                            "shards": ["test/test-00000-of-00001.tfrecord"]}}}))
+    info = dataset_info_lib.read_dataset_info(str(tmp_path))
+    assert info.record_format == schema.VERSION_1
+    batches = list(reader.make_dataset(str(tmp_path), "test", 5, training=False))
+    images, masks = batches[0][0].numpy(), batches[0][1].numpy()
+    np.testing.assert_array_equal(images, np.stack([t[0] for t in tiles]) / np.float32(255))
+    np.testing.assert_array_equal(masks[..., 0], np.stack([t[1] for t in tiles]))
+    assert reader.peek_tile_shape(str(tmp_path), "test") == (16, 16)
+    image, mask, meta = schema.decode_example_numpy(_v1_record(*tiles[0], "im0", 0))
+    np.testing.assert_array_equal(image, tiles[0][0])
+    assert meta["schema_version"] == 1 and set(np.unique(mask)) <= {0, 255}
+
+
+@pytest.mark.parametrize("image_encoding,mask_encoding", [("png", "png"), ("raw", "packed")])
+def test_lossless_encodings_read_back_exactly(tmp_path, image_encoding, mask_encoding):
+    from tiled_vessel_seg.tfrecords.encoding import TileEncoding
+    from tiled_vessel_seg.trainer.fake_data import fake_tile
+    enc = TileEncoding(image_encoding, mask_encoding)
+    info = write_fake_dataset(str(tmp_path), tile_size=24, tiles={"valid": 3}, shards=1,
+                              compression="none", seed=5, encoding=enc)
+    assert dataset_info_lib.read_dataset_info(str(tmp_path)).record_format == info.record_format
+    rng = np.random.default_rng(5)
+    expected = [fake_tile(rng, 24) for _ in range(3)]  # the same stream write_fake_dataset drew
+    images, masks = next(iter(reader.make_dataset(str(tmp_path), "valid", 3, training=False)))
+    np.testing.assert_array_equal(images.numpy(), np.stack([e[0] for e in expected]) / np.float32(255))
+    np.testing.assert_array_equal(masks.numpy()[..., 0], np.stack([e[1] > 0 for e in expected]))
+
+
+def test_dataset_info_encoding_is_checked(tmp_path, data_dir):
+    import json
+    shutil.copytree(data_dir, tmp_path / "d")
+    path = tmp_path / "d" / "dataset_info.json"
+    raw = json.loads(path.read_text())
+    assert raw["schema_version"] == 2 and raw["encoding"]["image"] == "jpeg"
+    for change, words in (({"encoding": None}, "needs an encoding"),
+                          ({"encoding": {"image": "webp", "mask": "packed", "jpeg_quality": 95}},
+                           "image encoding"),
+                          ({"schema_version": 3}, "schema version 3")):
+        path.write_text(json.dumps({**raw, **change}))
+        with pytest.raises(dataset_info_lib.DatasetError, match=words):
+            dataset_info_lib.read_dataset_info(str(tmp_path / "d"))

@@ -8,8 +8,10 @@ Layout of a dataset directory (local or gs://):
     OUT/statistics.png
 
 JSON fields:
-    schema_version: int (tfrecords.schema.SCHEMA_VERSION)
+    schema_version: int (tfrecords.schema.SCHEMA_VERSION; version 1 is still read)
     compression: "gzip" | "none"
+    encoding: {"image": "jpeg"|"png"|"raw", "mask": "png"|"packed", "jpeg_quality": int}
+              (absent in version 1 files: PNG images and masks)
     parameters: dict, every job parameter (config [preprocess] + inputs)
     splits: {split: {"image_ids": [str], "tiles": int, "augmented_tiles": int,
                      "records": int, "shards": [path relative to OUT]}}
@@ -24,8 +26,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import posixpath
-from typing import Any
+from typing import Any, Optional
 
+from tiled_vessel_seg.tfrecords import encoding as encoding_lib
 from tiled_vessel_seg.tfrecords import schema
 
 INFO_FILE = "dataset_info.json"
@@ -58,6 +61,17 @@ class DatasetInfo:
     input_checksums: dict[str, str] = dataclasses.field(default_factory=dict)
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
     created: str = ""
+    # dataclasses.asdict(TileEncoding); None only in version-1 files (PNG image and mask).
+    encoding: Optional[dict[str, Any]] = None
+
+    @property
+    def record_format(self) -> schema.RecordFormat:
+        """Schema version and pixel encodings of every record of this dataset."""
+        if self.encoding is None:
+            if self.schema_version != 1:
+                raise ValueError(f"schema version {self.schema_version} needs an encoding")
+            return schema.VERSION_1
+        return schema.RecordFormat(self.schema_version, encoding_lib.TileEncoding(**self.encoding))
 
     @property
     def tfrecord_compression(self) -> str:
@@ -103,9 +117,14 @@ def read_dataset_info(data_dir: str) -> DatasetInfo:
         info = DatasetInfo(splits=splits, **raw)
     except (ValueError, TypeError, KeyError) as e:
         raise DatasetError(f"{path}: not a valid dataset_info.json: {e}") from None
-    if info.schema_version != schema.SCHEMA_VERSION:
+    if info.schema_version not in schema.READABLE_VERSIONS:
         raise DatasetError(f"{path}: schema version {info.schema_version}, this tool reads "
-                           f"version {schema.SCHEMA_VERSION}; re-run vessel-preprocess")
+                           f"versions {', '.join(map(str, schema.READABLE_VERSIONS))}; re-run "
+                           f"vessel-preprocess or use a matching version of the tool")
+    try:
+        info.record_format  # pylint: disable=pointless-statement  (validates the encoding)
+    except (ValueError, TypeError) as e:
+        raise DatasetError(f"{path}: bad encoding {info.encoding}: {e}") from None
     return info
 
 

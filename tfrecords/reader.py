@@ -1,10 +1,14 @@
 """The streaming tf.data input pipeline over the TFRecord shards of a dataset directory.
 
     shard paths (dataset_info.json) -> [shuffle per epoch, repeat] -> interleave of
-    TFRecordDataset -> [shuffle serialized records] -> parse + PNG decode (parallel)
+    TFRecordDataset -> [shuffle serialized records] -> parse + decode (parallel)
     -> float32 image in [0, 1], {0, 1} mask -> [online augmentation] -> batch -> prefetch
 
-Nothing is materialised beyond the buffers: the shuffle buffer holds serialized (PNG)
+The parse + decode function is built once per dataset from the record format in
+dataset_info.json (schema version 1: PNG; version 2: the dataset's image and mask
+encodings), so no per-record branch on the encoding runs in the graph.
+
+Nothing is materialised beyond the buffers: the shuffle buffer holds serialized (encoded)
 records, not decoded tiles, and the number of open shards is the interleave's cycle
 length, whatever the number of shards. Paths may be local or `gs://` (tensorflow-io).
 
@@ -41,12 +45,15 @@ def _register_filesystems(path: str) -> None:
             pass
 
 
-def decode_tile(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """One serialized record -> (image float32 [H, W, 3] in [0, 1], mask float32 {0, 1} [H, W, 1])."""
-    image, mask, _ = schema.parse_example(serialized)
-    image = tf.cast(image, tf.float32) / 255.0
-    mask = tf.cast(mask > 127, tf.float32)
-    return image, mask
+def tile_decoder(record_format: schema.RecordFormat):
+    """The dataset's decode function: serialized record -> (image float32 [H, W, 3] in
+    [0, 1], mask float32 {0, 1} [H, W, 1])."""
+    parse = schema.tile_decoder(record_format)
+
+    def decode(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        image, mask = parse(serialized)
+        return tf.cast(image, tf.float32) / 255.0, tf.cast(mask, tf.float32)
+    return decode
 
 
 def augment_tile(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor,
@@ -167,7 +174,8 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
         # The stream is endless (repeated above), so no per-iteration reshuffle is needed.
         records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
 
-    tiles = records.map(decode_tile, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    tiles = records.map(tile_decoder(info.record_format), num_parallel_calls=AUTOTUNE,
+                        deterministic=deterministic)
     if tile_shape is not None:
         height, width = tile_shape
         tiles = tiles.map(lambda image, mask: (tf.ensure_shape(image, [height, width, 3]),
@@ -193,13 +201,14 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
     return batches.with_options(options).prefetch(AUTOTUNE)
 
 
-def find_unreadable_shards(paths: Iterable[str], compression_type: str
-                           ) -> list[tuple[str, str]]:
+def find_unreadable_shards(paths: Iterable[str], compression_type: str,
+                           record_format: schema.RecordFormat) -> list[tuple[str, str]]:
     """Reads and decodes every record of each shard on its own.
 
     Returns [(path, "record N: error message")] for each shard that fails; [] if all read.
     """
     bad = []
+    decode = tile_decoder(record_format)
     for path in paths:
         if not tf.io.gfile.exists(path):
             bad.append((path, "file not found"))
@@ -207,7 +216,7 @@ def find_unreadable_shards(paths: Iterable[str], compression_type: str
         count = 0
         try:
             records = tf.data.TFRecordDataset(path, compression_type=compression_type)
-            for batch in records.map(decode_tile).batch(32):
+            for batch in records.map(decode).batch(32):
                 count += int(tf.shape(batch[0])[0])
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
                 tf.errors.NotFoundError, tf.errors.UnknownError) as e:
@@ -236,7 +245,7 @@ def naming_bad_shards(data_dir: str, splits: Iterable[str],
         bad = []
         for split in splits:
             bad += find_unreadable_shards(info.shard_paths(data_dir, split),
-                                          info.tfrecord_compression)
+                                          info.tfrecord_compression, info.record_format)
         if not bad:
             raise
         details = "; ".join(f"{path}: {why}" for path, why in bad)
@@ -251,6 +260,8 @@ def peek_tile_shape(data_dir: str, split: str,
     with naming_bad_shards(data_dir, [split], info):
         for serialized in tf.data.TFRecordDataset(path, compression_type=info.tfrecord_compression
                                                   ).take(1):
-            _, _, meta = schema.parse_example(serialized)
+            meta = tf.io.parse_single_example(serialized, {
+                "height": tf.io.FixedLenFeature([], tf.int64),
+                "width": tf.io.FixedLenFeature([], tf.int64)})
             return int(meta["height"]), int(meta["width"])
     raise dataset_info_lib.DatasetError(f"{path}: shard holds no record")

@@ -1,39 +1,81 @@
 """The one definition of a tile record: writer (Beam, numpy) and reader (tf.data) both use it.
 
-One `tf.train.Example` per tile:
+One `tf.train.Example` per tile. Schema version 2 (written today):
 
-| feature            | type   | meaning                                               |
-|--------------------|--------|-------------------------------------------------------|
-| image/png          | bytes  | RGB tile, uint8 [H, W, 3], PNG                        |
-| mask/png           | bytes  | vessel mask, uint8 [H, W, 1], values 0/255, PNG       |
-| image_id           | bytes  | source image id, e.g. b"im0001"                       |
-| tile_y, tile_x     | int64  | tile origin in the enlarged image; -1 for whole image |
-| height, width      | int64  | tile height and width in px                           |
-| scale              | int64  | enlargement factor applied to the source              |
-| augmentation       | bytes  | b"none" or the augmentation's name                    |
-| vessel_fraction    | float  | fraction of mask pixels that are vessel               |
-| source_path        | bytes  | the photograph the tile was cut from                  |
-| schema_version     | int64  | SCHEMA_VERSION at writing time                        |
+| feature            | type   | meaning                                                 |
+|--------------------|--------|---------------------------------------------------------|
+| image/encoded      | bytes  | RGB tile, uint8 [H, W, 3], in `image/encoding`          |
+| image/encoding     | bytes  | b"jpeg", b"png" or b"raw" (C-order bytes)               |
+| mask/encoded       | bytes  | binary vessel mask [H, W], in `mask/encoding`           |
+| mask/encoding      | bytes  | b"png" (grey 0/255) or b"packed" (np.packbits, 1 bit/px)|
+| image_id           | bytes  | source image id, e.g. b"im0001"                         |
+| tile_y, tile_x     | int64  | tile origin in the enlarged image; -1 for whole image   |
+| height, width      | int64  | tile height and width in px                             |
+| scale              | int64  | enlargement factor applied to the source                |
+| augmentation       | bytes  | b"none" or the augmentation's name                      |
+| vessel_fraction    | float  | fraction of mask pixels that are vessel                 |
+| source_path        | bytes  | the photograph the tile was cut from                    |
+| schema_version     | int64  | 2                                                       |
 
-`encode_example` takes numpy arrays and needs no TensorFlow graph (PNG by cv2), so a
-Beam worker can use it; `parse_example` is a pure TF function for `Dataset.map`.
+Schema version 1 (still read) had the same metadata and PNG pixels under `image/png` and
+`mask/png`. Encodings are described in `encoding.py`; all records of a dataset share one
+(`dataset_info.json` records it), so the reader builds one parse function per dataset
+(`tile_decoder`) instead of branching per record.
+
+`encode_example` needs neither TensorFlow nor a graph (OpenCV codecs and a hand-written
+protobuf serialiser), so a Beam worker can use it; the parse functions are pure TF graph
+code for `Dataset.map`.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Callable
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+from tiled_vessel_seg.tfrecords import encoding as encoding_lib
+from tiled_vessel_seg.tfrecords.encoding import TileEncoding
+from tiled_vessel_seg.tfrecords.example_proto import serialize_example
+
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 WHOLE_IMAGE_ORIGIN = -1
 NO_AUGMENTATION = "none"
 
-IMAGE_KEY = "image/png"
-MASK_KEY = "mask/png"
+IMAGE_KEY = "image/encoded"
+MASK_KEY = "mask/encoded"
+IMAGE_ENCODING_KEY = "image/encoding"
+MASK_ENCODING_KEY = "mask/encoding"
+V1_IMAGE_KEY = "image/png"
+V1_MASK_KEY = "mask/png"
 _INT_KEYS = ("tile_y", "tile_x", "height", "width", "scale", "schema_version")
 _BYTES_KEYS = ("image_id", "augmentation", "source_path")
 _FLOAT_KEYS = ("vessel_fraction",)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordFormat:
+    """How the records of one dataset are laid out: schema version and pixel encodings."""
+    schema_version: int = SCHEMA_VERSION
+    encoding: TileEncoding = TileEncoding()
+
+    def __post_init__(self):
+        if self.schema_version not in READABLE_VERSIONS:
+            raise ValueError(f"record schema version {self.schema_version} is not one of "
+                             f"{', '.join(map(str, READABLE_VERSIONS))}")
+        if self.schema_version == 1 and (self.encoding.image, self.encoding.mask) != ("png", "png"):
+            raise ValueError("record schema version 1 stores PNG images and masks only")
+
+    @property
+    def image_key(self) -> str:
+        return V1_IMAGE_KEY if self.schema_version == 1 else IMAGE_KEY
+
+    @property
+    def mask_key(self) -> str:
+        return V1_MASK_KEY if self.schema_version == 1 else MASK_KEY
+
+
+VERSION_1 = RecordFormat(1, encoding_lib.VERSION_1_ENCODING)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,21 +98,8 @@ class TileRecord:
         return float(np.count_nonzero(self.mask)) / float(self.mask.shape[0] * self.mask.shape[1])
 
 
-def _png(array: np.ndarray) -> bytes:
-    import cv2  # Imported here so the reader side never needs OpenCV.
-    if array.ndim == 3 and array.shape[2] == 3:
-        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)  # cv2 writes BGR; faster than [..., ::-1]
-    # OpenCV's default PNG settings are its fastest here (explicit levels are slower).
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(array))
-    if not ok:
-        raise ValueError(f"PNG encoding failed for array of shape {array.shape}")
-    return buf.tobytes()
-
-
-def encode_example(record: TileRecord) -> bytes:
-    """Serialises `record` to a tf.train.Example (bytes) of this schema."""
-    from tensorflow.core.example import example_pb2, feature_pb2  # protobuf only, no TF runtime
-
+def encode_example(record: TileRecord, encoding: TileEncoding = TileEncoding()) -> bytes:
+    """Serialises `record` to a tf.train.Example (bytes) of schema version 2."""
     image = np.asarray(record.image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
@@ -79,66 +108,132 @@ def encode_example(record: TileRecord) -> bytes:
         mask = mask[..., 0]
     if mask.shape != image.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} does not match image {image.shape[:2]}")
-    mask255 = np.where(mask > 0, 255, 0).astype(np.uint8)
-
-    def b(v: bytes) -> Any:
-        return feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=[v]))
-
-    def i(v: int) -> Any:
-        return feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=[int(v)]))
-
-    def f(v: float) -> Any:
-        return feature_pb2.Feature(float_list=feature_pb2.FloatList(value=[float(v)]))
-
-    features = {
-        IMAGE_KEY: b(_png(image)),
-        MASK_KEY: b(_png(mask255)),
-        "image_id": b(record.image_id.encode()),
-        "tile_y": i(record.tile_y),
-        "tile_x": i(record.tile_x),
-        "height": i(image.shape[0]),
-        "width": i(image.shape[1]),
-        "scale": i(record.scale),
-        "augmentation": b(record.augmentation.encode()),
-        "vessel_fraction": f(record.vessel_fraction),
-        "source_path": b(record.source_path.encode()),
-        "schema_version": i(SCHEMA_VERSION),
-    }
-    example = example_pb2.Example(features=feature_pb2.Features(feature=features))
-    return example.SerializeToString()
+    return serialize_example({
+        IMAGE_KEY: encoding_lib.encode_image(image, encoding),
+        IMAGE_ENCODING_KEY: encoding.image.encode(),
+        MASK_KEY: encoding_lib.encode_mask(mask, encoding),
+        MASK_ENCODING_KEY: encoding.mask.encode(),
+        "image_id": record.image_id.encode(),
+        "tile_y": int(record.tile_y),
+        "tile_x": int(record.tile_x),
+        "height": int(image.shape[0]),
+        "width": int(image.shape[1]),
+        "scale": int(record.scale),
+        "augmentation": record.augmentation.encode(),
+        "vessel_fraction": record.vessel_fraction,
+        "source_path": record.source_path.encode(),
+        "schema_version": SCHEMA_VERSION,
+    })
 
 
-def feature_spec() -> dict:
-    """The `tf.io.parse_single_example` spec of this schema."""
-    import tensorflow as tf
-    spec = {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
-            MASK_KEY: tf.io.FixedLenFeature([], tf.string)}
-    spec.update({k: tf.io.FixedLenFeature([], tf.int64) for k in _INT_KEYS})
-    spec.update({k: tf.io.FixedLenFeature([], tf.string) for k in _BYTES_KEYS})
-    spec.update({k: tf.io.FixedLenFeature([], tf.float32) for k in _FLOAT_KEYS})
+def feature_spec(record_format: RecordFormat = RecordFormat(), metadata: bool = True) -> dict:
+    """The `tf.io.parse_single_example` spec of `record_format`.
+
+    metadata=False keeps only what decoding needs (pixels, height, width): parsing fewer
+    features is cheaper in the training input pipeline.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    spec = {record_format.image_key: tf.io.FixedLenFeature([], tf.string),
+            record_format.mask_key: tf.io.FixedLenFeature([], tf.string),
+            "height": tf.io.FixedLenFeature([], tf.int64),
+            "width": tf.io.FixedLenFeature([], tf.int64)}
+    if metadata:
+        spec.update({k: tf.io.FixedLenFeature([], tf.int64) for k in _INT_KEYS})
+        spec.update({k: tf.io.FixedLenFeature([], tf.string) for k in _BYTES_KEYS})
+        spec.update({k: tf.io.FixedLenFeature([], tf.float32) for k in _FLOAT_KEYS})
+        if record_format.schema_version >= 2:
+            spec[IMAGE_ENCODING_KEY] = tf.io.FixedLenFeature([], tf.string)
+            spec[MASK_ENCODING_KEY] = tf.io.FixedLenFeature([], tf.string)
     return spec
 
 
-def parse_example(serialized):
-    """Parses one serialized Example (TF graph op; use inside `Dataset.map`).
+def _image_decoder(encoding: TileEncoding) -> Callable:
+    """(bytes, height, width) -> uint8 [H, W, 3] for one image encoding (graph ops)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    if encoding.image == "jpeg":
+        return lambda data, height, width: tf.io.decode_jpeg(data, channels=3)
+    if encoding.image == "png":
+        return lambda data, height, width: tf.io.decode_png(data, channels=3, dtype=tf.uint8)
+    return lambda data, height, width: tf.reshape(tf.io.decode_raw(data, tf.uint8),
+                                                  tf.stack([height, width, 3]))
+
+
+def _mask_decoder(encoding: TileEncoding) -> Callable:
+    """(bytes, height, width) -> uint8 [H, W, 1] in {0, 1} for one mask encoding."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    if encoding.mask == "png":
+        return lambda data, height, width: tf.cast(
+            tf.io.decode_png(data, channels=1, dtype=tf.uint8) > 127, tf.uint8)
+    shifts = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], tf.uint8)  # np.packbits: MSB first
+
+    def unpack(data, height, width):
+        packed = tf.io.decode_raw(data, tf.uint8)
+        bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(packed[:, None], shifts), 1)
+        return tf.reshape(tf.reshape(bits, [-1])[:height * width], tf.stack([height, width, 1]))
+    return unpack
+
+
+def tile_decoder(record_format: RecordFormat, metadata: bool = False) -> Callable:
+    """The parse function of one dataset: serialized Example -> decoded tile (graph ops).
+
+    Built once per dataset: the decode ops are chosen here, in Python, from
+    `record_format`, so the graph holds no per-record branch on the encoding.
+
+    Returns fn(serialized scalar string) -> (image uint8 [H, W, 3], mask uint8 [H, W, 1]
+    in {0, 1}), plus the metadata dict of scalar tensors as a third element when
+    `metadata` is True.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    spec = feature_spec(record_format, metadata)
+    decode_image = _image_decoder(record_format.encoding)
+    decode_mask = _mask_decoder(record_format.encoding)
+
+    def parse(serialized):
+        parsed = tf.io.parse_single_example(serialized, spec)
+        height = tf.cast(parsed["height"], tf.int32)
+        width = tf.cast(parsed["width"], tf.int32)
+        image = tf.ensure_shape(decode_image(parsed.pop(record_format.image_key), height, width),
+                                [None, None, 3])
+        mask = tf.ensure_shape(decode_mask(parsed.pop(record_format.mask_key), height, width),
+                               [None, None, 1])
+        if not metadata:
+            return image, mask
+        return image, mask, parsed
+    return parse
+
+
+def record_format_of(serialized: bytes) -> RecordFormat:
+    """The format of one record, read from the record itself (tools and tests; the reader
+    takes it from dataset_info.json instead)."""
+    from tensorflow.core.example import example_pb2  # pylint: disable=import-outside-toplevel
+    features = example_pb2.Example.FromString(serialized).features.feature
+    if V1_IMAGE_KEY in features:
+        return VERSION_1
+    if IMAGE_ENCODING_KEY not in features or MASK_ENCODING_KEY not in features:
+        raise ValueError("not a tile record: it has neither image/png nor image/encoding")
+    version = features["schema_version"].int64_list.value[0]
+    return RecordFormat(int(version), TileEncoding(
+        image=features[IMAGE_ENCODING_KEY].bytes_list.value[0].decode(),
+        mask=features[MASK_ENCODING_KEY].bytes_list.value[0].decode()))
+
+
+def parse_example(serialized, record_format: RecordFormat = RecordFormat()):
+    """Parses one serialized Example of `record_format` (TF graph op; use inside `Dataset.map`).
 
     Returns:
       image: uint8 [H, W, 3]; mask: uint8 [H, W, 1] with values {0, 255};
       metadata: dict of scalar tensors (image_id, tile_y, tile_x, height, width, scale,
-      augmentation, vessel_fraction, source_path, schema_version).
+      augmentation, vessel_fraction, source_path, schema_version; version 2 also
+      image/encoding and mask/encoding).
     """
-    import tensorflow as tf
-    parsed = tf.io.parse_single_example(serialized, feature_spec())
-    image = tf.io.decode_png(parsed.pop(IMAGE_KEY), channels=3, dtype=tf.uint8)
-    mask = tf.io.decode_png(parsed.pop(MASK_KEY), channels=1, dtype=tf.uint8)
-    image = tf.ensure_shape(image, [None, None, 3])
-    mask = tf.ensure_shape(mask, [None, None, 1])
-    return image, mask, parsed
+    image, mask, parsed = tile_decoder(record_format, metadata=True)(serialized)
+    return image, mask * 255, parsed
 
 
 def decode_example_numpy(serialized: bytes) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Eager/numpy convenience for tests and tools: (image, mask, metadata as Python values)."""
-    image, mask, meta = parse_example(serialized)
+    """Eager/numpy convenience for tests and tools: (image, mask {0, 255}, metadata as Python
+    values), decoded by the same graph ops as training, in the record's own format."""
+    image, mask, meta = parse_example(serialized, record_format_of(serialized))
     out = {}
     for key, value in meta.items():
         v = value.numpy()

@@ -5,12 +5,14 @@ the mask is exactly the lines, so a small U-Net can learn it in a few steps.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 
 from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
 from tiled_vessel_seg.tfrecords import schema
+from tiled_vessel_seg.tfrecords.encoding import TileEncoding
 
 
 def fake_tile(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -31,7 +33,8 @@ def fake_tile(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarr
 
 def write_fake_dataset(out_dir: str, tile_size: int = 32,
                        tiles: dict[str, int] | None = None, shards: int = 2,
-                       compression: str = "gzip", scale: int = 1, seed: int = 0
+                       compression: str = "gzip", scale: int = 1, seed: int = 0,
+                       encoding: TileEncoding = TileEncoding()
                        ) -> dataset_info_lib.DatasetInfo:
     """Writes `tiles[split]` tiles per split into `shards` shards each, plus dataset_info.json.
 
@@ -55,13 +58,14 @@ def write_fake_dataset(out_dir: str, tile_size: int = 32,
                                        tile_y=0, tile_x=k * tile_size, scale=scale,
                                        augmentation=schema.NO_AUGMENTATION,
                                        source_path=f"fake/{image_id}.ppm")
-            writers[k % shards].write(schema.encode_example(record))
+            writers[k % shards].write(schema.encode_example(record, encoding))
         for writer in writers:
             writer.close()
         splits[split] = dataset_info_lib.SplitInfo(
             image_ids=sorted(ids), tiles=count, augmented_tiles=0, records=count, shards=names)
     info = dataset_info_lib.DatasetInfo(
         schema_version=schema.SCHEMA_VERSION, compression=compression,
+        encoding=dataclasses.asdict(encoding),
         parameters={"scale": scale, "tile_size": tile_size}, splits=splits)
     dataset_info_lib.write_dataset_info(out_dir, info)
     return info

@@ -3,6 +3,7 @@ import errno
 import gzip
 import io
 import logging
+import os
 import tarfile
 from pathlib import Path
 
@@ -126,3 +127,42 @@ def test_extract_write_failure_names_the_file_leaves_no_tmp_and_keeps_the_archiv
     assert str(out / "stare-images" / "im0001.ppm.gz") in errors[0]
     assert not list(out.rglob("*.tmp"))
     assert (out / "archives" / "stare-images.tar").exists()  # no refetch needed
+
+
+# --- model files: nothing executes from them ------------------------------------------------
+
+KERAS_FLOOR = "3.15.1"  # README "Security": every published safe_mode bypass fixed
+
+
+def _save_h5_with_code(path, marker):
+    """Saves a legacy .h5 model whose Lambda layer creates `marker` when it runs."""
+    import keras
+    os.environ["VESSEL_TEST_MARKER"] = str(marker)
+    inp = keras.Input((4,))
+    # The path is read from the environment when the lambda runs: the marshalled
+    # bytecode then needs no closure or defaults (which keras 3.10 could not restore).
+    out = keras.layers.Lambda(
+        lambda x: (open(__import__("os").environ["VESSEL_TEST_MARKER"], "w").close(), x)[1])(inp)
+    keras.Model(inp, out).save(str(path))
+    os.remove(marker)  # building the model ran the lambda once
+
+
+def test_installed_keras_refuses_code_in_an_h5_model_under_safe_mode(tmp_path):
+    import keras
+    marker = tmp_path / "code_ran"
+    _save_h5_with_code(tmp_path / "evil.h5", marker)
+    with pytest.raises(Exception, match="(?i)lambda|safe_mode"):
+        keras.models.load_model(str(tmp_path / "evil.h5"), compile=False, safe_mode=True)
+    assert not marker.exists()  # keras 3.10.0 ran it (CVE-2025-9905)
+
+
+def test_setup_requires_a_keras_with_the_safe_mode_fixes():
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+    import keras
+    text = (Path(__file__).resolve().parents[1] / "setup.py").read_text()
+    line = next(l for l in text.splitlines() if l.strip().startswith('"keras'))
+    requirement = Requirement(line.strip().strip(",").strip('"'))
+    assert not requirement.specifier.contains("3.15.0")
+    assert requirement.specifier.contains(KERAS_FLOOR)
+    assert Version(keras.__version__) >= Version(KERAS_FLOOR)

@@ -14,14 +14,13 @@ INSTALL_REQUIRES = [
     # >=3.15.1: safe_mode bypasses CVE-2025-1550, -8747, -9905 (.h5 ignores safe_mode), -9906,
     # -49655, CVE-2026-1462 and -12481 (fixed in 3.15.0) are all fixed; README "Security".
     "keras>=3.15.1,<3.16",
-    "tensorflow-io==0.37.1",
     "apache-beam[tfrecord]==2.77.0",
     "google-crc32c>=1.5",
     "numpy>=1.26,<2",
     "opencv-python-headless>=4.8",
     "absl-py>=2.0",
     "matplotlib>=3.7",
-    "pillow>=9.0",  # GIF decoding in beam_jobs.image_io (OpenCV has no GIF reader)
+    "pillow>=9.0",  # GIF decoding and TIFF headers in tiled_vessel_seg.imaging
     "tqdm>=4.60",
 ]
 

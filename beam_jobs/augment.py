@@ -27,6 +27,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from tiled_vessel_seg.imaging import MASK_THRESHOLD
+
 FLIPS_AND_ROTATIONS = ("hflip", "vflip", "rot90", "rot180", "rot270")
 GRID_DISTORTIONS = {"grid_distortion_1": (5, 0.3), "grid_distortion_2": (10, 0.2)}
 RADIAL_STRENGTH = {"barrel": (0.1, 0.3), "pincushion": (-0.3, -0.1)}
@@ -164,7 +166,7 @@ def remap_pair(image: np.ndarray, mask: np.ndarray, map_x: np.ndarray,
     mask255 = np.ascontiguousarray(mask, dtype=np.uint8) * np.uint8(255)
     warped_mask = cv2.remap(mask255, fixed_xy, fixed_frac, interpolation=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REFLECT_101)
-    return warped_image, (warped_mask > 127).astype(np.uint8)
+    return warped_image, (warped_mask > MASK_THRESHOLD).astype(np.uint8)
 
 
 def augment(image: np.ndarray, mask: np.ndarray, variant: Variant, rng: np.random.Generator,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 
-from tiled_vessel_seg.beam_jobs import image_io
+from tiled_vessel_seg import imaging
 
 STARE_IMAGES = "stare-images"
 STARE_LABELS = "labels-ah"
@@ -88,7 +88,7 @@ def _index(directory: str, role: str, problems: list[InputProblem]) -> dict[str,
         return {}
     found: dict[str, str] = {}
     for path in files:
-        if image_io.image_extension(path) is None:
+        if imaging.image_extension(path) is None:
             problems.append(InputProblem(path, "discover", f"not an image file ({role} folder)"))
             continue
         key = image_id_of(path)

@@ -25,9 +25,9 @@ from typing import Iterable, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
-from tiled_vessel_seg.beam_jobs import augment, enlarge, image_io, inputs, split, tiling
+from tiled_vessel_seg import imaging, storage
+from tiled_vessel_seg.beam_jobs import augment, enlarge, inputs, split, tiling
 from tiled_vessel_seg.configs.schema import PreprocessConfig
 from tiled_vessel_seg.tfrecords import dataset_info as info_lib
 from tiled_vessel_seg.tfrecords import schema
@@ -59,14 +59,14 @@ def error_line(path: str, stage: str, reason: str, image_id: str | None = None) 
 def load_pair(item: WorkItem) -> tuple[object, object, dict]:
     """Reads and decodes one pair; returns (image uint8 [H, W, 3], mask uint8 [H, W] {0,1},
     checksums {path: sha256}). Raises ImageReadError naming the file and the reason."""
-    image_bytes = image_io.read_bytes(item.image_path)
-    mask_bytes = image_io.read_bytes(item.mask_path)
-    checksums = {item.image_path: image_io.sha256_hex(image_bytes),
-                 item.mask_path: image_io.sha256_hex(mask_bytes)}
-    image = image_io.decode_image_bytes(item.image_path, image_bytes)
-    mask = image_io.decode_mask_bytes(item.mask_path, mask_bytes)
+    image_bytes = imaging.read_image_bytes(item.image_path)
+    mask_bytes = imaging.read_image_bytes(item.mask_path)
+    checksums = {item.image_path: imaging.sha256_hex(image_bytes),
+                 item.mask_path: imaging.sha256_hex(mask_bytes)}
+    image = imaging.decode_image_bytes(item.image_path, image_bytes)
+    mask = imaging.decode_mask_bytes(item.mask_path, mask_bytes)
     if image.shape[:2] != mask.shape[:2]:
-        raise image_io.ImageReadError(
+        raise imaging.ImageReadError(
             item.mask_path, f"size mismatch: mask is {mask.shape[1]}x{mask.shape[0]}, "
                             f"image {item.image_path} is {image.shape[1]}x{image.shape[0]} (WxH)")
     return image, mask, checksums
@@ -141,7 +141,7 @@ class ProcessImageFn(beam.DoFn):
                  "checksums": {}}
         try:
             image, mask, stats["checksums"] = load_pair(item)
-        except image_io.ImageReadError as e:
+        except imaging.ImageReadError as e:
             self._errors.inc()
             yield beam.pvalue.TaggedOutput(ERRORS_TAG, error_line(e.path, "read", e.reason,
                                                                   item.image_id))
@@ -162,10 +162,6 @@ class ProcessImageFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(STATS_TAG, json.dumps(stats, sort_keys=True))
 
 
-def shard_suffix(compression: str) -> str:
-    return ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
-
-
 def build_pipeline(pipeline: beam.Pipeline, items: Sequence[WorkItem],
                    discovery_errors: Sequence[str], config: PreprocessConfig,
                    output_dir: str) -> None:
@@ -180,9 +176,9 @@ def build_pipeline(pipeline: beam.Pipeline, items: Sequence[WorkItem],
                    else CompressionTypes.UNCOMPRESSED)
     for name in used_splits:
         _ = outputs[name] | f"Write{name.title()}" >> beam.io.WriteToTFRecord(
-            info_lib.join(output_dir, name, name),
-            file_name_suffix=shard_suffix(config.compression),
-            num_shards=config.shards, shard_name_template="-SSSSS-of-NNNNN",
+            storage.shard_prefix(output_dir, name),
+            file_name_suffix=storage.shard_suffix(config.compression),
+            num_shards=config.shards, shard_name_template=storage.BEAM_SHARD_TEMPLATE,
             compression_type=compression)
     errors = ((pipeline | "DiscoveryErrors" >> beam.Create(list(discovery_errors)),
                outputs[ERRORS_TAG]) | "AllErrors" >> beam.Flatten())
@@ -193,38 +189,23 @@ def build_pipeline(pipeline: beam.Pipeline, items: Sequence[WorkItem],
 
 
 def read_lines(path: str) -> list[str]:
-    """Non-empty lines of a text file through FileSystems ([] when it does not exist)."""
-    if not FileSystems.exists(path):
+    """Non-empty lines of a text file ([] when it does not exist)."""
+    if not storage.exists(path):
         return []
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return [line for line in f.read().decode().splitlines() if line.strip()]
+    return [line for line in storage.read_text(path).splitlines() if line.strip()]
 
 
 def write_error_lines(output_dir: str, problems: Iterable[inputs.InputProblem]) -> str:
     """Writes OUT/errors.jsonl from discovery problems alone (when nothing can be processed)."""
     path = info_lib.join(output_dir, info_lib.ERRORS_FILE)
     text = "".join(error_line(p.path, p.stage, p.reason) + "\n" for p in problems)
-    write_bytes(path, text.encode())
+    storage.write_text_atomic(path, text)
     return path
-
-
-def write_bytes(path: str, data: bytes) -> None:
-    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        f.write(data)
 
 
 def written_shards(output_dir: str, split_name: str, config: PreprocessConfig) -> list[str]:
     """Shard files of `split_name` this run wrote, relative to output_dir, sorted."""
-    pattern = info_lib.join(output_dir, split_name,
-                            f"{split_name}-*-of-{config.shards:05d}{shard_suffix(config.compression)}")
-    matches = FileSystems.match([pattern])[0].metadata_list
-    base = output_dir.rstrip("/") + "/"
-    rel = []
-    for m in matches:
-        path = m.path.replace("\\", "/")
-        rel.append(path[len(base):] if path.startswith(base) else
-                   f"{split_name}/{path.rsplit('/', 1)[-1]}")
-    return sorted(rel)
+    return storage.list_shards(output_dir, split_name, config.shards, config.compression)
 
 
 def plot_statistics(splits: dict[str, info_lib.SplitInfo]) -> bytes:
@@ -296,7 +277,8 @@ def finalize_dataset(output_dir: str, config: PreprocessConfig, parameters: dict
             versions={"tensorflow": tf.__version__, "apache_beam": beam.__version__,
                       "python": platform.python_version()},
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-        write_bytes(info_lib.join(output_dir, info_lib.STATISTICS_FILE), plot_statistics(splits))
+        storage.write_bytes_atomic(info_lib.join(output_dir, info_lib.STATISTICS_FILE),
+                                   plot_statistics(splits))
         info_lib.write_dataset_info(output_dir, info)
     return JobSummary(
         info=info, images_found=len(assignment), images_written=len(stats),
@@ -333,22 +315,20 @@ def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
     """Refuses a folder holding dataset_info.json unless overwrite; then removes this
     job's previous outputs there (shards, errors, images, statistics, info)."""
     info_path = info_lib.join(output_dir, info_lib.INFO_FILE)
-    if FileSystems.exists(info_path):
+    if storage.exists(info_path):
         if not overwrite:
             raise OutputExistsError(f"{output_dir} already holds a dataset ({info_lib.INFO_FILE}); "
                                     f"pass --overwrite to replace it")
         old = [info_path]
         for name in (info_lib.ERRORS_FILE, info_lib.STATISTICS_FILE, IMAGES_FILE):
             path = info_lib.join(output_dir, name)
-            if FileSystems.exists(path):
+            if storage.exists(path):
                 old.append(path)
         for name in split.SPLIT_NAMES:
-            pattern = info_lib.join(output_dir, name, f"{name}-*-of-*.tfrecord*")
-            old.extend(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-        FileSystems.delete(old)
-    if "://" not in output_dir:
-        import os
-        os.makedirs(output_dir, exist_ok=True)
+            old.extend(storage.glob(storage.shard_glob(output_dir, name)))
+        for path in old:
+            storage.remove(path, missing_ok=True)
+    storage.makedirs(output_dir)
 
 
 def run_job(config: PreprocessConfig, pairs: Iterable[inputs.ImagePair],

@@ -11,6 +11,8 @@ from typing import Iterator
 
 import numpy as np
 
+from tiled_vessel_seg.imaging import MASK_THRESHOLD
+
 
 @dataclasses.dataclass(frozen=True)
 class Tile:
@@ -102,4 +104,4 @@ def whole_image_sample(image: np.ndarray, mask: np.ndarray,
     interp = cv2.INTER_AREA if side >= size else cv2.INTER_LINEAR
     small_image = cv2.resize(square_image, (size, size), interpolation=interp)
     small_mask = cv2.resize(square_mask, (size, size), interpolation=interp)
-    return small_image, (small_mask > 127).astype(np.uint8)
+    return small_image, (small_mask > MASK_THRESHOLD).astype(np.uint8)

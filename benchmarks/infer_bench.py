@@ -51,7 +51,7 @@ def build_model(name: str):
 def load_image(path: str):
     import numpy as np
     if os.path.exists(path):
-        from tiled_vessel_seg.inference.image_decode import read_image
+        from tiled_vessel_seg.imaging import read_image
         return read_image(path)
     print(f"(no {path}: using a random 3500x3025 image)", file=sys.stderr)
     return np.random.default_rng(0).integers(0, 256, (3025, 3500, 3), dtype=np.uint8)

@@ -18,7 +18,7 @@ from typing import Optional
 
 from absl import app, flags
 
-from tiled_vessel_seg.inference import absl_entry
+from tiled_vessel_seg import cli_app, imaging, storage
 
 FLAGS = flags.FLAGS
 
@@ -39,17 +39,13 @@ class Summary:
 
 def expand_inputs(patterns: list[str]):
     """Files, folders (their image files, sorted) and globs -> (files, unmatched patterns)."""
-    import tensorflow as tf
-    from tiled_vessel_seg.inference import image_decode
     files, unmatched = [], []
     for pattern in patterns:
-        if tf.io.gfile.isdir(pattern):
-            found = sorted(os.path.join(pattern, n.rstrip("/"))
-                           for n in tf.io.gfile.listdir(pattern)
-                           if image_decode.is_image_path(n))
+        if storage.isdir(pattern):
+            found = [storage.join(pattern, n) for n in storage.listdir(pattern)
+                     if imaging.is_image_path(n)]
         elif any(c in pattern for c in "*?["):
-            found = sorted(p for p in tf.io.gfile.glob(pattern)
-                           if not tf.io.gfile.isdir(p))
+            found = [p for p in storage.glob(pattern) if not storage.isdir(p)]
         else:
             found = [pattern]
         if not found:
@@ -60,16 +56,14 @@ def expand_inputs(patterns: list[str]):
 
 def truth_index(masks_dir: str) -> dict[str, str]:
     """{image stem: mask path} of masks_dir; 'im0001.ah.ppm.gz' also answers 'im0001'."""
-    import tensorflow as tf
-    from tiled_vessel_seg.inference import image_decode
-    if not tf.io.gfile.isdir(masks_dir):
+    if not storage.isdir(masks_dir):
         raise FileNotFoundError(f"--masks_dir {masks_dir}: not a folder")
     index = {}
-    for name in sorted(tf.io.gfile.listdir(masks_dir)):
-        if not image_decode.is_image_path(name):
+    for name in storage.listdir(masks_dir):
+        if not imaging.is_image_path(name):
             continue
-        stem = image_decode.image_stem(name)
-        path = os.path.join(masks_dir, name)
+        stem = imaging.image_stem(name)
+        path = storage.join(masks_dir, name)
         if stem.endswith(".ah"):
             index.setdefault(stem[:-3], path)
         else:
@@ -95,8 +89,8 @@ def metric_columns() -> list[str]:
 
 def image_metrics(image, probabilities, truth_path: str, threshold: float) -> dict:
     """Whole-image and inside-FOV metrics of one image against the mask at truth_path."""
-    from tiled_vessel_seg.inference import fov, image_decode, metrics
-    truth = image_decode.read_image(truth_path, channels=1)[..., 0] > 127
+    from tiled_vessel_seg.inference import fov, metrics
+    truth = imaging.read_mask(truth_path).astype(bool)
     if truth.shape != probabilities.shape:
         raise ValueError(f"ground truth {truth_path} is {truth.shape[1]}x{truth.shape[0]}, "
                          f"the output is {probabilities.shape[1]}x{probabilities.shape[0]} "
@@ -109,7 +103,7 @@ def image_metrics(image, probabilities, truth_path: str, threshold: float) -> di
 
 def write_metrics_csv(path: str, rows: list[dict]) -> None:
     """Per-image rows, then 'mean' and 'std' rows (NaN ignored), atomically."""
-    from tiled_vessel_seg.inference import image_decode, metrics
+    from tiled_vessel_seg.inference import metrics
     columns = metric_columns()
     buf = io.StringIO()
     writer = csv.writer(buf)
@@ -119,7 +113,7 @@ def write_metrics_csv(path: str, rows: list[dict]) -> None:
     stats = metrics.summarize(rows, columns)
     writer.writerow(["mean"] + [f"{stats[c][0]:.6f}" for c in columns])
     writer.writerow(["std"] + [f"{stats[c][1]:.6f}" for c in columns])
-    image_decode.write_bytes_atomic(path, buf.getvalue().encode())
+    storage.write_text_atomic(path, buf.getvalue())
 
 
 def segment_files(predictor, files: list[str], output_dir: str, *,
@@ -132,17 +126,15 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
     still segmented for its metrics, but its files are left as they are.
     """
     import numpy as np
-    import tensorflow as tf
     from tqdm import tqdm
-    from tiled_vessel_seg.inference import image_decode
 
-    tf.io.gfile.makedirs(output_dir)
+    storage.makedirs(output_dir)
     summary = Summary()
     start = time.time()
     seen = {}
     bar = tqdm(files, unit="image", disable=not progress, file=sys.stderr)
     for path in bar:
-        stem = image_decode.image_stem(path)
+        stem = imaging.image_stem(path)
         bar.set_postfix_str(stem)
         if stem in seen:
             summary.failed.append((path, f"same output name {stem}.png as {seen[stem]}"))
@@ -150,12 +142,12 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
                        file=sys.stderr)
             continue
         seen[stem] = path
-        outputs = {"mask": os.path.join(output_dir, stem + ".png")}
+        outputs = {"mask": storage.join(output_dir, stem + ".png")}
         if save_probabilities:
-            outputs["probabilities"] = os.path.join(output_dir, stem + "_probabilities.png")
+            outputs["probabilities"] = storage.join(output_dir, stem + "_probabilities.png")
         if overlay:
-            outputs["overlay"] = os.path.join(output_dir, stem + "_overlay.png")
-        exists = not overwrite and all(tf.io.gfile.exists(p) for p in outputs.values())
+            outputs["overlay"] = storage.join(output_dir, stem + "_overlay.png")
+        exists = not overwrite and all(storage.exists(p) for p in outputs.values())
         truth_path = truths.get(stem) if truths is not None else None
         if truths is not None and truth_path is None:
             summary.no_truth.append(path)
@@ -163,17 +155,16 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
             summary.skipped.append(stem)
             continue
         try:
-            image = image_decode.read_image(path)
+            image = imaging.read_image(path)
             probabilities, mask = predictor(image)
             probabilities, mask = probabilities.numpy(), mask.numpy()
             if not exists:
-                image_decode.write_bytes_atomic(outputs["mask"], image_decode.encode_png(mask))
+                storage.write_bytes_atomic(outputs["mask"], imaging.encode_png(mask))
                 if save_probabilities:
                     p16 = np.round(probabilities * 65535.0).astype(np.uint16)
-                    image_decode.write_bytes_atomic(outputs["probabilities"],
-                                                    image_decode.encode_png(p16))
+                    storage.write_bytes_atomic(outputs["probabilities"], imaging.encode_png(p16))
                 if overlay:
-                    image_decode.write_bytes_atomic(outputs["overlay"], image_decode.encode_png(
+                    storage.write_bytes_atomic(outputs["overlay"], imaging.encode_png(
                         overlay_image(image, mask)))
                 summary.written.append(stem)
             else:
@@ -187,7 +178,7 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
             tqdm.write(f"FAILED {path}: {reason}", file=sys.stderr)
     summary.seconds = time.time() - start
     if truths is not None and summary.metrics:
-        write_metrics_csv(os.path.join(output_dir, "metrics.csv"), summary.metrics)
+        write_metrics_csv(storage.join(output_dir, "metrics.csv"), summary.metrics)
     return summary
 
 
@@ -249,7 +240,7 @@ def define_flags() -> None:
 
 def main(argv: list[str]) -> int:
     from tiled_vessel_seg.inference import predictor as predictor_lib
-    from tiled_vessel_seg.trainer import model_info
+    from tiled_vessel_seg import model_info
     for name in ("model_dir", "output_dir"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
@@ -288,7 +279,7 @@ def main(argv: list[str]) -> int:
 
 def run():
     """Console entry point `vessel-segment`."""
-    absl_entry.run_tool(__name__, __doc__, define_flags, main)
+    cli_app.run(__name__, __doc__, define_flags, main, with_config=False)
 
 
 if __name__ == "__main__":

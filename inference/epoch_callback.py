@@ -2,11 +2,10 @@
 epoch_change_tiledinfer`), so a user sees the masks improve during training."""
 from __future__ import annotations
 
-import os
-
 import keras
 from absl import logging
 
+from tiled_vessel_seg import storage
 from tiled_vessel_seg.configs import schema
 
 OUTPUT_SUBDIR = "epoch_change_tiledinfer"
@@ -27,12 +26,13 @@ class EpochChangeTiledInference(keras.callbacks.Callback):
     def __init__(self, config: schema.Config, model_dir: str):
         super().__init__()
         self.config = config
-        self.output_dir = os.path.join(model_dir, OUTPUT_SUBDIR)
+        self.output_dir = storage.join(model_dir, OUTPUT_SUBDIR)
         self._predictor = None
         self._images = None
 
     def _load_images(self):
-        from tiled_vessel_seg.inference import cli, image_decode
+        from tiled_vessel_seg import imaging
+        from tiled_vessel_seg.inference import cli
         images_dir = self.config.tiledinfer.images_dir
         images = []
         if not images_dir:
@@ -42,8 +42,8 @@ class EpochChangeTiledInference(keras.callbacks.Callback):
         files, _ = cli.expand_inputs([images_dir])
         for path in files[:self.config.train.num_infer_images]:
             try:
-                images.append((image_decode.image_stem(path), image_decode.read_image(path)))
-            except image_decode.ImageDecodeError as e:
+                images.append((imaging.image_stem(path), imaging.read_image(path)))
+            except imaging.ImageReadError as e:
                 logging.warning("epoch_change_tiledinfer: %s", e)
         if not images:
             logging.warning("epoch_change_tiledinfer: no readable image in %s", images_dir)
@@ -59,16 +59,15 @@ class EpochChangeTiledInference(keras.callbacks.Callback):
             scale=self.config.preprocess.scale, input_scale=t.input_scale)
 
     def on_epoch_end(self, epoch, logs=None):
-        import tensorflow as tf
-        from tiled_vessel_seg.inference import image_decode
+        from tiled_vessel_seg import imaging, storage
         if self._images is None:
             self._images = self._load_images()
         if not self._images:
             return
         if self._predictor is None:
             self._predictor = self._build_predictor()
-            tf.io.gfile.makedirs(self.output_dir)
+            storage.makedirs(self.output_dir)
         for stem, image in self._images:
             _, mask = self._predictor(image)
-            path = os.path.join(self.output_dir, f"Epoch_{epoch + 1}_{stem}.png")
-            image_decode.write_bytes_atomic(path, image_decode.encode_png(mask.numpy()))
+            path = storage.join(self.output_dir, f"Epoch_{epoch + 1}_{stem}.png")
+            storage.write_bytes_atomic(path, imaging.encode_png(mask.numpy()))

@@ -5,8 +5,8 @@
 serving_default: image_bytes (scalar string, PNG or JPEG; GIF/BMP also decode) ->
   probabilities float32 [H, W], mask_png_bytes (scalar string, 8-bit PNG, 0/255).
 The whole tiled predictor (padding, tiles, batched model, blending, TTA, native-scale
-enlargement) is inside the signature. PPM/TIFF decoding (tensorflow-io) is not: convert
-such photos to PNG first.
+enlargement, the same cubic kernel as the Beam job) is inside the signature. PPM and TIFF
+have no core TF decoder: convert such photos to PNG first.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags
 
-from tiled_vessel_seg.inference import absl_entry
+from tiled_vessel_seg import cli_app
 
 FLAGS = flags.FLAGS
 
@@ -41,12 +41,10 @@ def export_saved_model(predictor, output_dir: str) -> str:
 
 def graph_op_types(saved_model_dir: str) -> set[str]:
     """Every op type in the SavedModel's graph and its function library."""
-    import os
-    import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
+    from tiled_vessel_seg import storage
     proto = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
-        proto.ParseFromString(f.read())
+    proto.ParseFromString(storage.read_bytes(storage.join(saved_model_dir, "saved_model.pb")))
     ops = set()
     for meta in proto.meta_graphs:
         ops.update(n.op for n in meta.graph_def.node)
@@ -72,7 +70,7 @@ def define_flags() -> None:
 
 def main(argv: list[str]) -> int:
     from tiled_vessel_seg.inference import predictor as predictor_lib
-    from tiled_vessel_seg.trainer import model_info
+    from tiled_vessel_seg import model_info
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     for name in ("model_dir", "output_dir"):
@@ -98,7 +96,7 @@ def main(argv: list[str]) -> int:
 
 def run():
     """Console entry point `vessel-export`."""
-    absl_entry.run_tool(__name__, __doc__, define_flags, main)
+    cli_app.run(__name__, __doc__, define_flags, main, with_config=False)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ import tensorflow as tf
 
 from tiled_vessel_seg.inference import blend as blend_lib
 from tiled_vessel_seg.inference import tiling
-from tiled_vessel_seg.trainer import model_info as model_info_lib
+from tiled_vessel_seg import imaging
+from tiled_vessel_seg import model_info as model_info_lib
 
 TTAS = ("none", "flips", "d4")
 INPUT_SCALES = ("enlarged", "native")
@@ -159,9 +160,7 @@ class TiledPredictor:
         T, O, B = self.tile_size, self.overlap, self.batch_size
         image = tf.ensure_shape(image, [None, None, 3])
         if self.enlarge > 1:
-            size = tf.shape(image)[:2] * self.enlarge
-            big = tf.image.resize(tf.cast(image, tf.float32)[None], size, method="bicubic")[0]
-            image = tf.cast(tf.clip_by_value(tf.round(big), 0.0, 255.0), tf.uint8)
+            image = imaging.enlarge_image_graph(image, self.enlarge)  # = the Beam job's cv2 kernel
         h, w = tf.shape(image)[0], tf.shape(image)[1]
         ny, top, bottom = tiling.tile_grid(h, T, O)
         nx, left, right = tiling.tile_grid(w, T, O)

@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 
 from tqdm import tqdm
 
-from tiled_vessel_seg.beam_jobs.image_io import ImageReadError, decode_image_bytes
+from tiled_vessel_seg.imaging import ImageReadError, decode_image_bytes
 
 DEFAULT_URL_BASE = "https://cecas.clemson.edu/~ahoover/stare/probing/"
 # folder in the STARE layout -> (archive file name, suffix of its member files)

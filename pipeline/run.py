@@ -135,7 +135,8 @@ def stage_train(config, paths: RunPaths, options: RunOptions) -> str:
 
 def _training_finished(model_dir: str) -> bool:
     """True when the model dir holds a best model and no unfinished run to resume."""
-    from tiled_vessel_seg.trainer import model_info, train
+    from tiled_vessel_seg import model_info
+    from tiled_vessel_seg.trainer import train
     return (os.path.exists(os.path.join(model_dir, model_info.MODEL_FILE))
             and os.path.exists(os.path.join(model_dir, model_info.INFO_FILE))
             and not os.path.exists(os.path.join(model_dir, train.BACKUP_DIR)))
@@ -268,7 +269,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from tiled_vessel_seg import configs
     from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
-    from tiled_vessel_seg.trainer.model_info import ModelDirError
+    from tiled_vessel_seg.model_info import ModelDirError
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     options = RunOptions(overwrite=args.overwrite, num_cpu_replicas=args.num_cpu_replicas,
                          precision=args.precision, verbose=0 if args.quiet else 2,

@@ -16,27 +16,33 @@ import time
 from absl import app
 from absl import flags
 
+from tiled_vessel_seg import cli_app
 from tiled_vessel_seg.synthetic import fundus
 from tiled_vessel_seg.synthetic import stare_layout
 
-_OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None,
-    "Folder (or gs:// URL) to write stare-images/ and labels-ah/ into; created if missing.")
-_NUM_IMAGES = flags.DEFINE_integer("num_images", 10, "How many images to write.", lower_bound=1)
-_SIZE = flags.DEFINE_string(
-    "size", f"{fundus.STARE_WIDTH}x{fundus.STARE_HEIGHT}",
-    "Image size as WIDTHxHEIGHT in pixels (STARE photographs are 700x605). Vessel "
-    f"geometry scales with the size; at least {fundus.MIN_SIZE}x{fundus.MIN_SIZE}.")
-_SEED = flags.DEFINE_integer(
-    "seed", 0, "Dataset seed: same seed, size and ids give byte-identical files.")
-_FIRST_ID = flags.DEFINE_integer(
-    "first_id", 1, "Number of the first image id (1 -> im0001). Image imNNNN is the "
-    "same for a given seed whatever --first_id a run starts at.", lower_bound=1)
-_OVERWRITE = flags.DEFINE_boolean(
-    "overwrite", False, "Replace existing files; without it the run refuses to start "
-    "if any file it would write already exists.")
+FLAGS = flags.FLAGS
 
-flags.mark_flag_as_required("output_dir")
+
+def define_flags() -> None:
+    flags.DEFINE_string(
+        "output_dir", None,
+        "Folder (or gs:// URL) to write stare-images/ and labels-ah/ into; created if missing.")
+    flags.DEFINE_integer("num_images", None, "How many images to write (default: [synth] "
+                         "num_images, 10).", lower_bound=1)
+    flags.DEFINE_string(
+        "size", None,
+        "Image size as WIDTHxHEIGHT in pixels (default: [synth] width x height, "
+        f"{fundus.STARE_WIDTH}x{fundus.STARE_HEIGHT} as STARE photographs). Vessel geometry "
+        f"scales with the size; at least {fundus.MIN_SIZE}x{fundus.MIN_SIZE}.")
+    flags.DEFINE_integer(
+        "seed", None, "Dataset seed: same seed, size and ids give byte-identical files "
+        "(default: [synth] seed, 0).")
+    flags.DEFINE_integer(
+        "first_id", 1, "Number of the first image id (1 -> im0001). Image imNNNN is the "
+        "same for a given seed whatever --first_id a run starts at.", lower_bound=1)
+    flags.DEFINE_boolean(
+        "overwrite", False, "Replace existing files; without it the run refuses to start "
+        "if any file it would write already exists.")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -54,12 +60,16 @@ def parse_size(text: str) -> tuple[int, int]:
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.output_dir:
+        raise app.UsageError("--output_dir is required")
+    synth = cli_app.load_config({"synth.num_images": FLAGS.num_images,
+                                 "synth.seed": FLAGS.seed}).synth
     try:
-        width, height = parse_size(_SIZE.value)
+        width, height = parse_size(FLAGS.size or f"{synth.width}x{synth.height}")
     except ValueError as e:
         raise app.UsageError(str(e)) from e
-    output_dir, num_images = _OUTPUT_DIR.value, _NUM_IMAGES.value
-    print(f"vessel-synth: {num_images} image(s) of {width}x{height}, seed {_SEED.value}, "
+    output_dir, num_images, seed = FLAGS.output_dir, synth.num_images, synth.seed
+    print(f"vessel-synth: {num_images} image(s) of {width}x{height}, seed {seed}, "
           f"into {output_dir}", flush=True)
     start = time.perf_counter()
     done = 0
@@ -71,33 +81,21 @@ def main(argv: list[str]) -> int:
 
     try:
         stare_layout.write_synthetic_stare(
-            output_dir, num_images, width=width, height=height, seed=_SEED.value,
-            first_id=_FIRST_ID.value, overwrite=_OVERWRITE.value, on_written=report)
+            output_dir, num_images, width=width, height=height, seed=seed,
+            first_id=FLAGS.first_id, overwrite=FLAGS.overwrite, on_written=report)
     except FileExistsError as e:
         print(f"vessel-synth: error: {e}", file=sys.stderr)
         return 1
-    last = stare_layout.stare_id(_FIRST_ID.value + num_images - 1)
-    print(f"vessel-synth: wrote {num_images} image(s) {stare_layout.stare_id(_FIRST_ID.value)}"
+    last = stare_layout.stare_id(FLAGS.first_id + num_images - 1)
+    print(f"vessel-synth: wrote {num_images} image(s) {stare_layout.stare_id(FLAGS.first_id)}"
           f"..{last} to {stare_layout.IMAGES_DIR}/ and {stare_layout.LABELS_DIR}/ under "
           f"{output_dir} in {time.perf_counter() - start:.1f} s", flush=True)
     return 0
 
 
-def _show_this_module_in_help() -> None:
-    """Makes `--help` print this module's docstring and flags.
-
-    absl documents the flags of the module named by sys.argv[0] and the docstring of
-    __main__; a console script is a generated stub that has neither.
-    """
-    sys.modules["__main__"].__doc__ = __doc__
-    for flag_name in ("output_dir", "num_images", "size", "seed", "first_id", "overwrite"):
-        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[flag_name])
-
-
 def run() -> None:
     """Console-script entry point (`vessel-synth`)."""
-    _show_this_module_in_help()
-    app.run(main)
+    cli_app.run(__name__, __doc__, define_flags, main)
 
 
 if __name__ == "__main__":

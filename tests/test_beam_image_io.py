@@ -1,4 +1,5 @@
-"""beam_jobs.image_io and beam_jobs.inputs: every format, every bad-input kind."""
+"""tiled_vessel_seg.imaging (the Beam job's decoder) and beam_jobs.inputs: every format,
+every bad-input kind."""
 import gzip
 import io
 
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tiled_vessel_seg.beam_jobs import image_io, inputs
+from tiled_vessel_seg import imaging
+from tiled_vessel_seg.beam_jobs import inputs
 
 
 @pytest.fixture(scope="module")
@@ -31,17 +33,17 @@ def _ppm(array: np.ndarray) -> bytes:
 
 @pytest.mark.parametrize("ext", [".png", ".tif", ".ppm"])
 def test_lossless_formats_round_trip(rgb, ext):
-    assert np.array_equal(image_io.decode_image_bytes("x" + ext, _encode(rgb, ext)), rgb)
+    assert np.array_equal(imaging.decode_image_bytes("x" + ext, _encode(rgb, ext)), rgb)
 
 
 def test_gzipped_ppm_matches_hand_written_pixels(rgb):
     data = gzip.compress(_ppm(rgb))
-    assert np.array_equal(image_io.decode_image_bytes("a/im0001.ppm.gz", data), rgb)
+    assert np.array_equal(imaging.decode_image_bytes("a/im0001.ppm.gz", data), rgb)
 
 
 def test_jpeg_is_close(rgb):
     smooth = cv2.GaussianBlur(rgb, (7, 7), 3)
-    out = image_io.decode_image_bytes("x.jpg", _encode(smooth, ".jpg"))
+    out = imaging.decode_image_bytes("x.jpg", _encode(smooth, ".jpg"))
     assert out.shape == smooth.shape and np.abs(out.astype(int) - smooth).mean() < 6
 
 
@@ -49,18 +51,18 @@ def test_gif_decodes_via_pillow(rgb):
     grey = (np.arange(20 * 30) % 7 * 30).astype(np.uint8).reshape(20, 30)
     buf = io.BytesIO()
     Image.fromarray(grey, mode="L").save(buf, format="GIF")
-    out = image_io.decode_image_bytes("m.gif", buf.getvalue())
+    out = imaging.decode_image_bytes("m.gif", buf.getvalue())
     assert out.shape == (20, 30, 3) and np.array_equal(out[..., 1], grey)
 
 
 def test_pgm_grey_mask_is_binarised():
     grey = np.array([[0, 127, 128, 255]], np.uint8)
     data = f"P5\n4 1\n255\n".encode() + grey.tobytes()
-    assert image_io.decode_mask_bytes("m.pgm", data).tolist() == [[0, 0, 1, 1]]
+    assert imaging.decode_mask_bytes("m.pgm", data).tolist() == [[0, 0, 1, 1]]
 
 
 def test_colour_ppm_mask_is_binarised(rgb):
-    mask = image_io.decode_mask_bytes("m.ah.ppm.gz", gzip.compress(_ppm(rgb)))
+    mask = imaging.decode_mask_bytes("m.ah.ppm.gz", gzip.compress(_ppm(rgb)))
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     assert set(np.unique(mask)) <= {0, 1} and np.array_equal(mask, (grey > 127).astype(np.uint8))
 
@@ -75,14 +77,14 @@ def test_colour_ppm_mask_is_binarised(rgb):
     ("notes.txt", b"hello", "not an image"),
 ])
 def test_bad_bytes_raise_naming_path_and_reason(name, data, reason):
-    with pytest.raises(image_io.ImageReadError) as info:
-        image_io.decode_image_bytes(f"/d/{name}", data)
+    with pytest.raises(imaging.ImageReadError) as info:
+        imaging.decode_image_bytes(f"/d/{name}", data)
     assert f"/d/{name}" in str(info.value) and reason in str(info.value).lower()
 
 
 def test_read_missing_file_names_it(tmp_path):
-    with pytest.raises(image_io.ImageReadError, match="nope.png"):
-        image_io.read_image(str(tmp_path / "nope.png"))
+    with pytest.raises(imaging.ImageReadError, match="nope.png"):
+        imaging.read_image(str(tmp_path / "nope.png"))
 
 
 def _touch(path, data=b"x"):

@@ -18,7 +18,7 @@ keras = pytest.importorskip("keras")
 from tiled_vessel_seg.configs import schema  # noqa: E402
 from tiled_vessel_seg.inference import cli, export, fov  # noqa: E402
 from tiled_vessel_seg.inference.predictor import TiledPredictor, load_predictor  # noqa: E402
-from tiled_vessel_seg.trainer.model_info import ModelInfo, write_model_info  # noqa: E402
+from tiled_vessel_seg.model_info import ModelInfo, write_model_info  # noqa: E402
 
 TILE, OVERLAP, SCALE = 32, 8, 2
 

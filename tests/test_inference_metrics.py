@@ -1,14 +1,12 @@
-"""Metrics, FOV mask and image decoding against hand-worked and brute-force numpy values."""
+"""Metrics and FOV mask against hand-worked and brute-force numpy values."""
 from __future__ import annotations
 
-import gzip
 import math
 
-import cv2
 import numpy as np
 import pytest
 
-from tiled_vessel_seg.inference import fov, image_decode, metrics
+from tiled_vessel_seg.inference import fov, metrics
 
 
 def brute_force_auc(scores, truth):
@@ -94,58 +92,3 @@ def test_fov_mask_recovers_the_disc(h, w):
     assert iou > 0.98, iou
     assert not mask[:6, :6].any()                     # the speck is gone
     assert mask[h // 2, w // 2 + 10]                  # the lesion hole is filled
-
-
-# ---------------------------------------------------------------- decoding
-
-def ppm_bytes(image):
-    h, w = image.shape[:2]
-    if image.ndim == 2:
-        return b"P5\n%d %d\n255\n" % (w, h) + image.tobytes()
-    return b"P6\n%d %d\n255\n" % (w, h) + image.tobytes()
-
-
-@pytest.fixture(scope="module")
-def rgb():
-    return np.random.default_rng(0).integers(0, 256, (13, 17, 3), dtype=np.uint8)
-
-
-@pytest.mark.parametrize("kind", ["png", "png.gz", "bmp", "ppm", "ppm.gz", "tif"])
-def test_lossless_formats_decode_exactly(tmp_path, rgb, kind):
-    if kind.startswith("ppm"):
-        data = ppm_bytes(rgb)
-    else:
-        ext = "." + kind.split(".")[0]
-        data = cv2.imencode(ext, rgb[..., ::-1])[1].tobytes()
-    if kind.endswith(".gz"):
-        data = gzip.compress(data)
-    path = tmp_path / f"x.{kind}"
-    path.write_bytes(data)
-    np.testing.assert_array_equal(image_decode.read_image(str(path)), rgb)
-
-
-def test_grey_and_mask_channels(tmp_path, rgb):
-    grey = rgb[..., 0]
-    (tmp_path / "g.pgm").write_bytes(ppm_bytes(grey))
-    out = image_decode.read_image(str(tmp_path / "g.pgm"))
-    np.testing.assert_array_equal(out, np.repeat(grey[..., None], 3, -1))
-    (tmp_path / "c.png").write_bytes(cv2.imencode(".png", rgb[..., ::-1])[1].tobytes())
-    mask = image_decode.read_image(str(tmp_path / "c.png"), channels=1)
-    np.testing.assert_array_equal(mask[..., 0], np.round(rgb.astype(float).mean(-1)))
-
-
-@pytest.mark.parametrize("content", [b"", b"not an image at all", gzip.compress(b"garbage")])
-def test_unreadable_files_name_the_file(tmp_path, content):
-    path = tmp_path / "broken.png"
-    path.write_bytes(content)
-    with pytest.raises(image_decode.ImageDecodeError, match="broken.png"):
-        image_decode.read_image(str(path))
-    with pytest.raises(image_decode.ImageDecodeError, match="missing.png"):
-        image_decode.read_image(str(tmp_path / "missing.png"))
-
-
-def test_stems_and_extensions():
-    assert image_decode.image_stem("gs://b/x/im0001.ppm.gz") == "im0001"
-    assert image_decode.image_stem("/a/im0001.ah.ppm.gz") == "im0001.ah"
-    assert image_decode.is_image_path("A.JPG") and image_decode.is_image_path("a.tif.gz")
-    assert not image_decode.is_image_path("notes.txt")

@@ -186,9 +186,10 @@ def test_input_scales_keep_the_input_size(pointwise_model, input_scale):
     probabilities, mask = predictor(image)
     assert probabilities.shape == (35, 42) and mask.shape == (35, 42)
     if input_scale == "native":
-        # Reference: enlarge, apply pointwise, average 3x3 blocks.
-        big = tf.image.resize(image[None].astype(np.float32), (105, 126), method="bicubic")
-        big = np.clip(np.round(big[0].numpy()), 0, 255).astype(np.uint8)
+        # Reference: enlarge (the Beam job's kernel, tests/test_imaging.py), apply
+        # pointwise, average 3x3 blocks.
+        from tiled_vessel_seg import imaging
+        big = imaging.enlarge_image_graph(image, 3).numpy()
         expected = whole_image(pointwise_model, big).reshape(35, 3, 42, 3).mean((1, 3))
     else:
         expected = whole_image(pointwise_model, image)

@@ -14,7 +14,7 @@ from tiled_vessel_seg.tfrecords import reader  # noqa: E402
 from tiled_vessel_seg.trainer import evaluate as evaluate_lib  # noqa: E402
 from tiled_vessel_seg.trainer import losses, metrics  # noqa: E402
 from tiled_vessel_seg.trainer import model as model_lib  # noqa: E402
-from tiled_vessel_seg.trainer import model_info as model_info_lib  # noqa: E402
+from tiled_vessel_seg import model_info as model_info_lib  # noqa: E402
 from tiled_vessel_seg.trainer import strategy as strategy_lib  # noqa: E402
 from tiled_vessel_seg.trainer import train as train_lib  # noqa: E402
 from tiled_vessel_seg.trainer.fake_data import write_fake_dataset  # noqa: E402

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import posixpath
 from typing import Any, Optional
 
+from tiled_vessel_seg import storage
 from tiled_vessel_seg.tfrecords import encoding as encoding_lib
 from tiled_vessel_seg.tfrecords import schema
 
@@ -89,32 +89,22 @@ class DatasetInfo:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
 
-def join(base: str, *parts: str) -> str:
-    """Path join that keeps `gs://bucket/...` URLs intact."""
-    if "://" in base:
-        return posixpath.join(base, *parts)
-    import os
-    return os.path.join(base, *parts)
-
-
-def shard_name(split: str, index: int, num_shards: int, compression: str) -> str:
-    """'train/train-00003-of-00008.tfrecord.gz' (relative to the dataset dir)."""
-    suffix = ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
-    return f"{split}/{split}-{index:05d}-of-{num_shards:05d}{suffix}"
+join = storage.join
+shard_name = storage.shard_name  # the one shard-name template (storage.py)
 
 
 def read_dataset_info(data_dir: str) -> DatasetInfo:
     """Reads `data_dir/dataset_info.json`; errors name the file and the problem."""
-    import tensorflow as tf
     path = join(data_dir, INFO_FILE)
-    if not tf.io.gfile.exists(path):
+    if not storage.exists(path):
         raise DatasetError(f"{path}: not found; is {data_dir} a dataset written by "
                            f"vessel-preprocess (it writes this file last)?")
     try:
-        with tf.io.gfile.GFile(path, "r") as f:
-            raw = json.load(f)
+        raw = json.loads(storage.read_text(path))
         splits = {name: SplitInfo(**value) for name, value in raw.pop("splits").items()}
         info = DatasetInfo(splits=splits, **raw)
+    except storage.StorageError as e:
+        raise DatasetError(str(e)) from None
     except (ValueError, TypeError, KeyError) as e:
         raise DatasetError(f"{path}: not a valid dataset_info.json: {e}") from None
     if info.schema_version not in schema.READABLE_VERSIONS:
@@ -130,10 +120,4 @@ def read_dataset_info(data_dir: str) -> DatasetInfo:
 
 def write_dataset_info(data_dir: str, info: DatasetInfo) -> str:
     """Writes the JSON atomically (temp file + rename); returns its path."""
-    import tensorflow as tf
-    path = join(data_dir, INFO_FILE)
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(info.to_json())
-    tf.io.gfile.rename(tmp, path, overwrite=True)
-    return path
+    return storage.write_text_atomic(join(data_dir, INFO_FILE), info.to_json())

@@ -19,6 +19,8 @@ import dataclasses
 
 import numpy as np
 
+from tiled_vessel_seg.imaging import MASK_THRESHOLD
+
 IMAGE_ENCODINGS = ("jpeg", "png", "raw")
 MASK_ENCODINGS = ("png", "packed")
 DEFAULT_JPEG_QUALITY = 95
@@ -106,4 +108,4 @@ def decode_mask(data: bytes, encoding: TileEncoding, height: int, width: int) ->
     grey = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     if grey is None or grey.shape != (height, width):
         raise ValueError(f"undecodable PNG mask of {height}x{width} (HxW)")
-    return (grey > 127).astype(np.uint8)
+    return (grey > MASK_THRESHOLD).astype(np.uint8)

@@ -10,7 +10,8 @@ encodings), so no per-record branch on the encoding runs in the graph.
 
 Nothing is materialised beyond the buffers: the shuffle buffer holds serialized (encoded)
 records, not decoded tiles, and the number of open shards is the interleave's cycle
-length, whatever the number of shards. Paths may be local or `gs://` (tensorflow-io).
+length, whatever the number of shards. Paths may be local or `gs://` (TensorFlow's own
+filesystems).
 
 TF does not name the file in a read error (it says "corrupted record at 50800"), so the
 shards are checked for existence up front, and `naming_bad_shards` turns a read or decode
@@ -34,15 +35,6 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 class ShardReadError(dataset_info_lib.DatasetError):
     """A shard that is missing or cannot be read; the message names the file."""
-
-
-def _register_filesystems(path: str) -> None:
-    """Makes tensorflow-io's filesystems (gs://, s3://, ...) available for remote paths."""
-    if "://" in path:
-        try:
-            import tensorflow_io  # noqa: F401  (importing registers the filesystems)
-        except ImportError:
-            pass
 
 
 def tile_decoder(record_format: schema.RecordFormat):
@@ -128,7 +120,6 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
     Raises:
       DatasetError: no dataset_info.json, no such split, or a listed shard is missing.
     """
-    _register_filesystems(data_dir)
     info = info or dataset_info_lib.read_dataset_info(data_dir)
     paths = info.shard_paths(data_dir, split)
     if not paths:

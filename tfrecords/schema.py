@@ -33,6 +33,7 @@ from typing import Callable
 
 import numpy as np
 
+from tiled_vessel_seg.imaging import MASK_THRESHOLD
 from tiled_vessel_seg.tfrecords import encoding as encoding_lib
 from tiled_vessel_seg.tfrecords.encoding import TileEncoding
 from tiled_vessel_seg.tfrecords.example_proto import serialize_example
@@ -163,7 +164,7 @@ def _mask_decoder(encoding: TileEncoding) -> Callable:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     if encoding.mask == "png":
         return lambda data, height, width: tf.cast(
-            tf.io.decode_png(data, channels=1, dtype=tf.uint8) > 127, tf.uint8)
+            tf.io.decode_png(data, channels=1, dtype=tf.uint8) > MASK_THRESHOLD, tf.uint8)
     shifts = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], tf.uint8)  # np.packbits: MSB first
 
     def unpack(data, height, width):

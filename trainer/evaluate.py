@@ -58,7 +58,7 @@ def read_evaluation(model_dir: str) -> dict[str, float]:
 def load_model(model_dir: str):
     """(model, ModelInfo): the best model loaded with safe_mode=True and compile=True."""
     from tiled_vessel_seg.trainer import model as model_lib
-    from tiled_vessel_seg.trainer import model_info as model_info_lib
+    from tiled_vessel_seg import model_info as model_info_lib
     info = model_info_lib.read_model_info(model_dir)
     path = info.model_path(model_dir)
     if not os.path.exists(path):
@@ -119,7 +119,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     logging.getLogger("vessel-train").setLevel(logging.INFO)
     from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
-    from tiled_vessel_seg.trainer.model_info import ModelDirError
+    from tiled_vessel_seg.model_info import ModelDirError
     from tiled_vessel_seg.trainer.train import resolve_verbose
     try:
         results = evaluate(args.model_dir, args.data_dir, args.split,

@@ -93,7 +93,7 @@ def _check_tile_size(config, data_dir: str, info) -> tuple[int, int]:
 
 def _check_model_dir(model_dir: str) -> None:
     """Refuses a model dir written for another record schema (read_model_info raises)."""
-    from tiled_vessel_seg.trainer import model_info as model_info_lib
+    from tiled_vessel_seg import model_info as model_info_lib
     if os.path.exists(os.path.join(model_dir, model_info_lib.INFO_FILE)):
         model_info_lib.read_model_info(model_dir)
 
@@ -123,7 +123,7 @@ def make_callbacks(config, model_dir: str, resume_epoch: int) -> list:
 
     from tiled_vessel_seg.trainer import callbacks as callbacks_lib
     from tiled_vessel_seg.trainer import model as model_lib
-    from tiled_vessel_seg.trainer import model_info as model_info_lib
+    from tiled_vessel_seg import model_info as model_info_lib
     from tiled_vessel_seg.trainer import schedules
 
     past = callbacks_lib.history_before(
@@ -187,7 +187,7 @@ def train(config, data_dir: str, model_dir: str, *, num_cpu_replicas: int = 0,
     from tiled_vessel_seg.tfrecords import reader
     from tiled_vessel_seg.trainer import losses, metrics
     from tiled_vessel_seg.trainer import model as model_lib
-    from tiled_vessel_seg.trainer import model_info as model_info_lib
+    from tiled_vessel_seg import model_info as model_info_lib
     from tiled_vessel_seg.trainer import schedules, threshold as threshold_lib
 
     info = dataset_info_lib.read_dataset_info(data_dir)
@@ -261,7 +261,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     logging.getLogger("vessel-train").setLevel(logging.INFO)
     from tiled_vessel_seg.configs import ConfigError, load_config
     from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
-    from tiled_vessel_seg.trainer.model_info import ModelDirError
+    from tiled_vessel_seg.model_info import ModelDirError
     try:
         config = load_config(args.config, args.overrides + (
             ["train.deterministic=True"] if args.deterministic else []))

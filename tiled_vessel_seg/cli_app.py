@@ -1,0 +1,125 @@
+"""The one shape of every console tool: absl flags -> config with overrides -> library.
+
+    def define_flags():                 # the tool's own flags, defined at run time
+        flags.DEFINE_string("output_dir", None, "...")
+
+    def main(argv):                     # flags are parsed; returns the exit code
+        config = cli_app.load_config()  # --config FILE, then --set section.key=value
+        ...
+
+    def run():                          # the console-script entry point
+        cli_app.run(__name__, __doc__, define_flags, main)
+
+What every tool gets from `run`:
+* `--help` (also -h, --helpshort) prints the tool's docstring and its flags with their
+  defaults, and exits 0; `--helpfull` adds absl's own flags.
+* the common flags: --config, --set (repeatable), --verbose. `with_config=False` leaves
+  out --config/--set for a tool no config section applies to.
+* TensorFlow's C++ start-up lines are off (tiled_vessel_seg/__init__.py sets
+  TF_CPP_MIN_LOG_LEVEL=3 before anything imports TensorFlow); --verbose turns them back
+  on, when TensorFlow has not been imported yet, and shows debug logs.
+* an error raised as `ToolError` prints "error: ..." on one line and exits 2.
+* `pass_unknown_flags=True` hands flags absl does not know to `main` in argv (Beam's
+  --runner, --project ... for PipelineOptions) instead of refusing them.
+
+Flags are defined when the tool runs, not at import, so tools sharing flag names can be
+imported in one process (tests, notebooks).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any, Callable, Mapping, Optional
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-?")
+COMMON_FLAGS = ("config", "set", "verbose")
+
+
+class ToolError(Exception):
+    """A problem the user can fix (bad path, bad config ...): printed as one line, exit 2."""
+
+
+def define_common_flags(with_config: bool = True) -> None:
+    if with_config:
+        flags.DEFINE_string("config", None, "Experiment config file (INI with Python literal "
+                            "values, e.g. configs/stare.config); default: built-in defaults.")
+        flags.DEFINE_multi_string("set", [], "Config override section.key=value, repeatable, "
+                                  "applied after --config (e.g. --set train.epochs=2).")
+    flags.DEFINE_bool("verbose", False, "Show debug logs and TensorFlow's C++ start-up lines "
+                      "(also: TF_CPP_MIN_LOG_LEVEL=0 in the environment).")
+
+
+def load_config(values: Optional[Mapping[str, Any]] = None):
+    """The config of --config and --set, then `values` {'section.key': value} on top
+    (tool flags; None values are skipped). Raises ToolError naming the problem."""
+    from tiled_vessel_seg.configs import config_file
+    path = FLAGS["config"].value if "config" in FLAGS else None
+    overrides = FLAGS["set"].value if "set" in FLAGS else []
+    try:
+        config = config_file.load_config(path, overrides or ())
+        return config_file.with_overrides(config, dict(values or {}))
+    except config_file.ConfigError as e:
+        raise ToolError(str(e)) from None
+
+
+def _key_flags_for_help(module_name: str) -> None:
+    # --help lists the main module's key flags; for a console script that is the script.
+    main_module = sys.argv[0]
+    for name in COMMON_FLAGS:
+        if name in FLAGS:
+            flags.FLAGS.register_key_flag_for_module(main_module, FLAGS[name])
+    for flag in FLAGS.get_key_flags_for_module(module_name):
+        flags.FLAGS.register_key_flag_for_module(main_module, flag)
+
+
+def _wants_help(argv: list[str]) -> bool:
+    args = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+    return any(a in HELP_FLAGS for a in args)
+
+
+def _apply_verbose() -> None:
+    if not FLAGS.verbose:
+        return
+    if "tensorflow" not in sys.modules:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    logging.getLogger().setLevel(logging.DEBUG)
+    from absl import logging as absl_logging
+    absl_logging.set_verbosity(absl_logging.DEBUG)
+
+
+def run(module_name: str, doc: str, define_flags: Callable[[], None],
+        main: Callable[[list[str]], Optional[int]], *, with_config: bool = True,
+        pass_unknown_flags: bool = False, argv: Optional[list[str]] = None) -> None:
+    """Defines the flags, handles --help, parses, runs `main(argv)` and exits with its code.
+
+    `main` gets the positional arguments after the program name (argv[0] first, as
+    absl.app gives them), plus unknown flags when `pass_unknown_flags`.
+    """
+    argv = list(sys.argv if argv is None else argv)
+    define_common_flags(with_config)
+    define_flags()
+    _key_flags_for_help(module_name)
+    sys.modules["__main__"].__doc__ = doc
+    if _wants_help(argv):
+        app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)
+
+    def parse(args):
+        try:
+            return FLAGS(args, known_only=pass_unknown_flags)
+        except flags.Error as e:
+            print(f"error: {e}\nTry --help.", file=sys.stderr)
+            sys.exit(2)
+
+    def checked_main(args):
+        _apply_verbose()
+        try:
+            return main(args)
+        except ToolError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+
+    app.run(checked_main, argv=argv, flags_parser=parse)

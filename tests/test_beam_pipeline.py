@@ -120,7 +120,9 @@ def test_split_by_image_and_counts(run_a, records_a):
         if split != "train":
             assert not augmented
     assert info.errors == len(BAD_INPUTS)
-    assert info.parameters["scale"] == SCALE and info.parameters["tile_size"] == TILE
+    assert info.parameters.scale == SCALE and info.parameters.tile_size == TILE
+    assert info.parameters.values["stare_dir"] and set(info.parameters.split_assignment) >= {
+        i for s in info.splits.values() for i in s.image_ids}
     assert len(info.input_checksums) == 8
     assert open(f"{out}/statistics.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 

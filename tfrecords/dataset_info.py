@@ -12,7 +12,8 @@ JSON fields:
     compression: "gzip" | "none"
     encoding: {"image": "jpeg"|"png"|"raw", "mask": "png"|"packed", "jpeg_quality": int}
               (absent in version 1 files: PNG images and masks)
-    parameters: dict, every job parameter (config [preprocess] + inputs)
+    parameters: {key: value}, every job parameter (config [preprocess] + inputs), read
+                into DatasetParameters (typed tile_size, scale, split_assignment)
     splits: {split: {"image_ids": [str], "tiles": int, "augmented_tiles": int,
                      "records": int, "shards": [path relative to OUT]}}
     dropped_empty: int, tiles dropped by the vessel filter
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from tiled_vessel_seg import storage
 from tiled_vessel_seg.tfrecords import encoding as encoding_lib
@@ -50,11 +51,43 @@ class SplitInfo:
     shards: list[str]
 
 
+@dataclasses.dataclass(frozen=True)
+class DatasetParameters:
+    """The job parameters recorded in dataset_info.json.
+
+    tile_size: tile side in px (of the enlarged image); None if not recorded.
+    scale: enlargement factor of the tiles. split_assignment: {image id: split}.
+    values: every recorded key as written ([preprocess] values, input folders ...); the
+    JSON keeps this one flat mapping, so files written before the typed fields read.
+    """
+    tile_size: Optional[int] = None
+    scale: int = 1
+    split_assignment: dict[str, str] = dataclasses.field(default_factory=dict)
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> "DatasetParameters":
+        if not isinstance(raw, Mapping):
+            raise TypeError(f"parameters must be an object, got {type(raw).__name__}")
+        tile_size = raw.get("tile_size")
+        return cls(tile_size=None if tile_size is None else int(tile_size),
+                   scale=int(raw.get("scale", 1)),
+                   split_assignment=dict(raw.get("split_assignment") or {}),
+                   values=dict(raw))
+
+    def to_json(self) -> dict[str, Any]:
+        typed = {"scale": self.scale, "split_assignment": self.split_assignment}
+        if self.tile_size is not None:
+            typed["tile_size"] = self.tile_size
+        return {**self.values, **typed}
+
+
 @dataclasses.dataclass
 class DatasetInfo:
+    """dataset_info.json as an object; `parameters` may be given as a plain mapping."""
     schema_version: int
     compression: str
-    parameters: dict[str, Any]
+    parameters: DatasetParameters
     splits: dict[str, SplitInfo]
     dropped_empty: int = 0
     errors: int = 0
@@ -63,6 +96,10 @@ class DatasetInfo:
     created: str = ""
     # dataclasses.asdict(TileEncoding); None only in version-1 files (PNG image and mask).
     encoding: Optional[dict[str, Any]] = None
+
+    def __post_init__(self):
+        if not isinstance(self.parameters, DatasetParameters):
+            self.parameters = DatasetParameters.from_json(self.parameters)
 
     @property
     def record_format(self) -> schema.RecordFormat:
@@ -86,7 +123,9 @@ class DatasetInfo:
         return [join(data_dir, s) for s in self.splits[split].shards]
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        fields = dataclasses.asdict(self)
+        fields["parameters"] = self.parameters.to_json()
+        return json.dumps(fields, indent=2, sort_keys=True)
 
 
 join = storage.join

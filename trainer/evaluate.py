@@ -91,7 +91,7 @@ def evaluate(model_dir: str, data_dir: str, split: str = "test", *,
         model.compile(optimizer=model.optimizer, loss=losses.BceDiceLoss(),
                       metrics=metrics.segmentation_metrics(info.threshold))
     height, width = model.input_shape[1:3]
-    size = data_info.parameters.get("tile_size")
+    size = data_info.parameters.tile_size
     tile = (int(size), int(size)) if size else reader.peek_tile_shape(data_dir, split, data_info)
     if tile != (height, width):
         raise dataset_info_lib.DatasetError(

@@ -79,7 +79,7 @@ def resolve_verbose(verbose: str) -> int:
 def _check_tile_size(config, data_dir: str, info) -> tuple[int, int]:
     from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
     from tiled_vessel_seg.tfrecords import reader
-    size = info.parameters.get("tile_size")
+    size = info.parameters.tile_size
     tile = (int(size), int(size)) if size else reader.peek_tile_shape(data_dir, "train", info)
     model = (config.model.image_height, config.model.image_width)
     if tile != model:
@@ -235,7 +235,7 @@ def train(config, data_dir: str, model_dir: str, *, num_cpu_replicas: int = 0,
     valid_data = strategy.distribute_datasets_from_function(valid_fn)
 
     model_info_lib.write_model_info(model_dir, model_info_lib.ModelInfo(
-        tile_size=tile_size[0], scale=int(info.parameters.get("scale", 1)),
+        tile_size=tile_size[0], scale=info.parameters.scale,
         overlap=config.tiledinfer.overlapping, threshold=config.tiledinfer.threshold,
         precision=policy, data_ids={s: list(v.image_ids) for s, v in info.splits.items()},
         config=to_dict(config)))

@@ -166,3 +166,80 @@ def test_setup_requires_a_keras_with_the_safe_mode_fixes():
     assert not requirement.specifier.contains("3.15.0")
     assert requirement.specifier.contains(KERAS_FLOOR)
     assert Version(keras.__version__) >= Version(KERAS_FLOOR)
+
+
+def _model_dir_with_info(path, **fields):
+    """A model dir holding only model_info.json with the given raw JSON fields."""
+    import json
+    path.mkdir(parents=True, exist_ok=True)
+    info = {"tile_size": 32, "scale": 2, "overlap": 8, "threshold": 0.5, **fields}
+    (path / "model_info.json").write_text(json.dumps(info))
+    return path
+
+
+@pytest.mark.parametrize("model_file", [
+    "../best_model.keras", "/etc/shadow.keras", "sub/best_model.keras", "..\\best.keras",
+    "gs://bucket/m.keras", "evil.h5", "best_model.hdf5", "saved_model", ".keras"])
+def test_model_file_must_be_a_keras_file_inside_the_model_dir(tmp_path, model_file):
+    from tiled_vessel_seg import model_info
+    model_dir = _model_dir_with_info(tmp_path / "m", model_file=model_file)
+    with pytest.raises(model_info.ModelDirError, match="model_file") as refused:
+        model_info.read_model_info(str(model_dir))
+    assert str(model_dir / "model_info.json") in str(refused.value)
+    assert repr(model_file) in str(refused.value)
+    built = model_info.ModelInfo(tile_size=32, scale=2, model_file=model_file)
+    with pytest.raises(model_info.ModelDirError, match="model_file"):
+        built.model_path(str(model_dir))
+    assert model_info.ModelInfo(tile_size=32, scale=2).model_path("m") == os.path.join(
+        "m", "best_model.keras")
+
+
+def test_an_h5_named_by_model_info_is_refused_before_its_code_can_run(tmp_path):
+    from tiled_vessel_seg import model_info
+    from tiled_vessel_seg.inference import predictor
+    model_dir = _model_dir_with_info(tmp_path / "m", model_file="evil.h5")
+    marker = tmp_path / "code_ran"
+    _save_h5_with_code(model_dir / "evil.h5", marker)
+    with pytest.raises(model_info.ModelDirError, match="evil.h5"):
+        predictor.load_predictor(str(model_dir))
+    assert not marker.exists()
+    escape = _model_dir_with_info(tmp_path / "m2", model_file="../m/evil.h5")
+    with pytest.raises(model_info.ModelDirError, match="model_file"):
+        predictor.load_predictor(str(escape))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"scale": "x"}, "scale"), ({"tile_size": 64.5}, "tile_size"),
+    ({"overlap": True}, "overlap"), ({"threshold": "0.5"}, "threshold"),
+    ({"threshold": 1.5}, "threshold"), ({"scale": 0}, "scale"),
+    ({"model_file": 3}, "model_file"), ({"precision": None}, "precision"),
+    ({"data_ids": {"train": "im0001"}}, "data_ids"), ({"data_ids": []}, "data_ids"),
+    ({"config": "x" * 400_000}, "config"), ({"tile_sise": 64}, "tile_sise"),
+])
+def test_model_info_field_errors_name_the_field(tmp_path, fields, field):
+    from tiled_vessel_seg import model_info
+    model_dir = _model_dir_with_info(tmp_path / "m", **fields)
+    with pytest.raises(model_info.ModelDirError) as refused:
+        model_info.read_model_info(str(model_dir))
+    message = str(refused.value)
+    assert f"'{field}'" in message and str(model_dir / "model_info.json") in message
+    assert len(message) < 400 and "\n" not in message
+
+
+def test_model_info_missing_field_or_not_an_object_is_named(tmp_path):
+    import json
+    from tiled_vessel_seg import model_info
+    (tmp_path / "model_info.json").write_text(json.dumps({"scale": 2}))
+    with pytest.raises(model_info.ModelDirError, match="'tile_size' is missing"):
+        model_info.read_model_info(str(tmp_path))
+    (tmp_path / "model_info.json").write_text("[1, 2]")
+    with pytest.raises(model_info.ModelDirError, match="JSON object"):
+        model_info.read_model_info(str(tmp_path))
+
+
+def test_every_model_info_field_has_a_type_check():
+    import dataclasses
+    from tiled_vessel_seg import model_info
+    assert {f.name for f in dataclasses.fields(model_info.ModelInfo)} == set(
+        model_info._FIELD_TYPES)  # pylint: disable=protected-access

@@ -14,6 +14,7 @@ from tiled_vessel_seg.tfrecords import schema
 
 INFO_FILE = "model_info.json"
 MODEL_FILE = "best_model.keras"
+MODEL_EXTENSION = ".keras"
 
 
 class ModelDirError(ValueError):
@@ -39,7 +40,76 @@ class ModelInfo:
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def model_path(self, model_dir: str) -> str:
+        """model_dir/model_file; raises ModelDirError unless model_file is a `.keras` file
+        name inside model_dir (see check_model_file)."""
+        check_model_file(self.model_file, info_path(model_dir))
         return storage.join(model_dir, self.model_file)
+
+
+def check_model_file(name: object, where: str) -> None:
+    """Accepts only a plain `NAME.keras` file name: no directory part, no `..`.
+
+    Keras honours safe_mode only for `.keras` archives (an `.h5` may run code while it
+    loads), and a path would let model_info.json point at any file on the machine.
+    """
+    if (not isinstance(name, str) or not name.endswith(MODEL_EXTENSION)
+            or name == MODEL_EXTENSION or "/" in name or "\\" in name or ".." in name
+            or ":" in name or name.strip() != name):
+        raise ModelDirError(
+            f"{where}: model_file {name!r} refused: it must be a {MODEL_EXTENSION} file "
+            f"name inside the model dir (no path, no '..'; .h5/.hdf5 and SavedModels are "
+            "not loaded, as Keras cannot load them in safe mode)")
+
+
+# field -> (accepted JSON types, what to say). bool is excluded from the numbers.
+_FIELD_TYPES = {
+    "tile_size": ((int,), "an integer"),
+    "scale": ((int,), "an integer"),
+    "overlap": ((int,), "an integer"),
+    "threshold": ((int, float), "a number"),
+    "input_normalization": ((str,), "a string"),
+    "schema_version": ((int,), "an integer"),
+    "model_file": ((str,), "a string"),
+    "precision": ((str,), "a string"),
+    "data_ids": ((dict,), "an object {split: [image ids]}"),
+    "config": ((dict,), "an object"),
+}
+
+
+def _check_fields(path: str, raw: object) -> None:
+    """Raises ModelDirError naming the first field whose JSON value has the wrong type or
+    range, a missing required field, or an unknown one."""
+    if not isinstance(raw, dict):
+        raise ModelDirError(f"{path}: not a valid model_info.json: expected a JSON object, "
+                            f"got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(ModelInfo)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ModelDirError(f"{path}: unknown field(s) {', '.join(map(repr, unknown))}")
+    for name, field in fields.items():
+        if name not in raw:
+            if (field.default is dataclasses.MISSING
+                    and field.default_factory is dataclasses.MISSING):
+                raise ModelDirError(f"{path}: field {name!r} is missing")
+            continue
+        if name not in _FIELD_TYPES:  # tests require an entry for every field
+            continue
+        value = raw[name]
+        types, wanted = _FIELD_TYPES[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ModelDirError(f"{path}: field {name!r} must be {wanted}, got "
+                                f"{json.dumps(value)[:80]}")
+    ids = raw.get("data_ids", {})
+    if not all(isinstance(v, list) and all(isinstance(i, str) for i in v)
+               for v in ids.values()):
+        raise ModelDirError(f"{path}: field 'data_ids' must map each split to a list of "
+                            "image id strings")
+    for name, low in (("tile_size", 1), ("scale", 1), ("overlap", 0)):
+        if name in raw and raw[name] < low:
+            raise ModelDirError(f"{path}: field {name!r} must be >= {low}, got {raw[name]}")
+    if "threshold" in raw and not 0.0 <= raw["threshold"] <= 1.0:
+        raise ModelDirError(f"{path}: field 'threshold' must be in [0, 1], got "
+                            f"{raw['threshold']}")
 
 
 def info_path(model_dir: str) -> str:
@@ -58,11 +128,14 @@ def read_model_info(model_dir: str) -> ModelInfo:
     if not storage.exists(path):
         raise ModelDirError(f"{path}: not found; is {model_dir} a model dir written by vessel-train?")
     try:
-        info = ModelInfo(**json.loads(storage.read_text(path)))
+        raw = json.loads(storage.read_text(path))
     except storage.StorageError as e:
         raise ModelDirError(str(e)) from None
-    except (ValueError, TypeError) as e:
+    except ValueError as e:
         raise ModelDirError(f"{path}: not a valid model_info.json: {e}") from None
+    _check_fields(path, raw)
+    check_model_file(raw.get("model_file", MODEL_FILE), path)
+    info = ModelInfo(**raw)
     if info.schema_version not in schema.READABLE_VERSIONS:
         raise ModelDirError(f"{path}: written for record schema {info.schema_version}, this "
                             f"tool reads {schema.READABLE_VERSIONS}; retrain or use a matching "

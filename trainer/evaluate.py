@@ -65,7 +65,12 @@ def load_model(model_dir: str):
         raise model_info_lib.ModelDirError(
             f"{path}: not found; vessel-train saves it after the first epoch whose val_loss "
             f"improves")
-    return model_lib.load_model(path, compile=True), info
+    try:
+        model = model_lib.load_model(path, compile=True)
+    except Exception as e:  # keras raises many types; its safe_mode refusal names no file
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise model_info_lib.ModelDirError(f"{path}: cannot load the model: {reason}") from e
+    return model, info
 
 
 def evaluate(model_dir: str, data_dir: str, split: str = "test", *,

@@ -31,6 +31,15 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used as it is."""
 
 
+ECHO_LIMIT = 80  # characters of a bad value quoted back in an error message
+
+
+def _clip(text: str, limit: int = ECHO_LIMIT) -> str:
+    """`text`, or its first `limit` characters and its length: a 400 KB value must not
+    be echoed whole."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is None:
@@ -114,13 +123,14 @@ def parse_value(text: str, tp: Any, where: str) -> Any:
             value = text.strip()
         else:
             raise ConfigError(
-                f"{where}: {text.strip()!r} is not a Python literal "
+                f"{where}: {_clip(repr(text.strip()))} is not a Python literal "
                 f"(expected {_type_name(tp)}): {e.__class__.__name__}") from None
     try:
         return coerce(value, tp)
     except TypeError:
         raise ConfigError(
-            f"{where}: {value!r} is a {type(value).__name__}, expected {_type_name(tp)}"
+            f"{where}: {_clip(repr(value))} is a {type(value).__name__}, "
+            f"expected {_type_name(tp)}"
         ) from None
 
 
@@ -141,7 +151,8 @@ def _read_parser(path: str) -> configparser.ConfigParser:
     try:
         parser.read_string(text, source=path)
     except configparser.Error as e:
-        raise ConfigError(f"{path}: not a valid INI file: {e}") from None
+        raise ConfigError(
+            f"{path}: not a valid INI file: {_clip(str(e), 4 * ECHO_LIMIT)}") from None
     return parser
 
 
@@ -192,11 +203,12 @@ def load_config(path: str | os.PathLike | None = None,
         section, key, raw = split_override(item)
         cls = section_classes.get(section)
         if cls is None:
-            raise ConfigError(f"override {item!r}: unknown section [{section}]; "
+            raise ConfigError(f"override {_clip(repr(item))}: unknown section [{section}]; "
                               f"known: {', '.join(sorted(section_classes))}")
         types_ = _field_types(cls)
         if key not in types_:
-            raise ConfigError(f"override {item!r}: [{section}] has no key {key!r}; "
+            raise ConfigError(f"override {_clip(repr(item))}: [{section}] has no key "
+                              f"{_clip(repr(key))}; "
                               f"known: {', '.join(sorted(types_))}")
         sections.setdefault(section, {})[key] = parse_value(
             raw, types_[key], f"override: [{section}] {key}")
@@ -204,7 +216,7 @@ def load_config(path: str | os.PathLike | None = None,
         return schema.Config(**{name: section_classes[name](**vals)
                                 for name, vals in sections.items()})
     except ValueError as e:  # __post_init__ checks of ranges and combinations
-        raise ConfigError(f"{source}: {e}") from None
+        raise ConfigError(f"{source}: {_clip(str(e), 4 * ECHO_LIMIT)}") from None
 
 
 def split_override(item: str) -> tuple[str, str, str]:
@@ -212,7 +224,7 @@ def split_override(item: str) -> tuple[str, str, str]:
     name, sep, raw = item.partition("=")
     section, dot, key = name.strip().partition(".")
     if not sep or not dot or not section or not key:
-        raise ConfigError(f"override {item!r}: expected section.key=value")
+        raise ConfigError(f"override {_clip(repr(item))}: expected section.key=value")
     return section, key.strip(), raw
 
 
@@ -232,14 +244,14 @@ def with_overrides(config: schema.Config, values: Mapping[str, Any]) -> schema.C
         try:
             updates.setdefault(section, {})[key] = coerce(value, types_[key])
         except TypeError:
-            raise ConfigError(f"{name}: {value!r} is a {type(value).__name__}, "
+            raise ConfigError(f"{name}: {_clip(repr(value))} is a {type(value).__name__}, "
                               f"expected {_type_name(types_[key])}") from None
     try:
         return dataclasses.replace(config, **{
             section: dataclasses.replace(getattr(config, section), **vals)
             for section, vals in updates.items()})
     except ValueError as e:
-        raise ConfigError(str(e)) from None
+        raise ConfigError(_clip(str(e), 4 * ECHO_LIMIT)) from None
 
 
 def to_dict(config: schema.Config) -> dict[str, dict[str, Any]]:

@@ -1,18 +1,21 @@
 """The Beam job: image pairs -> enlarged, tiled, filtered, augmented, split TFRecord shards.
 
-Graph (one element per IMAGE until the DoFn fans out into tiles):
+Graph: one element per IMAGE, then one per kept TILE (the per-tile work is spread over
+all workers, whatever the number of images):
 
-    Create(pairs with their split) -> Reshuffle -> ProcessImageFn --train--> WriteToTFRecord
-                                                                   --valid--> WriteToTFRecord
-                                                                   --test---> WriteToTFRecord
-                                                                   --errors-> errors.jsonl
-                                                                   --stats--> images.jsonl
+    Create(pairs with their split) -> Reshuffle -> PlanImageFn --tasks--> Reshuffle
+        -> TileRecordsFn --train/valid/test--> WriteToTFRecord per split
+    PlanImageFn --errors--> errors.jsonl (dead letters, with the discovery problems)
+                --stats---> images.jsonl (one line per image written)
 
-`ProcessImageFn` reads and decodes one pair, enlarges it, emits tiles one at a time
-(already PNG-encoded tf.train.Example bytes, so the shuffle carries compact bytes) and
-turns any bad input into a dead letter instead of failing the job. After the pipeline
-finishes, `finalize_dataset` writes statistics.png and, last and atomically,
-dataset_info.json from images.jsonl, errors.jsonl and the shard files actually written.
+`PlanImageFn` reads, decodes and checks one pair, enlarges its mask and chooses the
+tiles; any failure there makes the image one dead letter, and it happens before the
+first tile task is emitted, so a bad image is never half present in the shards. Each
+task carries the tile's small source window, not the enlarged tile (see tile_tasks.py).
+`TileRecordsFn` rebuilds the tile, augments training tiles and encodes the records
+(tfrecords/encoding.py). After the pipeline finishes, `finalize_dataset` writes
+statistics.png and, last and atomically, dataset_info.json from images.jsonl,
+errors.jsonl and the shard files actually written.
 """
 from __future__ import annotations
 
@@ -21,13 +24,13 @@ import datetime
 import io
 import json
 import platform
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 
 from tiled_vessel_seg import imaging, storage
-from tiled_vessel_seg.beam_jobs import augment, enlarge, inputs, split, tiling
+from tiled_vessel_seg.beam_jobs import inputs, split, tile_tasks
 from tiled_vessel_seg.configs.schema import PreprocessConfig
 from tiled_vessel_seg.tfrecords import dataset_info as info_lib
 from tiled_vessel_seg.tfrecords import schema
@@ -37,6 +40,7 @@ IMAGES_FILE = "images.jsonl"  # one line per processed image: split, counts, che
 METRICS_NAMESPACE = "vessel_preprocess"
 ERRORS_TAG = "errors"
 STATS_TAG = "stats"
+TASKS_TAG = "tasks"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,46 +81,12 @@ def tile_encoding(config: PreprocessConfig) -> TileEncoding:
     return TileEncoding(config.image_encoding, config.mask_encoding, config.jpeg_quality)
 
 
-def image_records(item: WorkItem, image, mask, config: PreprocessConfig,
-                  stats: dict) -> Iterator[bytes]:
-    """Serialized tf.train.Examples of one decoded pair (stages 1-4 and 7).
+class PlanImageFn(beam.DoFn):
+    """WorkItem -> its TileTasks (main output), then one stats line; or one dead letter.
 
-    Updates `stats` in place: tiles_total, tiles_kept, tiles_dropped, whole_image, augmented.
-    Augmentation applies only when item.split == "train".
+    Everything that can fail for an image (read, decode, size check, enlargement, tile
+    choice) runs before the first task is emitted, so a bad image has no tile in any shard.
     """
-    chosen = (augment.variants(config.augmentations, config.distortion_centers)
-              if item.split == "train" else [])
-    big_image, big_mask = enlarge.enlarge_pair(image, mask, config.scale)
-    encoding = tile_encoding(config)
-
-    def records_of(y: int, x: int, tile_image, tile_mask) -> Iterator[bytes]:
-        yield schema.encode_example(schema.TileRecord(
-            tile_image, tile_mask, item.image_id, y, x, config.scale,
-            schema.NO_AUGMENTATION, item.image_path), encoding)
-        for name, aug_image, aug_mask in augment.augmented_copies(
-                tile_image, tile_mask, chosen, config.seed, item.image_id, y, x,
-                config.elastic_alpha, config.elastic_sigma):
-            stats["augmented"] += 1
-            yield schema.encode_example(schema.TileRecord(
-                aug_image, aug_mask, item.image_id, y, x, config.scale, name, item.image_path),
-                encoding)
-
-    for tile in tiling.iter_tiles(big_image, big_mask, config.tile_size, config.stride):
-        stats["tiles_total"] += 1
-        if not tiling.keep_tile(tile.mask, config.min_vessel_fraction):
-            stats["tiles_dropped"] += 1
-            continue
-        stats["tiles_kept"] += 1
-        yield from records_of(tile.y, tile.x, tile.image, tile.mask)
-    if config.whole_image:
-        stats["whole_image"] += 1
-        whole_image, whole_mask = tiling.whole_image_sample(big_image, big_mask, config.tile_size)
-        yield from records_of(schema.WHOLE_IMAGE_ORIGIN, schema.WHOLE_IMAGE_ORIGIN,
-                              whole_image, whole_mask)
-
-
-class ProcessImageFn(beam.DoFn):
-    """WorkItem -> tagged outputs: record bytes per split, dead letters, one stats line."""
 
     def __init__(self, config: PreprocessConfig):
         self._config = config  # a frozen dataclass of plain values: safe to pickle
@@ -124,42 +94,66 @@ class ProcessImageFn(beam.DoFn):
         self._errors = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "errors")
         self._kept = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "tiles_kept")
         self._dropped = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "tiles_dropped")
-        self._augmented = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "tiles_augmented")
 
     def setup(self):
-        # Heavy imports once per worker, not at pickling time.
-        import cv2
-        from tensorflow.core.example import example_pb2  # noqa: F401  (protobuf for encoding)
-        # Parallelism comes from Beam workers; OpenCV's own thread pool only contends with
-        # them (cv2.remap of a 512 tile: 6.7 ms CPU single-threaded, 11 ms with 2 threads).
-        cv2.setNumThreads(1)
+        _single_threaded_opencv()
 
     def process(self, item: WorkItem):
-        stats = {"image_id": item.image_id, "split": item.split, "image_path": item.image_path,
-                 "mask_path": item.mask_path, "tiles_total": 0, "tiles_kept": 0,
-                 "tiles_dropped": 0, "whole_image": 0, "augmented": 0, "records": 0,
-                 "checksums": {}}
         try:
-            image, mask, stats["checksums"] = load_pair(item)
+            image, mask, checksums = load_pair(item)
         except imaging.ImageReadError as e:
             self._errors.inc()
             yield beam.pvalue.TaggedOutput(ERRORS_TAG, error_line(e.path, "read", e.reason,
                                                                   item.image_id))
             return
         try:
-            for record in image_records(item, image, mask, self._config, stats):
-                stats["records"] += 1
-                yield beam.pvalue.TaggedOutput(item.split, record)
+            plan = tile_tasks.plan_image(item.image_id, item.image_path, item.split, image,
+                                         mask, self._config)
         except Exception as e:  # noqa: BLE001 - one bad image must not stop the job
             self._errors.inc()
             yield beam.pvalue.TaggedOutput(ERRORS_TAG, error_line(
                 item.image_path, "process", f"{type(e).__name__}: {e}", item.image_id))
             return
         self._images.inc()
-        self._kept.inc(stats["tiles_kept"])
-        self._dropped.inc(stats["tiles_dropped"])
-        self._augmented.inc(stats["augmented"])
-        yield beam.pvalue.TaggedOutput(STATS_TAG, json.dumps(stats, sort_keys=True))
+        self._kept.inc(plan.tiles_kept)
+        self._dropped.inc(plan.tiles_dropped)
+        yield from plan.tasks
+        yield beam.pvalue.TaggedOutput(STATS_TAG, json.dumps({
+            "image_id": item.image_id, "split": item.split, "image_path": item.image_path,
+            "mask_path": item.mask_path, "tiles_total": plan.tiles_total,
+            "tiles_kept": plan.tiles_kept, "tiles_dropped": plan.tiles_dropped,
+            "whole_image": plan.whole_image, "augmented": plan.augmented,
+            "records": plan.records, "checksums": checksums}, sort_keys=True))
+
+
+class TileRecordsFn(beam.DoFn):
+    """TileTask -> its serialized records (the tile and its augmented copies), tagged by split.
+
+    Nothing here depends on the input file any more (PlanImageFn checked it): an
+    exception is a bug and fails the job rather than leaving an image half written.
+    """
+
+    def __init__(self, config: PreprocessConfig):
+        self._config = config
+        self._encoding = tile_encoding(config)
+        self._augmented = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "tiles_augmented")
+
+    def setup(self):
+        _single_threaded_opencv()
+
+    def process(self, task: tile_tasks.TileTask):
+        count = 0
+        for record in tile_tasks.task_records(task, self._config, self._encoding):
+            count += 1
+            yield beam.pvalue.TaggedOutput(task.split, record)
+        self._augmented.inc(count - 1)
+
+
+def _single_threaded_opencv() -> None:
+    # Parallelism comes from Beam workers; OpenCV's own thread pool only contends with
+    # them (cv2.remap of a 512 tile: 6.7 ms CPU single-threaded, 11 ms with 2 threads).
+    import cv2  # pylint: disable=import-outside-toplevel  (once per worker, not at pickling)
+    cv2.setNumThreads(1)
 
 
 def build_pipeline(pipeline: beam.Pipeline, items: Sequence[WorkItem],
@@ -167,11 +161,15 @@ def build_pipeline(pipeline: beam.Pipeline, items: Sequence[WorkItem],
                    output_dir: str) -> None:
     """Adds the job's transforms to `pipeline` (does not run it)."""
     used_splits = [s for s in split.SPLIT_NAMES if any(i.split == s for i in items)]
-    outputs = (pipeline
+    planned = (pipeline
                | "Images" >> beam.Create(list(items))
                | "SpreadImages" >> beam.Reshuffle()
-               | "ProcessImage" >> beam.ParDo(ProcessImageFn(config)).with_outputs(
-                   ERRORS_TAG, STATS_TAG, *split.SPLIT_NAMES))
+               | "PlanImage" >> beam.ParDo(PlanImageFn(config)).with_outputs(
+                   ERRORS_TAG, STATS_TAG, main=TASKS_TAG))
+    outputs = (planned[TASKS_TAG]
+               | "SpreadTiles" >> beam.Reshuffle()
+               | "TileRecords" >> beam.ParDo(TileRecordsFn(config)).with_outputs(
+                   *split.SPLIT_NAMES))
     compression = (CompressionTypes.GZIP if config.compression == "gzip"
                    else CompressionTypes.UNCOMPRESSED)
     for name in used_splits:
@@ -181,10 +179,10 @@ def build_pipeline(pipeline: beam.Pipeline, items: Sequence[WorkItem],
             num_shards=config.shards, shard_name_template=storage.BEAM_SHARD_TEMPLATE,
             compression_type=compression)
     errors = ((pipeline | "DiscoveryErrors" >> beam.Create(list(discovery_errors)),
-               outputs[ERRORS_TAG]) | "AllErrors" >> beam.Flatten())
+               planned[ERRORS_TAG]) | "AllErrors" >> beam.Flatten())
     _ = errors | "WriteErrors" >> beam.io.WriteToText(
         info_lib.join(output_dir, info_lib.ERRORS_FILE), shard_name_template="", num_shards=1)
-    _ = outputs[STATS_TAG] | "WriteImageStats" >> beam.io.WriteToText(
+    _ = planned[STATS_TAG] | "WriteImageStats" >> beam.io.WriteToText(
         info_lib.join(output_dir, IMAGES_FILE), shard_name_template="", num_shards=1)
 
 

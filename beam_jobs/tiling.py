@@ -1,7 +1,9 @@
 """Stages 2, 3 and 7: cut padded tiles, filter vessel-free ones, make the whole-image sample.
 
 Tiles are never resized: edge tiles are padded (reflect-101 for the image, 0 for the mask)
-so every pixel of the enlarged image lies in at least one tile of exactly tile_size.
+so every pixel of the enlarged image lies in at least one tile of exactly tile_size. A
+tile can be cut from the whole image or from any window of it that holds the pixels it
+needs (`cut_tile`'s origin), which is how the Beam job's tile stage rebuilds it.
 """
 from __future__ import annotations
 
@@ -41,38 +43,57 @@ def grid_origins(height: int, width: int, tile_size: int, stride: int) -> list[t
             for x in tile_origins(width, tile_size, stride)]
 
 
-def pad_to_grid(image: np.ndarray, mask: np.ndarray, tile_size: int,
-                stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pads bottom/right so the last tile origins fit: image reflect-101, mask 0."""
-    import cv2
-    h, w = mask.shape[:2]
-    ph = tile_origins(h, tile_size, stride)[-1] + tile_size - h
-    pw = tile_origins(w, tile_size, stride)[-1] + tile_size - w
-    if ph == 0 and pw == 0:
-        return image, mask
-    if ph < h and pw < w:
-        padded_image = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_REFLECT_101)
-    else:  # Pads longer than the image: numpy reflects repeatedly, OpenCV may not.
-        padded_image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 1
-                              else "edge")
-    padded_mask = np.pad(mask, ((0, ph), (0, pw)), mode="constant")
-    return padded_image, padded_mask
+def padded_indices(start: int, count: int, length: int) -> np.ndarray:
+    """int64 [count]: for positions start .. start + count - 1 of an axis of `length`
+    pixels padded on both sides by reflection, the index of the source pixel.
+
+    Reflection without repeating the edge pixel (OpenCV BORDER_REFLECT_101, numpy
+    'reflect'), periodic for pads longer than the axis; a 1-pixel axis repeats its pixel.
+    """
+    positions = np.arange(start, start + count)
+    if length == 1:
+        return np.zeros_like(positions)
+    period = 2 * (length - 1)
+    folded = np.mod(positions, period)
+    return np.where(folded < length, folded, period - folded)
+
+
+def cut_tile(image: np.ndarray, mask: np.ndarray, y: int, x: int, tile_size: int,
+             shape: tuple[int, int] | None = None,
+             origin: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """The tile at (y, x) of an image padded beyond its bottom/right edges (image by
+    reflection, mask by zeros), so every tile has exactly tile_size x tile_size pixels.
+
+    image uint8 [h, w, 3] and mask [h, w] hold rows origin[0] .. origin[0] + h - 1 and
+    columns origin[1] .. of the full image of `shape` (H, W) (default: they ARE the full
+    image); they must contain every source pixel the tile needs (`padded_indices`).
+    Returns image uint8 [T, T, 3] (a view when the tile lies inside the image) and
+    mask [T, T] (zeros past the image).
+    """
+    height, width = shape or mask.shape[:2]
+    oy, ox = origin
+    inside_h, inside_w = min(tile_size, height - y), min(tile_size, width - x)
+    if inside_h == tile_size and inside_w == tile_size:
+        tile_image = image[y - oy:y - oy + tile_size, x - ox:x - ox + tile_size]
+    else:
+        rows = padded_indices(y, tile_size, height) - oy
+        cols = padded_indices(x, tile_size, width) - ox
+        tile_image = image[np.ix_(rows, cols)]
+    tile_mask = np.zeros((tile_size, tile_size), mask.dtype)
+    tile_mask[:inside_h, :inside_w] = mask[y - oy:y - oy + inside_h, x - ox:x - ox + inside_w]
+    return tile_image, tile_mask
 
 
 def iter_tiles(image: np.ndarray, mask: np.ndarray, tile_size: int,
                stride: int | None = None) -> Iterator[Tile]:
-    """Yields every tile of image uint8 [H, W, 3] / mask uint8 [H, W], row-major.
-
-    Tiles are views into one padded copy, so memory stays ~ one enlarged image.
-    """
+    """Yields every tile of image uint8 [H, W, 3] / mask uint8 [H, W], row-major
+    (`cut_tile`: inner tiles are views, edge tiles padded copies)."""
     stride = stride or tile_size
     if image.shape[:2] != mask.shape[:2]:
         raise ValueError(f"image {image.shape[:2]} and mask {mask.shape[:2]} differ in size")
     h, w = mask.shape[:2]
-    padded_image, padded_mask = pad_to_grid(image, mask, tile_size, stride)
     for y, x in grid_origins(h, w, tile_size, stride):
-        yield Tile(y, x, padded_image[y:y + tile_size, x:x + tile_size],
-                   padded_mask[y:y + tile_size, x:x + tile_size])
+        yield Tile(y, x, *cut_tile(image, mask, y, x, tile_size))
 
 
 def vessel_fraction(mask: np.ndarray) -> float:
@@ -83,6 +104,11 @@ def vessel_fraction(mask: np.ndarray) -> float:
 def keep_tile(mask: np.ndarray, min_vessel_fraction: float) -> bool:
     """Stage 3: a tile is kept when its vessel fraction is > min_vessel_fraction."""
     return vessel_fraction(mask) > min_vessel_fraction
+
+
+def padded_vessel_fraction(mask: np.ndarray, y: int, x: int, tile_size: int) -> float:
+    """Vessel fraction of the zero-padded tile at (y, x) of mask [H, W], without cutting it."""
+    return float(np.count_nonzero(mask[y:y + tile_size, x:x + tile_size])) / float(tile_size ** 2)
 
 
 def whole_image_sample(image: np.ndarray, mask: np.ndarray,

@@ -3,6 +3,7 @@
 Expected records are computed here independently (gunzip + cv2 decode, cv2 resizes,
 numpy padding) and compared with what the shards hold.
 """
+import dataclasses
 import glob
 import gzip
 import json
@@ -228,3 +229,35 @@ def test_cli_rejects_bad_flags(tmp_path, capsys):
     assert info.value.code == 2 and "unknown augmentation" in capsys.readouterr().err
     code = cli.main(["--stare_dir", str(tmp_path), "--output_dir", "o", "--tile_stride", "999"])
     assert code == 2 and "tile_stride" in capsys.readouterr().err
+
+
+def test_image_failing_late_leaves_no_record_in_any_shard(synthetic_stare_dir, tmp_path,
+                                                          monkeypatch):
+    """An image whose processing fails after its tiles are cut (here: the whole-image
+    sample, its last step) is one dead letter and has no record in any shard."""
+    from tiled_vessel_seg.beam_jobs import tiling
+    root = tmp_path / "stare"
+    shutil.copytree(synthetic_stare_dir, root)
+    image = _decode_ppm_gz(root / "stare-images" / "im0001.ppm.gz")[:120, :150]
+    label = _decode_ppm_gz(root / "labels-ah" / "im0001.ah.ppm.gz")[:120, :150]
+    for path, array in ((root / "stare-images" / "im0009.ppm.gz", image),
+                        (root / "labels-ah" / "im0009.ah.ppm.gz", label)):
+        path.write_bytes(gzip.compress(b"P6\n150 120\n255\n" + np.ascontiguousarray(array).tobytes()))
+    real_sample = tiling.whole_image_sample
+
+    def failing_for_im0009(big_image, big_mask, size):
+        if big_image.shape[:2] == (120 * SCALE, 150 * SCALE):
+            raise MemoryError("simulated failure after the tiles were cut")
+        return real_sample(big_image, big_mask, size)
+    monkeypatch.setattr(tiling, "whole_image_sample", failing_for_im0009)
+    config = dataclasses.replace(CONFIG, augmentations=("hflip",), split="train=1.0")
+    out = str(tmp_path / "out")
+    pairs, problems = inputs.discover_stare(str(root))
+    summary = pipeline.run_job(config, pairs, problems, out)
+    assert [e["image_id"] for e in summary.errors] == ["im0009"]
+    assert summary.errors[0]["stage"] == "process" and "simulated" in summary.errors[0]["reason"]
+    info, raw, decoded = _records(out)
+    ids = {m["image_id"] for recs in decoded.values() for _, _, m in recs}
+    assert ids == {"im0001", "im0002", "im0003", "im0004"}
+    assert info.splits["train"].image_ids == sorted(ids)
+    assert sum(len(r) for r in raw.values()) == sum(s.records for s in info.splits.values())

@@ -1,22 +1,41 @@
-"""The run report: W/report.md, W/montage.png and W/training_curves.png.
+"""The run report: W/report.md, W/montage.png, W/report_images/<id>.png, W/training_curves.png.
 
-The metrics table is read from the segment stage's metrics.csv, so the report shows
-exactly the figures that file holds.
+The metrics table is read from the segment stage's metrics.json (per image, mean, std and
+the pooled figures over all pixels), so the report shows exactly the figures that file
+holds; a segment folder written before metrics.json existed is read from metrics.csv.
+When the held-out images have a second annotator's masks (STARE's labels-vk, DRIVE's
+2nd_manual, CHASE_DB1's 2ndHO), a "second observer" row scores them against the first
+annotator's, as published tables do.
+
+Pictures: every held-out image is one row of photo | ground truth | prediction | errors,
+with the column titles on top and the image id and Dice above each row. The montage
+shrinks the panels to MONTAGE_PANEL_WIDTH; report_images/<id>.png holds the same row at
+the image's full resolution, where one-pixel vessels can be judged.
 """
 from __future__ import annotations
 
 import csv
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 MONTAGE_FILE = "montage.png"
 CURVES_FILE = "training_curves.png"
 REPORT_FILE = "report.md"
-MONTAGE_PANEL_WIDTH = 350
+FULL_SIZE_DIR = "report_images"
+MONTAGE_PANEL_WIDTH = 480
+COLUMN_TITLES = ("photo", "ground truth", "prediction", "errors")
+ERROR_LEGEND = ("errors: white = vessel found (TP), red = false vessel (FP), "
+                "blue = missed vessel (FN), black = background (TN)")
 TABLE_METRICS = ("dice", "iou", "sensitivity", "specificity", "accuracy", "auc")
+SECOND_OBSERVER = "second observer"
+GAP = 6
+WHITE = (255, 255, 255)
+BLACK = (0, 0, 0)
 
+
+# ---------------------------------------------------------------------------- metrics
 
 def read_metrics_csv(path: str) -> dict[str, dict[str, float]]:
     """{row name ('im0001', ..., 'mean', 'std'): {column: value}} of a metrics.csv."""
@@ -25,58 +44,172 @@ def read_metrics_csv(path: str) -> dict[str, dict[str, float]]:
                 for row in csv.DictReader(f)}
 
 
+def read_segment_metrics(segment_dir: str) -> tuple[dict[str, dict[str, float]], Optional[dict]]:
+    """(table rows, metrics.json document or None) of a segment folder.
+
+    Rows: per image, then 'mean', 'std' and (from metrics.json) 'pooled' (pooled has no
+    AUC: NaN).
+    """
+    from tiled_vessel_seg.inference import metrics_json
+    path = os.path.join(segment_dir, metrics_json.METRICS_JSON)
+    if not os.path.exists(path):
+        return read_metrics_csv(os.path.join(segment_dir, "metrics.csv")), None
+    document = metrics_json.read_metrics_json(path)
+    columns = document["columns"]
+    rows = {r["image"]: {c: r[c] for c in columns} for r in document["images"]}
+    summary = document["summary"]
+    rows["mean"] = dict(summary["mean"])
+    rows["std"] = dict(summary["std"])
+    rows["pooled"] = {c: summary["pooled"].get(c, float("nan")) for c in columns}
+    return rows, document
+
+
+def _cell(value: float) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.4f}"
+
+
 def metrics_table(rows: dict[str, dict[str, float]]) -> str:
-    """A Markdown table: one line per image then mean and std; whole image | inside FOV."""
+    """A Markdown table: one line per image then the summary rows; whole image | FOV."""
     head = ["image"] + [f"{m} (whole / FOV)" for m in TABLE_METRICS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in rows.items():
-        cells = [f"{row[m]:.4f} / {row['fov_' + m]:.4f}" for m in TABLE_METRICS]
-        label = f"**{name}**" if name in ("mean", "std") else name
+        cells = [f"{_cell(row.get(m))} / {_cell(row.get('fov_' + m))}" for m in TABLE_METRICS]
+        label = f"**{name}**" if name in ("mean", "std", "pooled", SECOND_OBSERVER) else name
         lines.append("| " + " | ".join([label] + cells) + " |")
     return "\n".join(lines)
 
 
+def second_observer_rows(pairs, fov_masks: dict[str, np.ndarray]) -> list[dict[str, float]]:
+    """Per image with a second annotator: the second annotator's mask scored against the
+    first's, whole image and inside the FOV (`fov_masks[image_id]`, bool [H, W]).
+
+    AUC is NaN: a binary map has no ROC curve.
+    """
+    from tiled_vessel_seg import imaging
+    from tiled_vessel_seg.inference import metrics
+    rows = []
+    for pair in pairs:
+        if not getattr(pair, "second_mask_path", None):
+            continue
+        first = imaging.read_mask(pair.mask_path).astype(bool)
+        second = imaging.read_mask(pair.second_mask_path).astype(bool)
+        if first.shape != second.shape:
+            raise ValueError(f"{pair.second_mask_path}: {second.shape[1]}x{second.shape[0]}, "
+                             f"the first annotator's mask is {first.shape[1]}x{first.shape[0]}")
+        row = metrics.binary_metrics(second, first)
+        region = fov_masks[pair.image_id]
+        row.update({f"fov_{k}": v for k, v in
+                    metrics.binary_metrics(second[region], first[region]).items()})
+        row["auc"] = row["fov_auc"] = float("nan")
+        rows.append({"image": pair.image_id, **row})
+    return rows
+
+
+# ---------------------------------------------------------------------------- pictures
+
+def text_band(text: str, width: int, height: int, scale: float, align: str = "center",
+              background=WHITE, colour=BLACK) -> np.ndarray:
+    """uint8 RGB [height, width, 3] holding one line of text (OpenCV Hershey font)."""
+    import cv2
+    band = np.full((height, width, 3), background, np.uint8)
+    font, thickness = cv2.FONT_HERSHEY_SIMPLEX, max(1, int(round(scale * 1.6)))
+    (w, h), _ = cv2.getTextSize(text, font, scale, thickness)
+    while w > width - 8 and scale > 0.3:  # shrink what does not fit
+        scale *= 0.9
+        (w, h), _ = cv2.getTextSize(text, font, scale, thickness)
+    x = (width - w) // 2 if align == "center" else 6
+    cv2.putText(band, text, (max(0, x), (height + h) // 2), font, scale, colour, thickness,
+                cv2.LINE_AA)
+    return band
+
+
+def _rgb(panel: np.ndarray) -> np.ndarray:
+    return np.dstack([panel] * 3) if panel.ndim == 2 else panel
+
+
 def _fit_width(image: np.ndarray, width: int) -> np.ndarray:
     import cv2
+    if image.shape[1] == width:
+        return image
     height = max(1, round(image.shape[0] * width / image.shape[1]))
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def montage(rows: Sequence[Sequence[np.ndarray]], width: int = MONTAGE_PANEL_WIDTH) -> np.ndarray:
-    """Grid of RGB uint8 panels (each resized to `width` px wide), one row per image.
+def labelled_montage(rows: Sequence[tuple[str, Sequence[np.ndarray]]],
+                     titles: Sequence[str] = COLUMN_TITLES,
+                     width: Optional[int] = MONTAGE_PANEL_WIDTH,
+                     legend: Optional[str] = ERROR_LEGEND) -> np.ndarray:
+    """A grid of panels, one row per image, with titles.
 
     Args:
-      rows: per image, its panels as uint8 [H, W, 3] or [H, W].
+      rows: (row title, panels) per image; panels uint8 [H, W, 3] or [H, W], one per
+        column title.
+      titles: the column titles, drawn once above the grid.
+      width: every panel is resized (area averaging) to this width; None keeps the
+        first panel's width (full resolution).
+      legend: a line of text under the grid, or None.
+
     Returns:
-      uint8 [sum of row heights + gaps, n_panels * (width + gap), 3].
+      uint8 RGB [H', W', 3] on a white background.
     """
-    gap = 4
-    strips = []
-    for panels in rows:
-        fitted = [_fit_width(np.dstack([p] * 3) if p.ndim == 2 else p, width) for p in panels]
+    if not rows:
+        raise ValueError("labelled_montage needs at least one row")
+    width = width or rows[0][1][0].shape[1]
+    scale = max(0.7, width / 500)
+    band = int(round(34 * scale))
+    columns = len(titles)
+    total = columns * width + (columns + 1) * GAP
+    header = np.full((band, total, 3), 255, np.uint8)
+    for i, title in enumerate(titles):
+        x = GAP + i * (width + GAP)
+        header[:, x:x + width] = text_band(title, width, band, 0.8 * scale)
+    parts = [header]
+    for label, panels in rows:
+        if len(panels) != columns:
+            raise ValueError(f"row {label!r} has {len(panels)} panels for {columns} titles")
+        fitted = [_fit_width(_rgb(p), width) for p in panels]
         height = max(p.shape[0] for p in fitted)
-        strip = np.full((height + gap, len(fitted) * (width + gap), 3), 255, np.uint8)
+        parts.append(text_band(label, total, band, 0.75 * scale, align="left",
+                               background=(235, 235, 235)))
+        strip = np.full((height + GAP, total, 3), 255, np.uint8)
         for i, panel in enumerate(fitted):
-            strip[:panel.shape[0], i * (width + gap):i * (width + gap) + width] = panel
-        strips.append(strip)
-    return np.concatenate(strips, axis=0)
+            x = GAP + i * (width + GAP)
+            strip[:panel.shape[0], x:x + width] = panel
+        parts.append(strip)
+    if legend:
+        parts.append(text_band(legend, total, band, 0.6 * scale))
+    return np.concatenate(parts, axis=0)
 
 
 def plot_training_curves(history: dict, path: str) -> bool:
-    """Loss and Dice per epoch, train and validation, side by side. False without history."""
+    """Loss and Dice per epoch, train and validation, side by side, with a marker at the
+    best epoch (lowest val_loss: the epoch best_model.keras comes from). False without
+    history."""
     if not history.get("epoch"):
         return False
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for ax, key in zip(axes, ("loss", "dice_coef")):
+    epochs = list(history["epoch"])
+    val_loss = [np.nan if v is None else v for v in history.get("val_loss", [])]
+    best = int(np.nanargmin(val_loss)) if val_loss and np.isfinite(val_loss).any() else None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key, label in zip(axes, ("loss", "dice_coef"),
+                              ("loss (lower is better)", "Dice coefficient (higher is better)")):
         for name in (key, "val_" + key):
             if name in history:
-                ax.plot(history["epoch"], history[name], label=name)
+                values = [np.nan if v is None else v for v in history[name]]
+                ax.plot(epochs, values, marker=".", label=name)
+                if best is not None and name.startswith("val_") and best < len(values):
+                    ax.plot([epochs[best]], [values[best]], marker="*", markersize=14,
+                            color="tab:red", linestyle="none",
+                            label=f"best epoch {epochs[best]} (lowest val_loss)")
+        if best is not None:
+            ax.axvline(epochs[best], color="tab:red", alpha=0.3, linestyle="--")
         ax.set_xlabel("epoch")
-        ax.set_title(key)
-        ax.legend()
+        ax.set_ylabel(label)
+        ax.set_title(f"{key}: training and validation")
+        ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -84,34 +217,79 @@ def plot_training_curves(history: dict, path: str) -> bool:
     return True
 
 
+def _write_png(path: str, image: np.ndarray) -> None:
+    from tiled_vessel_seg import imaging, storage
+    storage.write_bytes_atomic(path, imaging.encode_png(image))
+
+
+# ---------------------------------------------------------------------------- report
+
+def _fov_masks(held_out, photos: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
+    """{image id: bool FOV} from the pairs' FOV files, else computed; and the source."""
+    from tiled_vessel_seg import imaging
+    from tiled_vessel_seg.inference import fov
+    masks, from_files = {}, 0
+    for pair in held_out:
+        path = getattr(pair, "fov_path", None)
+        if path:
+            masks[pair.image_id] = imaging.read_mask(path).astype(bool)
+            from_files += 1
+        else:
+            masks[pair.image_id] = fov.fov_mask(photos[pair.image_id])
+    source = ("the dataset's FOV masks" if from_files == len(masks)
+              else "automatic field-of-view mask" if not from_files
+              else f"the dataset's FOV masks for {from_files} image(s), computed otherwise")
+    return masks, source
+
+
 def write_report(workdir: str, stare_dir: str, data_dir: str, model_dir: str,
                  segment_dir: str, held_out) -> str:
-    """Writes report.md, montage.png and training_curves.png into `workdir`; returns the
-    report's path. `held_out`: beam_jobs.inputs.ImagePair of the segmented test images."""
-    from tiled_vessel_seg.beam_jobs import image_io
-    from tiled_vessel_seg.inference import cli as segment_cli
+    """Writes report.md, montage.png, report_images/<id>.png and training_curves.png into
+    `workdir`; returns the report's path.
+
+    held_out: the segmented test images' pairs (image_id, image_path, mask_path and,
+      when the dataset has them, fov_path and second_mask_path).
+    """
+    from tiled_vessel_seg import imaging, storage
+    from tiled_vessel_seg.inference import error_map
     from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
     from tiled_vessel_seg.trainer import callbacks
-    from tiled_vessel_seg.trainer import model_info as model_info_lib
+    from tiled_vessel_seg import model_info as model_info_lib
 
-    import cv2
-    metrics_csv = os.path.join(segment_dir, "metrics.csv")
-    rows = read_metrics_csv(metrics_csv)
+    rows, document = read_segment_metrics(segment_dir)
     info = dataset_info_lib.read_dataset_info(data_dir)
     model = model_info_lib.read_model_info(model_dir)
     history = callbacks.read_history(os.path.join(model_dir, callbacks.HISTORY_FILE))
     has_curves = plot_training_curves(history, os.path.join(workdir, CURVES_FILE))
 
-    panels = []
+    photos = {p.image_id: imaging.read_image(p.image_path) for p in held_out}
+    fov_masks, fov_source = _fov_masks(held_out, photos)
+    observer = second_observer_rows(held_out, fov_masks)
+    if observer:
+        from tiled_vessel_seg.inference import metrics
+        columns = [c for c in next(iter(rows.values()))]
+        stats = metrics.summarize(observer, columns)
+        rows[SECOND_OBSERVER] = {c: stats[c][0] for c in columns}
+
+    picture_rows, full_size = [], []
+    storage.makedirs(os.path.join(workdir, FULL_SIZE_DIR))
     for pair in held_out:
-        photo = image_io.read_image(pair.image_path)
-        truth = image_io.read_mask(pair.mask_path) * 255
-        predicted = cv2.imread(os.path.join(segment_dir, pair.image_id + ".png"),
-                               cv2.IMREAD_GRAYSCALE)
-        panels.append([photo, truth, predicted, segment_cli.overlay_image(photo, predicted)])
-    if panels:
-        picture = montage(panels)
-        cv2.imwrite(os.path.join(workdir, MONTAGE_FILE), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+        predicted_path = os.path.join(segment_dir, pair.image_id + ".png")
+        if not os.path.exists(predicted_path):
+            continue
+        truth = imaging.read_mask(pair.mask_path)
+        predicted = imaging.read_mask(predicted_path)
+        dice = rows.get(pair.image_id, {}).get("dice", float("nan"))
+        fov_dice = rows.get(pair.image_id, {}).get("fov_dice", float("nan"))
+        label = f"{pair.image_id}   Dice {_cell(dice)}   (inside FOV {_cell(fov_dice)})"
+        panels = [photos[pair.image_id], truth * 255, predicted * 255,
+                  error_map.error_map(predicted, truth)]
+        picture_rows.append((label, panels))
+        path = os.path.join(workdir, FULL_SIZE_DIR, f"{pair.image_id}.png")
+        _write_png(path, labelled_montage([(label, panels)], width=None))
+        full_size.append(f"[{pair.image_id}]({FULL_SIZE_DIR}/{pair.image_id}.png)")
+    if picture_rows:
+        _write_png(os.path.join(workdir, MONTAGE_FILE), labelled_montage(picture_rows))
 
     evaluation = os.path.join(model_dir, "evaluation.csv")
     split_lines = "\n".join(
@@ -119,6 +297,14 @@ def write_report(workdir: str, stare_dir: str, data_dir: str, model_dir: str,
         for name, s in sorted(info.splits.items()))
     epochs = len(history.get("epoch", []))
     best = min(history["val_loss"]) if history.get("val_loss") else float("nan")
+    threshold = document["threshold"] if document else model.threshold
+    source = (f"`{os.path.join(segment_dir, 'metrics.json')}`" if document
+              else f"`{os.path.join(segment_dir, 'metrics.csv')}`")
+    pooled_note = ("\"pooled\" counts the pixels of all images at once (the global F1 of "
+                   "published tables; AUC is not pooled).\n" if document else "")
+    observer_note = (f"\"{SECOND_OBSERVER}\": the second annotator's masks of "
+                     f"{len(observer)} image(s) scored against the first annotator's (no "
+                     "AUC: a binary map has no ROC curve).\n" if observer else "")
     text = f"""# Run report: {os.path.abspath(workdir)}
 
 Source photos: `{stare_dir}`. Model: `{model_dir}` (tile {model.tile_size}, scale
@@ -133,8 +319,8 @@ Source photos: `{stare_dir}`. Model: `{model_dir}` (tile {model.tile_size}, scal
 ## Held-out full images
 
 Segmented at native resolution (`vessel-segment --input_scale native`), threshold
-{model.threshold}; metrics from `{metrics_csv}`; FOV = automatic field-of-view mask.
-
+{threshold}; metrics from {source}; FOV = {fov_source}.
+{pooled_note}{observer_note}
 {metrics_table(rows)}
 
 Tile-level test metrics: `{evaluation}`.
@@ -143,14 +329,11 @@ Tile-level test metrics: `{evaluation}`.
 
 {'![training curves](' + CURVES_FILE + ')' if has_curves else '(no training history)'}
 
-Each row: photo | ground truth | prediction | overlay.
+Each row: photo | ground truth | prediction | errors ({ERROR_LEGEND.split(': ', 1)[1]}).
+Full resolution: {', '.join(full_size) or 'none'}.
 
 ![montage]({MONTAGE_FILE})
 """
     path = os.path.join(workdir, REPORT_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    storage.write_text_atomic(path, text)
     return path
-

@@ -49,8 +49,8 @@ def write(path, array):
 
 
 def _decode(path):
-    from tiled_vessel_seg.beam_jobs import image_io
-    return image_io.read_image(path)
+    from tiled_vessel_seg import imaging
+    return imaging.read_image(path)
 
 
 def names(problems):

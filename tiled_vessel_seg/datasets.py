@@ -29,7 +29,7 @@ all (a missing root folder, a manifest without its required columns) raises
 
 This module is the ground floor: it imports no stage package, so preprocessing,
 segmentation and vessel-run all use it. Listing works on local paths and on gs:// (through
-tf.io.gfile, imported only for URLs).
+the storage module).
 """
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ import posixpath
 import re
 from typing import Iterable, Optional, Sequence
 
-IMAGE_EXTENSIONS = (".ppm", ".pgm", ".pnm", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif",
-                    ".bmp")
+from tiled_vessel_seg import imaging, storage
+
 SPLIT_NAMES = ("train", "valid", "test")
 MANIFEST_COLUMNS = ("image", "mask", "fov", "split")
 REQUIRED_MANIFEST_COLUMNS = ("image", "mask")
@@ -85,62 +85,26 @@ class InputProblem:
 
 # ------------------------------------------------------------------------- file system
 
-def _is_remote(path: str) -> bool:
-    return "://" in path
-
-
-def join(base: str, *parts: str) -> str:
-    """Path join that keeps gs://bucket/... URLs intact."""
-    parts = tuple(p for p in parts if p)
-    if _is_remote(base):
-        return posixpath.join(base, *parts)
-    return os.path.join(base, *parts)
-
-
-def is_dir(path: str) -> bool:
-    if _is_remote(path):
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        return tf.io.gfile.isdir(path)
-    return os.path.isdir(path)
-
-
-def exists(path: str) -> bool:
-    if _is_remote(path):
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        return tf.io.gfile.exists(path)
-    return os.path.exists(path)
+join = storage.join
+exists = storage.exists
+is_dir = storage.isdir
+image_extension = imaging.image_extension
 
 
 def list_files(directory: str) -> list[str]:
     """Sorted paths of the non-hidden files directly inside `directory` (local or gs://)."""
-    if _is_remote(directory):
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        names = [n for n in tf.io.gfile.listdir(directory) if not n.endswith("/")]
-        paths = [join(directory, n) for n in names]
-    else:
-        paths = [os.path.join(directory, n) for n in os.listdir(directory)]
-        paths = [p for p in paths if os.path.isfile(p)]
-    return sorted(p for p in paths if not basename(p).startswith("."))
+    paths = [storage.join(directory, n) for n in storage.listdir(directory)
+             if not n.startswith(".")]
+    return [p for p in paths if not storage.isdir(p)]
 
 
 def basename(path: str) -> str:
-    return posixpath.basename(path.replace("\\", "/").rstrip("/"))
+    return posixpath.basename(str(path).replace("\\", "/").rstrip("/"))
 
 
 def stem_of(path: str) -> str:
     """'x/labels-ah/im0001.ah.ppm.gz' -> 'im0001' (the file name up to its first dot)."""
     return basename(path).split(".", 1)[0]
-
-
-def image_extension(path: str) -> Optional[str]:
-    """'a/im0001.ppm.gz' -> '.ppm', '01_dr.JPG' -> '.jpg'; None for other names."""
-    name = basename(path).lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
-    for ext in IMAGE_EXTENSIONS:
-        if name.endswith(ext):
-            return ext
-    return None
 
 
 # ----------------------------------------------------------------------------- layouts
@@ -410,7 +374,7 @@ def read_manifest(path: str) -> tuple[list[ImagePair], list[InputProblem]]:
     """
     if not exists(path):
         raise InputDirError(f"manifest {path} does not exist")
-    text = _read_text(path)
+    text = storage.read_text(path).lstrip("\ufeff")  # a spreadsheet's byte-order mark
     reader = csv.reader(io.StringIO(text))
     header = [h.strip().lower() for h in next(reader, [])]
     missing = [c for c in REQUIRED_MANIFEST_COLUMNS if c not in header]
@@ -420,7 +384,7 @@ def read_manifest(path: str) -> tuple[list[ImagePair], list[InputProblem]]:
                    else f"unknown column(s) {', '.join(map(repr, unknown))}")
         raise InputDirError(f"manifest {path}: {problem}; the header must name the columns "
                             f"image,mask[,fov][,split]")
-    base = posixpath.dirname(path) if _is_remote(path) else os.path.dirname(os.path.abspath(path))
+    base = posixpath.dirname(path) if storage.is_remote(path) else os.path.dirname(os.path.abspath(path))
     pairs: list[ImagePair] = []
     problems: list[InputProblem] = []
     ids: dict[str, int] = {}
@@ -443,15 +407,6 @@ def read_manifest(path: str) -> tuple[list[ImagePair], list[InputProblem]]:
     return sorted(pairs, key=lambda p: p.image_id), problems
 
 
-def _read_text(path: str) -> str:
-    if _is_remote(path):
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        with tf.io.gfile.GFile(path, "r") as f:
-            return f.read()
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        return f.read()
-
-
 def _manifest_pair(row: dict[str, str], base: str) -> tuple[Optional[ImagePair], str]:
     """(pair, "") of one manifest row, or (None, why it is rejected)."""
     paths = {}
@@ -461,7 +416,7 @@ def _manifest_pair(row: dict[str, str], base: str) -> tuple[Optional[ImagePair],
             if column in REQUIRED_MANIFEST_COLUMNS:
                 return None, f"empty {column} cell"
             continue
-        full = value if (_is_remote(value) or os.path.isabs(value)) else join(base, value)
+        full = value if (storage.is_remote(value) or os.path.isabs(value)) else join(base, value)
         if image_extension(full) is None:
             return None, f"{column} {value}: not an image file name"
         if not exists(full):

@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--seed", type=int, help="seed of the split shuffle and augmentations")
     job.add_argument("--shards", type=int, help="TFRecord shards per split")
     job.add_argument("--compression", choices=("gzip", "none"), help="shard compression")
+    job.add_argument("--image_encoding", choices=("jpeg", "png", "raw"),
+                     help="tile pixels in the records: jpeg (default; ~5x faster to decode "
+                          "than png), png (lossless) or raw (uncompressed bytes)")
+    job.add_argument("--jpeg_quality", type=int, help="JPEG quality 1-100 (default 95)")
+    job.add_argument("--mask_encoding", choices=("packed", "png"),
+                     help="mask in the records, always lossless: packed (1 bit per pixel, "
+                          "default) or png")
     job.add_argument("--whole_image", action=argparse.BooleanOptionalAction, default=None,
                      help="also write each whole image letterboxed and resized to a tile")
     run = p.add_argument_group("running")
@@ -121,6 +128,9 @@ def config_from_args(args: argparse.Namespace):
         "preprocess.seed": args.seed,
         "preprocess.shards": args.shards,
         "preprocess.compression": args.compression,
+        "preprocess.image_encoding": args.image_encoding,
+        "preprocess.jpeg_quality": args.jpeg_quality,
+        "preprocess.mask_encoding": args.mask_encoding,
         "preprocess.whole_image": args.whole_image,
     })
     return config.preprocess

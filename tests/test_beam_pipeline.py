@@ -198,9 +198,13 @@ def test_cli_refuses_existing_dataset_then_overwrites(cli_run, stare_with_bad_in
     assert "--overwrite" in capsys.readouterr().err
     flags = [f for f in FLAGS if f != "--whole_image"]
     flags[flags.index("reference")] = "none"
-    code = cli.main(args + flags + ["--overwrite", "--allow_errors", "--shards", "1"])
+    code = cli.main(args + flags + ["--overwrite", "--allow_errors", "--shards", "1",
+                                    "--image_encoding", "raw", "--mask_encoding", "png"])
     assert code == 0
     info = info_lib.read_dataset_info(out)
+    assert (info.record_format.encoding.image, info.record_format.encoding.mask) == ("raw", "png")
+    _, _, decoded = _records(out)
+    assert {m["image/encoding"] for recs in decoded.values() for _, _, m in recs} == {"raw"}
     assert all(s.augmented_tiles == 0 and len(s.shards) == 1 for s in info.splits.values())
     assert glob.glob(f"{out}/train/*.tfrecord*") == [f"{out}/train/train-00000-of-00001.tfrecord"]  # uncompressed by default
 
@@ -229,6 +233,8 @@ def test_cli_rejects_bad_flags(tmp_path, capsys):
     assert info.value.code == 2 and "unknown augmentation" in capsys.readouterr().err
     code = cli.main(["--stare_dir", str(tmp_path), "--output_dir", "o", "--tile_stride", "999"])
     assert code == 2 and "tile_stride" in capsys.readouterr().err
+    code = cli.main(["--stare_dir", str(tmp_path), "--output_dir", "o", "--jpeg_quality", "0"])
+    assert code == 2 and "jpeg_quality" in capsys.readouterr().err
 
 
 def test_image_failing_late_leaves_no_record_in_any_shard(synthetic_stare_dir, tmp_path,

@@ -34,3 +34,20 @@ def test_scale_one_and_models_without_recorded_sizes():
     assert decide_input_scale(1234, 999, 1, STARE).input_scale == "native"
     d = decide_input_scale(700, 605, 5, [])
     assert d.input_scale == "enlarged" and not d.fits and "--input_scale native" in d.reason
+
+
+def test_source_sizes_round_trip_and_are_checked(tmp_path):
+    import dataclasses
+    import json
+    from tiled_vessel_seg import model_info
+    info = model_info.ModelInfo(tile_size=32, scale=5, source_sizes=[[700, 605]])
+    model_info.write_model_info(str(tmp_path), info)
+    assert model_info.read_model_info(str(tmp_path)).source_sizes == [[700, 605]]
+    raw = dataclasses.asdict(info)
+    raw["source_sizes"] = [[700, "605"]]
+    (tmp_path / model_info.INFO_FILE).write_text(json.dumps(raw))
+    with pytest.raises(model_info.ModelDirError, match="'source_sizes'"):
+        model_info.read_model_info(str(tmp_path))
+    raw.pop("source_sizes")  # model dirs written before the field existed still read
+    (tmp_path / model_info.INFO_FILE).write_text(json.dumps(raw))
+    assert model_info.read_model_info(str(tmp_path)).source_sizes == []

@@ -19,6 +19,8 @@ JSON fields:
     dropped_empty: int, tiles dropped by the vessel filter
     errors: int, rejected inputs (lines of errors.jsonl)
     input_checksums: {path: sha256 hex}
+    source_sizes: [[width, height], ...], the distinct sizes of the photographs before
+                  enlargement (for `--input_scale auto`; absent in older files)
     versions: {"tensorflow": str, "apache_beam": str, "python": str}
     created: ISO-8601 UTC time
 """
@@ -96,6 +98,7 @@ class DatasetInfo:
     created: str = ""
     # dataclasses.asdict(TileEncoding); None only in version-1 files (PNG image and mask).
     encoding: Optional[dict[str, Any]] = None
+    source_sizes: list[list[int]] = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         if not isinstance(self.parameters, DatasetParameters):

@@ -27,6 +27,8 @@ class ModelInfo:
     (inference at `--input_scale native` enlarges by this in the graph). overlap,
     threshold: tiled-inference defaults. input_normalization: "divide_255" means the
     model takes float32 RGB in [0, 1]. data_ids: {split: [image ids]} of the training data.
+    source_sizes: [[width, height], ...] of the training photographs before enlargement
+    (from dataset_info.json), for `--input_scale auto`; empty in older model dirs.
     """
     tile_size: int
     scale: int
@@ -38,6 +40,7 @@ class ModelInfo:
     precision: str = "float32"
     data_ids: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    source_sizes: list[list[int]] = dataclasses.field(default_factory=list)
 
     def model_path(self, model_dir: str) -> str:
         """model_dir/model_file; raises ModelDirError unless model_file is a `.keras` file
@@ -73,6 +76,7 @@ _FIELD_TYPES = {
     "precision": ((str,), "a string"),
     "data_ids": ((dict,), "an object {split: [image ids]}"),
     "config": ((dict,), "an object"),
+    "source_sizes": ((list,), "a list of [width, height] pairs"),
 }
 
 
@@ -104,6 +108,12 @@ def _check_fields(path: str, raw: object) -> None:
                for v in ids.values()):
         raise ModelDirError(f"{path}: field 'data_ids' must map each split to a list of "
                             "image id strings")
+    if not all(isinstance(s, list) and len(s) == 2
+               and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in s)
+               for s in raw.get("source_sizes", [])):
+        raise ModelDirError(f"{path}: field 'source_sizes' must be a list of [width, height] "
+                            f"pairs of positive integers, got "
+                            f"{json.dumps(raw['source_sizes'])[:80]}")
     for name, low in (("tile_size", 1), ("scale", 1), ("overlap", 0)):
         if name in raw and raw[name] < low:
             raise ModelDirError(f"{path}: field {name!r} must be >= {low}, got {raw[name]}")

@@ -32,14 +32,14 @@ class EpochChangeTiledInference(keras.callbacks.Callback):
 
     def _load_images(self):
         from tiled_vessel_seg import imaging
-        from tiled_vessel_seg.inference import cli
+        from tiled_vessel_seg.inference import segment
         images_dir = self.config.tiledinfer.images_dir
         images = []
         if not images_dir:
             logging.warning("epoch_change_tiledinfer: [tiledinfer] images_dir is not set; "
                             "no per-epoch masks")
             return images
-        files, _ = cli.expand_inputs([images_dir])
+        files, _ = segment.expand_inputs([images_dir])
         for path in files[:self.config.train.num_infer_images]:
             try:
                 images.append((imaging.image_stem(path), imaging.read_image(path)))

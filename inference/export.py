@@ -1,6 +1,6 @@
 """`vessel-export`: a SavedModel for TF Serving, core TF ops only.
 
-  vessel-export --model_dir M --output_dir S
+  vessel-export --model_dir M --output_dir S [--config C --set tiledinfer.tta=d4]
 
 serving_default: image_bytes (scalar string, PNG or JPEG; GIF/BMP also decode) ->
   probabilities float32 [H, W], mask_png_bytes (scalar string, 8-bit PNG, 0/255).
@@ -15,6 +15,7 @@ import sys
 from absl import app, flags
 
 from tiled_vessel_seg import cli_app
+from tiled_vessel_seg.inference import predictor_flags
 
 FLAGS = flags.FLAGS
 
@@ -54,40 +55,28 @@ def graph_op_types(saved_model_dir: str) -> set[str]:
 
 
 def define_flags() -> None:
-    """Defines this tool's flags (at run time, so that vessel-segment and vessel-export,
-    which share flag names, can both be imported in one process)."""
     flags.DEFINE_string("model_dir", None, "Model dir written by vessel-train (local or gs://).")
     flags.DEFINE_string("output_dir", None, "SavedModel directory to write (local or gs://).")
-    flags.DEFINE_integer("overlap", None, "Tile overlap in px (default: model_info.json).")
-    flags.DEFINE_integer("batch_size", 4, "Tiles per model call.")
-    flags.DEFINE_enum("blend", "gaussian", ["gaussian", "linear", "none"], "Tile blending.")
-    flags.DEFINE_enum("tta", "none", ["none", "flips", "d4"], "Test-time augmentation.")
-    flags.DEFINE_float("threshold", None, "Vessel if probability > threshold "
-                       "(default: model_info.json).")
-    flags.DEFINE_enum("input_scale", "enlarged", ["enlarged", "native"],
-                      "Scale of the photos the server will receive (see vessel-segment --help).")
+    predictor_flags.define_flags()
 
 
 def main(argv: list[str]) -> int:
-    from tiled_vessel_seg.inference import predictor as predictor_lib
     from tiled_vessel_seg import model_info
+    from tiled_vessel_seg.inference import predictor as predictor_lib
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     for name in ("model_dir", "output_dir"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
     try:
-        predictor = predictor_lib.load_predictor(
-            FLAGS.model_dir, overlap=FLAGS.overlap, batch_size=FLAGS.batch_size,
-            blend=FLAGS.blend, tta=FLAGS.tta, threshold=FLAGS.threshold,
-            input_scale=FLAGS.input_scale)
+        predictor = predictor_lib.load_predictor(FLAGS.model_dir,
+                                                 **predictor_flags.predictor_options())
     except (model_info.ModelDirError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise cli_app.ToolError(str(e)) from None
     export_saved_model(predictor, FLAGS.output_dir)
     foreign = sorted(op for op in graph_op_types(FLAGS.output_dir) if op.startswith("IO>"))
     if foreign:
-        print(f"error: the export holds tensorflow-io ops {foreign}", file=sys.stderr)
+        print(f"error: the export holds non-core ops {foreign}", file=sys.stderr)
         return 1
     print(f"wrote {FLAGS.output_dir}: serving_default(image_bytes: PNG/JPEG string) -> "
           "probabilities float32 [H, W], mask_png_bytes")
@@ -96,7 +85,7 @@ def main(argv: list[str]) -> int:
 
 def run():
     """Console entry point `vessel-export`."""
-    cli_app.run(__name__, __doc__, define_flags, main, with_config=False)
+    cli_app.run(__name__, __doc__, define_flags, main)
 
 
 if __name__ == "__main__":

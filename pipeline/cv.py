@@ -86,10 +86,7 @@ def fold_config(config, fold: Fold):
 
 
 def _segment_files():
-    try:  # issue 9 moves batch segmentation out of the CLI module
-        from tiled_vessel_seg.inference.segment import segment_files
-    except ImportError:
-        from tiled_vessel_seg.inference.cli import segment_files
+    from tiled_vessel_seg.inference.segment import segment_files
     return segment_files
 
 

@@ -167,7 +167,7 @@ def held_out_pairs(paths: RunPaths):
 
 
 def stage_segment(config, paths: RunPaths, options: RunOptions) -> str:
-    from tiled_vessel_seg.inference import cli as segment_cli
+    from tiled_vessel_seg.inference import segment
     from tiled_vessel_seg.inference import predictor as predictor_lib
     if not options.overwrite and os.path.exists(paths.metrics_csv):
         return f"skipped: {paths.metrics_csv} exists"
@@ -178,7 +178,7 @@ def stage_segment(config, paths: RunPaths, options: RunOptions) -> str:
     predictor = predictor_lib.load_predictor(
         paths.model_dir, overlap=tiled.overlapping, batch_size=tiled.batch_size,
         blend=tiled.blend, tta=tiled.tta, threshold=tiled.threshold, input_scale="native")
-    summary = segment_cli.segment_files(
+    summary = segment.segment_files(
         predictor, [p.image_path for p in pairs], paths.segment_dir, overlay=True,
         save_probabilities=True, truths={p.image_id: p.mask_path for p in pairs},
         overwrite=True, progress=options.verbose > 0)

@@ -16,7 +16,7 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from tiled_vessel_seg.configs import schema  # noqa: E402
-from tiled_vessel_seg.inference import cli, export, fov  # noqa: E402
+from tiled_vessel_seg.inference import export, fov, segment  # noqa: E402
 from tiled_vessel_seg.inference.predictor import TiledPredictor, load_predictor  # noqa: E402
 from tiled_vessel_seg.model_info import ModelInfo, write_model_info  # noqa: E402
 
@@ -135,20 +135,20 @@ def test_cli_probabilities_and_metrics_match_numpy(segment_run, model_dir, synth
 def test_segment_files_skips_existing_unless_overwrite(synthetic_stare_dir, model_dir, tmp_path):
     predictor = load_predictor(str(model_dir), input_scale="native")
     files = sorted(str(p) for p in (synthetic_stare_dir / "stare-images").glob("*.ppm.gz"))[:2]
-    first = cli.segment_files(predictor, files, str(tmp_path), progress=False)
+    first = segment.segment_files(predictor, files, str(tmp_path), progress=False)
     assert first.written == ["im0001", "im0002"] and not first.failed
     (tmp_path / "im0001.png").write_bytes(b"sentinel")
-    again = cli.segment_files(predictor, files, str(tmp_path), progress=False)
+    again = segment.segment_files(predictor, files, str(tmp_path), progress=False)
     assert again.skipped == ["im0001", "im0002"] and not again.written
     assert (tmp_path / "im0001.png").read_bytes() == b"sentinel"
-    redo = cli.segment_files(predictor, files, str(tmp_path), overwrite=True, progress=False)
+    redo = segment.segment_files(predictor, files, str(tmp_path), overwrite=True, progress=False)
     assert redo.written == ["im0001", "im0002"]
     assert (tmp_path / "im0001.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_expand_inputs_and_truth_pairing(synthetic_stare_dir, tmp_path):
     images = synthetic_stare_dir / "stare-images"
-    files, unmatched = cli.expand_inputs([str(images / "im000[12].ppm.gz"), str(images),
+    files, unmatched = segment.expand_inputs([str(images / "im000[12].ppm.gz"), str(images),
                                           str(tmp_path / "nothing*.png")])
     assert [os.path.basename(f) for f in files] == [
         "im0001.ppm.gz", "im0002.ppm.gz", "im0003.ppm.gz", "im0004.ppm.gz"]
@@ -156,7 +156,7 @@ def test_expand_inputs_and_truth_pairing(synthetic_stare_dir, tmp_path):
     (tmp_path / "im0001.png").write_bytes(b"x")
     (tmp_path / "im0001.ah.ppm.gz").write_bytes(b"x")
     (tmp_path / "im0002.ah.ppm.gz").write_bytes(b"x")
-    index = cli.truth_index(str(tmp_path))
+    index = segment.truth_index(str(tmp_path))
     assert index == {"im0001": str(tmp_path / "im0001.png"),
                      "im0002": str(tmp_path / "im0002.ah.ppm.gz")}
 
@@ -211,3 +211,28 @@ def test_epoch_callback_writes_masks(synthetic_stare_dir, tmp_path):
     expected = TiledPredictor(model, overlap=OVERLAP, scale=SCALE, input_scale="native",
                               batch_size=4)(photo)[1].numpy()
     np.testing.assert_array_equal(mask[..., 0], expected)
+
+
+def test_tiling_options_precedence_flag_then_config_then_model_info(tmp_path):
+    """Flags win; --config/--set fill the rest from [tiledinfer]; without them overlap
+    and threshold are left to model_info.json (None)."""
+    import json
+    code = ("import json, sys; from absl import flags; from tiled_vessel_seg import cli_app; "
+            "from tiled_vessel_seg.inference import predictor_flags; "
+            "cli_app.define_common_flags(); predictor_flags.define_flags(); "
+            "flags.FLAGS(sys.argv); print(json.dumps(predictor_flags.predictor_options()))")
+
+    def options(*args):
+        result = subprocess.run([sys.executable, "-c", code, *map(str, args)],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return json.loads(result.stdout)
+
+    assert options() == {"overlap": None, "batch_size": 4, "blend": "gaussian", "tta": "none",
+                         "threshold": None, "input_scale": "enlarged"}
+    config = tmp_path / "c.config"
+    config.write_text("[tiledinfer]\noverlapping = 32\nblend = 'linear'\nthreshold = 0.4\n")
+    assert options("--config", config, "--set", "tiledinfer.tta=d4", "--blend", "none") == {
+        "overlap": 32, "batch_size": 4, "blend": "none", "tta": "d4", "threshold": 0.4,
+        "input_scale": "enlarged"}
+    assert options("--set", "tiledinfer.batch_size=2")["overlap"] == 64  # the config default

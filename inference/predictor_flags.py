@@ -1,0 +1,51 @@
+"""The tiled-predictor flags shared by `vessel-segment` and `vessel-export`.
+
+Precedence, highest first: the flag; the config's [tiledinfer] section when --config or
+--set is given; for overlap and threshold, the model's model_info.json; the built-in
+defaults of [tiledinfer].
+"""
+from __future__ import annotations
+
+from absl import flags
+
+from tiled_vessel_seg import cli_app
+from tiled_vessel_seg.configs import schema
+
+FLAGS = flags.FLAGS
+_DEFAULTS = schema.TiledInferConfig()
+# flag name -> [tiledinfer] key
+CONFIG_KEYS = {"overlap": "overlapping", "batch_size": "batch_size", "blend": "blend",
+               "tta": "tta", "threshold": "threshold", "input_scale": "input_scale"}
+
+
+def define_flags() -> None:
+    flags.DEFINE_integer("overlap", None, "Tile overlap in px (default: [tiledinfer] "
+                         "overlapping with --config/--set, else model_info.json).")
+    flags.DEFINE_integer("batch_size", None, "Tiles per model call (default: [tiledinfer] "
+                         f"batch_size, {_DEFAULTS.batch_size}).", lower_bound=1)
+    flags.DEFINE_enum("blend", None, ["gaussian", "linear", "none"],
+                      "Tile blending: gaussian (sigma = tile/8), linear ramps over the overlap, "
+                      f"none (plain average) (default: [tiledinfer] blend, {_DEFAULTS.blend}).")
+    flags.DEFINE_enum("tta", None, ["none", "flips", "d4"],
+                      "Test-time augmentation averaged in the graph: flips (4x work) or d4 (8x) "
+                      f"(default: [tiledinfer] tta, {_DEFAULTS.tta}).")
+    flags.DEFINE_float("threshold", None, "Vessel if probability > threshold (default: "
+                       "[tiledinfer] threshold with --config/--set, else model_info.json).")
+    flags.DEFINE_enum("input_scale", None, ["enlarged", "native"],
+                      "enlarged: inputs are at the training scale (e.g. 3500x3025 STARE); native: "
+                      "inputs are original photos (700x605), enlarged by the model's scale in the "
+                      "graph (the Beam job's bicubic kernel) and the output shrunk back to the "
+                      f"input size (default: [tiledinfer] input_scale, {_DEFAULTS.input_scale}).")
+
+
+def predictor_options() -> dict:
+    """Keyword arguments of predictor.load_predictor from the flags and the config."""
+    use_config = bool(FLAGS.config or FLAGS.set)
+    tiled = cli_app.load_config().tiledinfer if use_config else _DEFAULTS
+    options = {}
+    for name, key in CONFIG_KEYS.items():
+        value = getattr(FLAGS, name)
+        if value is None and (use_config or name not in ("overlap", "threshold")):
+            value = getattr(tiled, key)
+        options[name] = value
+    return options

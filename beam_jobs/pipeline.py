@@ -123,7 +123,8 @@ class PlanImageFn(beam.DoFn):
             "mask_path": item.mask_path, "tiles_total": plan.tiles_total,
             "tiles_kept": plan.tiles_kept, "tiles_dropped": plan.tiles_dropped,
             "whole_image": plan.whole_image, "augmented": plan.augmented,
-            "records": plan.records, "checksums": checksums}, sort_keys=True))
+            "records": plan.records, "checksums": checksums,
+            "source_size": [int(image.shape[1]), int(image.shape[0])]}, sort_keys=True))
 
 
 class TileRecordsFn(beam.DoFn):
@@ -272,6 +273,8 @@ def finalize_dataset(output_dir: str, config: PreprocessConfig, parameters: dict
             parameters=parameters, splits=splits,
             dropped_empty=sum(s["tiles_dropped"] for s in stats), errors=len(errors),
             input_checksums=dict(sorted(checksums.items())),
+            source_sizes=[list(t) for t in sorted({tuple(s["source_size"]) for s in stats
+                                                  if "source_size" in s})],
             versions={"tensorflow": tf.__version__, "apache_beam": beam.__version__,
                       "python": platform.python_version()},
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))

@@ -238,7 +238,7 @@ def train(config, data_dir: str, model_dir: str, *, num_cpu_replicas: int = 0,
         tile_size=tile_size[0], scale=info.parameters.scale,
         overlap=config.tiledinfer.overlapping, threshold=config.tiledinfer.threshold,
         precision=policy, data_ids={s: list(v.image_ids) for s, v in info.splits.items()},
-        config=to_dict(config)))
+        config=to_dict(config), source_sizes=[list(s) for s in info.source_sizes]))
 
     resume_epoch = _resume_epoch(model_dir)
     if resume_epoch:

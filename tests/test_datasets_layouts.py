@@ -254,3 +254,21 @@ def test_manifest_header_errors_raise(tmp_path, header, words):
         datasets.read_manifest(str(manifest))
     with pytest.raises(datasets.InputDirError, match="does not exist"):
         datasets.read_manifest(str(tmp_path / "none.csv"))
+
+
+def test_find_pairs_takes_exactly_one_source(tmp_path, drive_tree):
+    pairs, _ = datasets.find_pairs(datasets.Source(root=str(drive_tree), layout="drive"))
+    assert len(pairs) == 3
+    pairs, _ = datasets.find_pairs(datasets.Source(
+        images_dir=str(drive_tree / "test/images"), masks_dir=str(drive_tree / "test/1st_manual"),
+        layout="drive", fov_dir=str(drive_tree / "test/mask")))
+    assert [p.image_id for p in pairs] == ["01_test"]
+    for bad, words in [(dict(), "give one of"),
+                       (dict(root="a", manifest="b"), "give one of"),
+                       (dict(images_dir="a"), "go together"),
+                       (dict(manifest="m", layout="drive"), "drop --layout"),
+                       (dict(root="r", fov_dir="f"), "--fov_dir goes with"),
+                       (dict(root="r", layout="kaggle"), "unknown layout")]:
+        with pytest.raises(ValueError, match=words):
+            datasets.find_pairs(datasets.Source(**bad))
+    assert datasets.Source(root="r", layout="hrf").parameters() == {"root": "r", "layout": "hrf"}

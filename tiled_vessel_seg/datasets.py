@@ -429,6 +429,54 @@ def _manifest_pair(row: dict[str, str], base: str) -> tuple[Optional[ImagePair],
                      split=split), ""
 
 
+# ------------------------------------------------------------------------- one entry
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where a tool's labelled photographs come from: exactly one of
+    root (a dataset tree in `layout`), images_dir + masks_dir (paired by `layout`'s
+    naming, or by stem without one), or manifest (a CSV); fov_dir adds FOV masks to the
+    folder forms."""
+    root: Optional[str] = None
+    layout: Optional[str] = None
+    images_dir: Optional[str] = None
+    masks_dir: Optional[str] = None
+    manifest: Optional[str] = None
+    fov_dir: Optional[str] = None
+
+    def check(self) -> None:
+        """Raises ValueError (a usage error) for a combination that does not say where
+        the inputs are."""
+        forms = [bool(self.root), bool(self.images_dir or self.masks_dir), bool(self.manifest)]
+        if sum(forms) != 1:
+            raise ValueError("give one of: a dataset folder (with --layout), --images_dir "
+                             "with --masks_dir, or --manifest")
+        if bool(self.images_dir) != bool(self.masks_dir):
+            raise ValueError("--images_dir and --masks_dir go together")
+        if self.manifest and (self.layout or self.fov_dir):
+            raise ValueError("--manifest names every file itself: drop --layout/--fov_dir "
+                             "(FOV masks go in its fov column)")
+        if self.root and self.fov_dir:
+            raise ValueError("--fov_dir goes with --images_dir/--masks_dir; a dataset "
+                             "folder's layout says where its FOV masks are")
+        get_layout(self.layout)
+
+    def parameters(self) -> dict[str, str]:
+        """The non-empty fields, as recorded in dataset_info.json."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v}
+
+
+def find_pairs(source: Source) -> tuple[list[ImagePair], list[InputProblem]]:
+    """The pairs and problems of `source` (see Source); raises ValueError for a bad
+    combination and InputDirError for a missing folder or unusable manifest."""
+    source.check()
+    if source.manifest:
+        return read_manifest(source.manifest)
+    if source.root:
+        return discover(source.root, source.layout or "stare")
+    return pair_folders(source.images_dir, source.masks_dir, source.layout, source.fov_dir)
+
+
 # ------------------------------------------------------------------------- segmentation
 
 def match_truths(image_paths: Sequence[str], masks_dir: str, layout: Optional[str] = None,

@@ -22,6 +22,8 @@ What every tool gets from `run`:
 * `pass_unknown_flags=True` hands flags absl does not know to `main` in argv (Beam's
   --runner, --project ... for PipelineOptions) instead of refusing them.
 
+* `invoke(...)` runs a tool in-process (tests, notebooks) and returns its exit code.
+
 Flags are defined when the tool runs, not at import, so tools sharing flag names can be
 imported in one process (tests, notebooks).
 """
@@ -44,13 +46,16 @@ class ToolError(Exception):
 
 
 def define_common_flags(with_config: bool = True) -> None:
-    if with_config:
+    """Defines --config and --set (with_config) and --verbose, unless already defined."""
+    if with_config and "config" not in FLAGS:
         flags.DEFINE_string("config", None, "Experiment config file (INI with Python literal "
                             "values, e.g. configs/stare.config); default: built-in defaults.")
+    if with_config and "set" not in FLAGS:
         flags.DEFINE_multi_string("set", [], "Config override section.key=value, repeatable, "
                                   "applied after --config (e.g. --set train.epochs=2).")
-    flags.DEFINE_bool("verbose", False, "Show debug logs and TensorFlow's C++ start-up lines "
-                      "(also: TF_CPP_MIN_LOG_LEVEL=0 in the environment).")
+    if "verbose" not in FLAGS:
+        flags.DEFINE_bool("verbose", False, "Show debug logs and TensorFlow's C++ start-up "
+                          "lines (also: TF_CPP_MIN_LOG_LEVEL=0 in the environment).")
 
 
 def load_config(values: Optional[Mapping[str, Any]] = None):
@@ -91,35 +96,84 @@ def _apply_verbose() -> None:
     absl_logging.set_verbosity(absl_logging.DEBUG)
 
 
+_DEFINED: set = set()  # define_flags functions already run in this process
+
+
+def _prepare(module_name: str, doc: str, define_flags: Callable[[], None],
+             with_config: bool) -> None:
+    define_common_flags(with_config)
+    if define_flags not in _DEFINED:
+        define_flags()
+        _DEFINED.add(define_flags)
+    _key_flags_for_help(module_name)
+    sys.modules["__main__"].__doc__ = doc
+
+
+def _absl_booleans(argv: list[str]) -> list[str]:
+    """argparse's `--no-NAME` for a boolean flag -> absl's `--noNAME` (with a note), so
+    command lines written for the argparse versions of the tools keep working."""
+    out = []
+    for arg in argv:
+        name = arg[5:].split("=", 1)[0] if arg.startswith("--no-") else None
+        if name and name in FLAGS and isinstance(FLAGS[name], flags.BooleanFlag):
+            print(f"note: {arg} is spelled --no{name} now; accepted", file=sys.stderr)
+            arg = f"--no{name}"
+        out.append(arg)
+    return out
+
+
+def _parse(argv: list[str], pass_unknown_flags: bool) -> list[str]:
+    """Parses argv into FLAGS; a bad flag prints one line and exits 2."""
+    try:
+        return FLAGS(_absl_booleans(argv), known_only=pass_unknown_flags)
+    except flags.Error as e:
+        print(f"error: {e}\nTry --help.", file=sys.stderr)
+        sys.exit(2)
+
+
+def _call(main: Callable[[list[str]], Optional[int]], args: list[str]) -> int:
+    _apply_verbose()
+    try:
+        return main(args) or 0
+    except ToolError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
 def run(module_name: str, doc: str, define_flags: Callable[[], None],
         main: Callable[[list[str]], Optional[int]], *, with_config: bool = True,
         pass_unknown_flags: bool = False, argv: Optional[list[str]] = None) -> None:
-    """Defines the flags, handles --help, parses, runs `main(argv)` and exits with its code.
+    """The console-script entry: defines the flags, handles --help, parses, runs
+    `main(argv)` under absl.app and exits with its code.
 
     `main` gets the positional arguments after the program name (argv[0] first, as
-    absl.app gives them), plus unknown flags when `pass_unknown_flags`.
+    absl.app gives them), plus the unknown flags when `pass_unknown_flags`.
     """
     argv = list(sys.argv if argv is None else argv)
-    define_common_flags(with_config)
-    define_flags()
-    _key_flags_for_help(module_name)
-    sys.modules["__main__"].__doc__ = doc
+    _prepare(module_name, doc, define_flags, with_config)
     if _wants_help(argv):
         app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)
+    app.run(lambda args: _call(main, args), argv=argv,
+            flags_parser=lambda args: _parse(args, pass_unknown_flags))
 
-    def parse(args):
-        try:
-            return FLAGS(args, known_only=pass_unknown_flags)
-        except flags.Error as e:
-            print(f"error: {e}\nTry --help.", file=sys.stderr)
-            sys.exit(2)
 
-    def checked_main(args):
-        _apply_verbose()
-        try:
-            return main(args)
-        except ToolError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+def invoke(module_name: str, doc: str, define_flags: Callable[[], None],
+           main: Callable[[list[str]], Optional[int]], argv: list[str], *,
+           with_config: bool = True, pass_unknown_flags: bool = False) -> int:
+    """Runs a tool in this process (tests, notebooks) and returns its exit code.
 
-    app.run(checked_main, argv=argv, flags_parser=parse)
+    argv starts with the program name. Flags are reset to their defaults first, so a
+    tool can be invoked many times; tools whose flag names clash cannot share a process.
+    app.UsageError becomes "error: ..." and exit code 2.
+    """
+    _prepare(module_name, doc, define_flags, with_config)
+    if _wants_help(argv):
+        app.usage(shorthelp=True, writeto_stdout=True)
+        return 0
+    FLAGS.unparse_flags()
+    args = _parse(list(argv), pass_unknown_flags)
+    try:
+        return _call(main, args)
+    except app.UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -44,6 +44,15 @@ class ImageReadError(ValueError):
         self.reason = reason
 
 
+class PixelLimitError(ImageReadError):
+    """An image whose header declares more than `max_pixels` pixels; nothing was decoded."""
+
+    def __init__(self, path: str, width: int, height: int, max_pixels: int):
+        super().__init__(path, f"{width}x{height} is {width * height} pixels, more than "
+                               f"the limit of {max_pixels}")
+        self.width, self.height, self.max_pixels = width, height, max_pixels
+
+
 # --------------------------------------------------------------------------- names
 def image_extension(path: str) -> str | None:
     """'a/im0001.ppm.gz' -> '.ppm'; None when the name has no supported image extension."""
@@ -189,8 +198,7 @@ def check_pixel_limit(path: str, width: int, height: int, max_pixels: int = MAX_
     if width < 1 or height < 1:
         raise ImageReadError(path, f"empty image ({width}x{height})")
     if width * height > max_pixels:
-        raise ImageReadError(path, f"{width}x{height} is {width * height} pixels, more than "
-                                   f"the limit of {max_pixels}")
+        raise PixelLimitError(path, width, height, max_pixels)
 
 
 # --------------------------------------------------------------------------- decode
@@ -270,9 +278,9 @@ def read_image_bytes(path: str) -> bytes:
     return data
 
 
-def read_image(path: str) -> np.ndarray:
-    """uint8 RGB [H, W, 3] from a local or remote path."""
-    return decode_image_bytes(path, read_image_bytes(path))
+def read_image(path: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """uint8 RGB [H, W, 3] from a local or remote path (see decode_image_bytes)."""
+    return decode_image_bytes(path, read_image_bytes(path), max_pixels)
 
 
 def read_mask(path: str, threshold: int = MASK_THRESHOLD) -> np.ndarray:

@@ -1,9 +1,14 @@
 """vessel-download-stare: fetches the official STARE archives into the STARE layout.
 
-    OUT/archives/stare-images.tar      the downloaded archives (kept unless --no-keep_archives)
+    vessel-download-stare --output_dir stare [--with_vk]
+
+    OUT/archives/stare-images.tar      the downloaded archives (kept unless --nokeep_archives)
     OUT/stare-images/imNNNN.ppm.gz     photographs
     OUT/labels-ah/imNNNN.ah.ppm.gz     Adam Hoover's vessel maps
     OUT/labels-vk/imNNNN.vk.ppm.gz     Valentina Kouznetsova's vessel maps (--with_vk)
+
+Resuming: an interrupted download leaves OUT/archives/NAME.tar.part; rerun the same
+command to continue it. A complete NAME.tar is not downloaded again (--overwrite forces it).
 
 Downloads are resumable: bytes go to `NAME.part` and a rerun continues it with an HTTP
 Range request (a file:// source is read from the same offset). Every archive member is
@@ -11,10 +16,15 @@ decoded (gzip, then the PPM) before it is written; a corrupt member is left out 
 layout and makes the command exit with status 1. Labels without a photograph (the
 official labels-ah.tar holds im0324.ah.ppm.gz, whose photo is not in stare-images.tar)
 are reported as warnings only.
+
+Verification: every archive member is gunzipped and decoded as an image before it is
+written. A corrupt member is NOT written (an older copy of it is removed), is named in an
+error line, and the command exits with status 1; the good members are still written.
+Exit status: 0 when every member of every archive decodes; 1 when an archive could not be
+fetched or read, or a member is corrupt; 2 for bad flags.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import http.client
 import logging
@@ -29,9 +39,13 @@ import urllib.request
 from pathlib import Path
 from typing import Optional, Sequence
 
+from absl import app, flags
 from tqdm import tqdm
 
+from tiled_vessel_seg import cli_app
 from tiled_vessel_seg.imaging import ImageReadError, decode_image_bytes
+
+FLAGS = flags.FLAGS
 
 DEFAULT_URL_BASE = "https://cecas.clemson.edu/~ahoover/stare/probing/"
 # folder in the STARE layout -> (archive file name, suffix of its member files)
@@ -304,68 +318,53 @@ def download_stare(out_dir: str | os.PathLike, url_base: str = DEFAULT_URL_BASE,
     return DownloadReport(archives=reports, unpaired_labels=unpaired)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vessel-download-stare",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            "Download the official STARE archives (stare-images.tar, labels-ah.tar and,\n"
-            "with --with_vk, labels-vk.tar) and unpack them into the STARE layout:\n"
-            "OUT/stare-images/imNNNN.ppm.gz, OUT/labels-ah/imNNNN.ah.ppm.gz,\n"
-            "OUT/labels-vk/imNNNN.vk.ppm.gz. Archives are kept in OUT/archives/."),
-        epilog=(
-            "Resuming: an interrupted download leaves OUT/archives/NAME.tar.part; rerun the\n"
-            "same command to continue it (HTTP Range request). A complete NAME.tar is not\n"
-            "downloaded again (use --overwrite to force it).\n\n"
-            "Verification: every archive member is gunzipped and decoded as an image before\n"
-            "it is written. A corrupt member is NOT written (an older copy of it is removed),\n"
-            "is named in an error line, and the command exits with status 1; the good members\n"
-            "are still written. Labels without a photograph (the official labels-ah.tar has\n"
-            "im0324.ah.ppm.gz, whose photo is missing) are warnings only.\n\n"
-            "Exit status: 0 when every member of every archive decodes; 1 when an archive\n"
-            "could not be fetched or read, or a member is corrupt; 2 for bad flags."))
-    parser.add_argument("--out_dir", default="stare",
-                        help="folder to create the STARE layout in (default: ./stare)")
-    parser.add_argument("--url_base", default=DEFAULT_URL_BASE,
-                        help="folder URL holding the .tar archives: the official site, a "
-                             "mirror, or file:///path/to/folder (default: %(default)s)")
-    parser.add_argument("--with_vk", action="store_true",
-                        help="also fetch labels-vk.tar (the second observer's labels)")
-    parser.add_argument("--keep_archives", action=argparse.BooleanOptionalAction, default=True,
-                        help="keep OUT/archives/*.tar after a clean extraction (default: keep)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="download again even if OUT/archives/NAME.tar exists")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds without data before a connection is retried (default: 60)")
-    parser.add_argument("--retries", type=int, default=3,
-                        help="resumed retries per archive after a dropped connection (default: 3)")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                        help="show progress bars (default: on)")
-    return parser
+def define_flags() -> None:
+    flags.DEFINE_string("output_dir", "stare", "Folder to create the STARE layout in.")
+    flags.DEFINE_string("out_dir", None, "Deprecated spelling of --output_dir (accepted).")
+    flags.DEFINE_string("url_base", DEFAULT_URL_BASE, "Folder URL holding the .tar archives: "
+                        "the official site, a mirror, or file:///path/to/folder.")
+    flags.DEFINE_bool("with_vk", False, "Also fetch labels-vk.tar (the second observer's "
+                      "labels).")
+    flags.DEFINE_bool("keep_archives", True, "Keep OUT/archives/*.tar after a clean extraction.")
+    flags.DEFINE_bool("overwrite", False, "Download again even if OUT/archives/NAME.tar exists.")
+    flags.DEFINE_float("timeout", 60.0, "Seconds without data before a connection is retried.")
+    flags.DEFINE_integer("retries", 3, "Resumed retries per archive after a dropped connection.",
+                         lower_bound=0)
+    flags.DEFINE_bool("progress", True, "Show progress bars.")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Parses flags, downloads, prints a summary; returns the exit status."""
-    args = _parser().parse_args(argv)
-    if args.retries < 0:
-        _parser().error("--retries must be >= 0")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    report = download_stare(args.out_dir, args.url_base, with_vk=args.with_vk,
-                            keep_archives=args.keep_archives, overwrite=args.overwrite,
-                            timeout=args.timeout, retries=args.retries,
-                            progress=args.progress)
+def _main(argv: list[str]) -> int:
+    """Downloads, prints a summary; returns the exit status."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    output_dir = FLAGS.output_dir
+    if FLAGS.out_dir is not None:
+        print("note: --out_dir is spelled --output_dir now, as in every other tool; accepted",
+              file=sys.stderr)
+        if not FLAGS["output_dir"].present:
+            output_dir = FLAGS.out_dir
+    report = download_stare(output_dir, FLAGS.url_base, with_vk=FLAGS.with_vk,
+                            keep_archives=FLAGS.keep_archives, overwrite=FLAGS.overwrite,
+                            timeout=FLAGS.timeout, retries=FLAGS.retries,
+                            progress=FLAGS.progress)
     corrupt = sum(len(a.corrupt) for a in report.archives)
     failed = [a.folder for a in report.archives if a.error]
-    print(f"STARE in {Path(args.out_dir).resolve()}: "
+    print(f"STARE in {Path(output_dir).resolve()}: "
           + ", ".join(f"{a.folder} {len(a.written)} files" for a in report.archives)
           + f"; {corrupt} corrupt, {len(report.unpaired_labels)} unpaired labels"
           + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 0 if report.ok else 1
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs the tool in this process (tests, notebooks); argv without the program name."""
+    args = ["vessel-download-stare", *(sys.argv[1:] if argv is None else argv)]
+    return cli_app.invoke(__name__, __doc__, define_flags, _main, args, with_config=False)
+
+
 def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console entry point `vessel-download-stare`."""
+    cli_app.run(__name__, __doc__, define_flags, _main, with_config=False)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     vessel-run --config configs/demo.config --workdir runs/demo
     vessel-run --config configs/stare_cpu.config --workdir runs/stare --stare_dir ../shared/data/stare
+    vessel-run --config configs/demo.config --workdir runs/demo --set train.epochs=2 --stages train
 
 Stages, in order (`--stages` picks some):
   synth       W/stare       synthetic STARE-format images ([synth]); skipped with --stare_dir
@@ -19,13 +20,18 @@ redoes the selected stages. Each stage ends with one line saying what it did and
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import shutil
 import sys
 import time
 from typing import Callable, Optional, Sequence
+
+from absl import app, flags
+
+from tiled_vessel_seg import cli_app
+
+FLAGS = flags.FLAGS
 
 STAGES = ("synth", "preprocess", "train", "evaluate", "segment", "report")
 
@@ -228,28 +234,20 @@ def run_pipeline(config, workdir: str, stare_dir: Optional[str] = None,
     return paths
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vessel-run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="experiment config (INI + literals)")
-    parser.add_argument("--workdir", required=True, help="folder for every stage's outputs")
-    parser.add_argument("--stare_dir", help="real photos in STARE layout (stare-images/, "
-                        "labels-ah/); without it the synth stage makes synthetic ones")
-    parser.add_argument("--stages", default=",".join(STAGES),
-                        help="comma-separated subset of: " + ",".join(STAGES))
-    parser.add_argument("--overwrite", action="store_true",
-                        help="redo the selected stages even when their outputs exist")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
-    parser.add_argument("--num_cpu_replicas", type=int, default=0,
-                        help="mirror training over N logical CPU devices (no GPU needed)")
-    parser.add_argument("--precision", default="auto",
-                        choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
-                        help="auto: mixed_float16 on GPU, float32 on CPU")
-    parser.add_argument("--direct_num_workers", type=int, default=1,
-                        help="Beam DirectRunner workers for the preprocess stage")
-    parser.add_argument("--quiet", action="store_true", help="no per-epoch or per-image lines")
-    return parser
+def define_flags() -> None:
+    flags.DEFINE_string("workdir", None, "Folder for every stage's outputs.")
+    flags.DEFINE_string("stare_dir", None, "Real photos in STARE layout (stare-images/, "
+                        "labels-ah/); without it the synth stage makes synthetic ones.")
+    flags.DEFINE_list("stages", list(STAGES), "Comma-separated subset of the stages.")
+    flags.DEFINE_bool("overwrite", False, "Redo the selected stages even when their outputs "
+                      "exist.")
+    flags.DEFINE_integer("num_cpu_replicas", 0, "Mirror training over N logical CPU devices "
+                         "(no GPU needed).")
+    flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
+                      "auto: mixed_float16 on GPU, float32 on CPU.")
+    flags.DEFINE_integer("direct_num_workers", 1, "Beam DirectRunner workers for the "
+                         "preprocess stage.", lower_bound=1)
+    flags.DEFINE_bool("quiet", False, "No per-epoch or per-image lines.")
 
 
 def mean_held_out_dice(metrics_csv: str) -> Optional[float]:
@@ -258,30 +256,27 @@ def mean_held_out_dice(metrics_csv: str) -> Optional[float]:
     return rows.get("mean", {}).get("dice") if rows else None
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import logging
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.num_cpu_replicas > 1:
+def _main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    for name in ("config", "workdir"):
+        if not getattr(FLAGS, name):
+            raise app.UsageError(f"--{name} is required")
+    if FLAGS.num_cpu_replicas > 1:
         from tiled_vessel_seg.trainer import strategy  # split the CPU before anything initialises TF devices
-        strategy.configure_cpu_replicas(args.num_cpu_replicas)
+        strategy.configure_cpu_replicas(FLAGS.num_cpu_replicas)
 
-    from tiled_vessel_seg import configs
-    from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
     from tiled_vessel_seg.model_info import ModelDirError
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    options = RunOptions(overwrite=args.overwrite, num_cpu_replicas=args.num_cpu_replicas,
-                         precision=args.precision, verbose=0 if args.quiet else 2,
-                         direct_num_workers=args.direct_num_workers)
+    from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
+    options = RunOptions(overwrite=FLAGS.overwrite, num_cpu_replicas=FLAGS.num_cpu_replicas,
+                         precision=FLAGS.precision, verbose=0 if FLAGS.quiet else 2,
+                         direct_num_workers=FLAGS.direct_num_workers)
     start = time.time()
+    config = cli_app.load_config()
     try:
-        config = configs.load_config(args.config, args.overrides)
-        paths = run_pipeline(config, args.workdir, args.stare_dir, stages, options)
-    except (configs.ConfigError, StageError, DatasetError, ModelDirError,
-            FileNotFoundError, FileExistsError) as e:
-        print(f"vessel-run: error: {e}", file=sys.stderr)
-        return 2
+        paths = run_pipeline(config, FLAGS.workdir, FLAGS.stare_dir, FLAGS.stages, options)
+    except (StageError, DatasetError, ModelDirError, FileNotFoundError, FileExistsError) as e:
+        raise cli_app.ToolError(str(e)) from None
     dice = mean_held_out_dice(paths.metrics_csv) if os.path.exists(paths.metrics_csv) else None
     if dice is not None:
         print(f"vessel-run: held-out Dice (mean over the test images) {dice:.4f}; "
@@ -290,8 +285,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs vessel-run in this process (tests, notebooks); argv without the program name."""
+    args = ["vessel-run", *(sys.argv[1:] if argv is None else argv)]
+    return cli_app.invoke(__name__, __doc__, define_flags, _main, args)
+
+
 def run() -> None:
-    sys.exit(main())
+    """Console entry point `vessel-run`."""
+    cli_app.run(__name__, __doc__, define_flags, _main)
 
 
 if __name__ == "__main__":

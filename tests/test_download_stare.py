@@ -290,8 +290,18 @@ def test_http_end_to_end_and_404(http_server, tmp_path, caplog):
 
 
 def test_help_states_the_corrupt_member_policy(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        ds.main(["--help"])
-    assert exit_info.value.code == 0
+    assert ds.main(["--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "A corrupt member is NOT written" in text and "exits with status 1" in text
+
+
+def test_output_dir_and_the_old_spellings(sources, tmp_path, capsys):
+    uri = sources["clean"].as_uri()
+    assert ds.main(["--output_dir", str(tmp_path / "a"), "--url_base", uri, "--noprogress"]) == 0
+    assert (tmp_path / "a" / "stare-images" / "im0001.ppm.gz").exists()
+    assert "spelled" not in capsys.readouterr().err
+    assert ds.main(["--out_dir", str(tmp_path / "b"), "--url_base", uri, "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "--out_dir is spelled --output_dir" in err
+    assert "--no-progress is spelled --noprogress" in err
+    assert (tmp_path / "b" / "stare-images" / "im0001.ppm.gz").exists()

@@ -137,16 +137,18 @@ class TiledInferConfig:
     tta: str = "none"
     threshold: float = 0.5
     # "enlarged": images_dir holds photos already at training scale (the reference's
-    # 3500x3025 mini_test); "native": the graph enlarges them by the model's scale.
-    input_scale: str = "enlarged"
+    # 3500x3025 mini_test); "native": the graph enlarges them by the model's scale;
+    # "auto": chosen per image from the training photos' sizes (inference/input_scale.py).
+    input_scale: str = "auto"
 
     def __post_init__(self):
         if self.overlapping < 0:
             raise ValueError(f"[tiledinfer] overlapping must be >= 0, got {self.overlapping}")
         if self.blend not in ("gaussian", "linear", "none"):
             raise ValueError(f"[tiledinfer] blend must be gaussian, linear or none, got {self.blend!r}")
-        if self.input_scale not in ("enlarged", "native"):
-            raise ValueError(f"[tiledinfer] input_scale must be enlarged or native, got {self.input_scale!r}")
+        if self.input_scale not in ("auto", "enlarged", "native"):
+            raise ValueError(f"[tiledinfer] input_scale must be auto, enlarged or native, "
+                             f"got {self.input_scale!r}")
         if self.tta not in ("none", "flips", "d4"):
             raise ValueError(f"[tiledinfer] tta must be none, flips or d4, got {self.tta!r}")
 

@@ -2,9 +2,15 @@
 
   vessel-segment --model_dir M --input PATH [PATH ...] --output_dir O
   vessel-segment --config configs/stare.config --model_dir M --input photos/ --output_dir O
+  vessel-segment --model_dir M --input DRIVE/test/images --masks_dir DRIVE/test/1st_manual \
+      --fov_dir DRIVE/test/mask --layout drive --error_map --output_dir O
+  vessel-segment --model_dir M --manifest pairs.csv --error_map --output_dir O
 
 Writes O/<stem>.png (0/255 vessel mask) per input, optionally O/<stem>_probabilities.png
-(16-bit) and O/<stem>_overlay.png, and with --masks_dir O/metrics.csv. Every image goes
+(16-bit) with its 8-bit preview and O/<stem>_overlay.png, and with ground truth
+(--masks_dir or --manifest) O/metrics.csv, O/metrics.json and, with --error_map,
+O/<stem>_errors.png. With --input_scale auto (the default) each image is segmented as a
+native photo or as an enlarged one, whichever its size fits. Every image goes
 through one TensorFlow graph (inference/predictor.py). Tiling options not given as flags
 come from the config's [tiledinfer] section (--config / --set), then model_info.json.
 """
@@ -14,7 +20,7 @@ import sys
 
 from absl import app, flags
 
-from tiled_vessel_seg import cli_app
+from tiled_vessel_seg import cli_app, imaging
 from tiled_vessel_seg.inference import predictor_flags, segment
 
 FLAGS = flags.FLAGS
@@ -34,44 +40,86 @@ def define_flags() -> None:
     flags.DEFINE_bool("overlay", False, "Also write <stem>_overlay.png: the photo with the "
                       "vessels tinted green.")
     flags.DEFINE_string("masks_dir", None, "Ground-truth masks (grey > 127 is vessel), paired "
-                        "by stem (im0001.png) or STARE's im0001.ah.ppm.gz; writes "
-                        "<output_dir>/metrics.csv.")
+                        "with the inputs by --layout's file names, else by stem (im0001.png, "
+                        "STARE's im0001.ah.ppm.gz); writes <output_dir>/metrics.csv and "
+                        "metrics.json.")
+    from tiled_vessel_seg import datasets
+    flags.DEFINE_enum("layout", None, list(datasets.LAYOUT_NAMES),
+                      "How --masks_dir and --fov_dir name their files: a dataset as "
+                      "distributed, e.g. drive (21_training.tif / 21_manual1.gif / "
+                      "21_training_mask.gif), chase_db1 (Image_01L.jpg / Image_01L_1stHO.png), "
+                      "hrf (01_dr.JPG / 01_dr.tif / 01_dr_mask.tif), stare.")
+    flags.DEFINE_string("fov_dir", None, "Field-of-view masks (with --masks_dir), named by "
+                        "--layout, else like the image with an optional _mask/_fov suffix; "
+                        "used for the fov_* metrics instead of the computed FOV.")
+    flags.DEFINE_string("manifest", None, "CSV with columns image,mask[,fov][,split] (paths "
+                        "relative to the CSV): the images to segment (unless --input is "
+                        "given) and their ground truth; bad rows are reported by row number.")
+    flags.DEFINE_bool("error_map", False, "With ground truth, also write <stem>_errors.png: "
+                      "true positives white, false positives red, false negatives blue.")
     flags.DEFINE_bool("overwrite", False, "Rewrite outputs that exist (default: skip them).")
 
 
 def main(argv: list[str]) -> int:
     from tiled_vessel_seg import model_info
     from tiled_vessel_seg.inference import predictor as predictor_lib
+    from tiled_vessel_seg import datasets
     for name in ("model_dir", "output_dir"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
     patterns = list(FLAGS.input or []) + list(argv[1:])
-    if not patterns:
+    if not patterns and not FLAGS.manifest:
         raise app.UsageError("--input is required: image files, folders or globs")
+    if FLAGS.manifest and (FLAGS.masks_dir or FLAGS.fov_dir or FLAGS.layout):
+        raise app.UsageError("--manifest names the masks itself: drop --masks_dir, "
+                             "--fov_dir and --layout")
+    if (FLAGS.fov_dir or FLAGS.layout) and not FLAGS.masks_dir and not FLAGS.manifest:
+        raise app.UsageError("--layout and --fov_dir go with --masks_dir")
     options = predictor_flags.predictor_options()
+    truths, problems = None, []
+    try:
+        if FLAGS.manifest:
+            pairs, problems = datasets.read_manifest(FLAGS.manifest)
+            truths = {imaging.image_stem(p.image_path): p for p in pairs}
+            if not patterns:
+                patterns = [p.image_path for p in pairs]
+    except datasets.InputDirError as e:
+        raise cli_app.ToolError(str(e)) from None
     files, unmatched = segment.expand_inputs(patterns)
     for pattern in unmatched:
         print(f"no image matches {pattern}", file=sys.stderr)
+    try:
+        if FLAGS.masks_dir:
+            truths, problems = datasets.match_truths(files, FLAGS.masks_dir, FLAGS.layout,
+                                                     FLAGS.fov_dir)
+    except datasets.InputDirError as e:
+        raise cli_app.ToolError(str(e)) from None
+    for problem in problems:
+        print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
     if not files:
         print("nothing to segment", file=sys.stderr)
         return 1
-    truths = None
     try:
-        if FLAGS.masks_dir:
-            truths = segment.truth_index(FLAGS.masks_dir)
         predictor = predictor_lib.load_predictor(FLAGS.model_dir, **options)
     except (model_info.ModelDirError, FileNotFoundError, ValueError) as e:
         raise cli_app.ToolError(str(e)) from None
+    scale_note = {"auto": f" (native or enlarged per image; model scale x{predictor.enlarge})",
+                  "native": f" (x{predictor.enlarge} in the graph)" if predictor.enlarge > 1
+                  else ""}.get(options["input_scale"], "")
     print(f"segmenting {len(files)} image(s): tile {predictor.tile_size}, overlap "
           f"{predictor.overlap}, batch {predictor.batch_size}, blend {predictor.blend}, "
-          f"tta {predictor.tta}, threshold {predictor.threshold}, input {options['input_scale']}"
-          + (f" (x{predictor.enlarge} in the graph)" if predictor.enlarge > 1 else ""))
+          f"tta {predictor.tta}, threshold {predictor.threshold}, input "
+          f"{options['input_scale']}{scale_note}")
+    model = {"model_dir": FLAGS.model_dir, "tile_size": predictor.tile_size,
+             "overlap": predictor.overlap, "blend": predictor.blend, "tta": predictor.tta,
+             "input_scale": options["input_scale"]}
     summary = segment.segment_files(predictor, files, FLAGS.output_dir,
                                     save_probabilities=FLAGS.save_probabilities,
                                     overlay=FLAGS.overlay, truths=truths,
-                                    overwrite=FLAGS.overwrite)
+                                    overwrite=FLAGS.overwrite, error_map=FLAGS.error_map,
+                                    model=model)
     print(segment.format_summary(summary, FLAGS.output_dir))
-    return 1 if summary.failed or unmatched else 0
+    return 1 if summary.failed or unmatched or problems else 0
 
 
 def run():

@@ -26,6 +26,7 @@ class EpochChangeTiledInference(keras.callbacks.Callback):
     def __init__(self, config: schema.Config, model_dir: str):
         super().__init__()
         self.config = config
+        self.model_dir = model_dir
         self.output_dir = storage.join(model_dir, OUTPUT_SUBDIR)
         self._predictor = None
         self._images = None
@@ -53,10 +54,22 @@ class EpochChangeTiledInference(keras.callbacks.Callback):
         from tiled_vessel_seg.inference import predictor as predictor_lib
         t = self.config.tiledinfer
         tile = predictor_lib.model_tile_size(self.model) or self.config.model.image_height
-        return predictor_lib.TiledPredictor(
-            self.model, tile_size=tile, overlap=t.overlapping, batch_size=t.batch_size,
-            blend=t.blend, tta=t.tta, threshold=t.threshold,
-            scale=self.config.preprocess.scale, input_scale=t.input_scale)
+
+        def make(input_scale: str):
+            return predictor_lib.TiledPredictor(
+                self.model, tile_size=tile, overlap=t.overlapping, batch_size=t.batch_size,
+                blend=t.blend, tta=t.tta, threshold=t.threshold,
+                scale=self.config.preprocess.scale, input_scale=input_scale)
+
+        if t.input_scale != "auto":
+            return make(t.input_scale)
+        from tiled_vessel_seg import model_info
+        from tiled_vessel_seg.inference import input_scale as input_scale_lib
+        try:  # the training photos' sizes, when train() has written model_info.json
+            sizes = model_info.read_model_info(self.model_dir).source_sizes
+        except model_info.ModelDirError:
+            sizes = []
+        return input_scale_lib.AutoScalePredictor(make, self.config.preprocess.scale, sizes)
 
     def on_epoch_end(self, epoch, logs=None):
         from tiled_vessel_seg import imaging, storage

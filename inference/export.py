@@ -68,9 +68,13 @@ def main(argv: list[str]) -> int:
     for name in ("model_dir", "output_dir"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
+    options = predictor_flags.predictor_options()
+    if options["input_scale"] == "auto":  # decided per image: a SavedModel serves one scale
+        options["input_scale"] = "enlarged"
+        print("vessel-export: input scale enlarged (auto is decided per image; a SavedModel "
+              "serves one scale: pass --input_scale native for photos as taken)")
     try:
-        predictor = predictor_lib.load_predictor(FLAGS.model_dir,
-                                                 **predictor_flags.predictor_options())
+        predictor = predictor_lib.load_predictor(FLAGS.model_dir, **options)
     except (model_info.ModelDirError, ValueError) as e:
         raise cli_app.ToolError(str(e)) from None
     export_saved_model(predictor, FLAGS.output_dir)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 INPUT_SCALES = ("auto", "enlarged", "native")
 TOLERANCE = 1.5
@@ -72,4 +72,41 @@ def decide_input_scale(width: int, height: int, scale: int,
                  f"its x{scale} enlargement within x{TOLERANCE}: vessels will not have the "
                  "widths the model was trained on")
     return ScaleDecision(choice, fits, said)
+
+
+class AutoScalePredictor:
+    """A TiledPredictor per input scale, chosen per image by `decide_input_scale`.
+
+    make_predictor: input scale ("native" or "enlarged") -> a TiledPredictor; both share
+      one Keras model (building one is cheap: its graph is traced on first use).
+    Calling it with uint8 [H, W, 3] returns (probabilities, mask) as a TiledPredictor
+    does, and sets `last_decision` (a ScaleDecision). Other attributes (tile_size,
+    overlap, threshold, ...) are the enlarged predictor's; `enlarge` is the model scale.
+    """
+
+    input_scale = "auto"
+
+    def __init__(self, make_predictor: Callable[[str], Any], scale: int,
+                 source_sizes: Optional[Sequence[Sequence[int]]]):
+        self.scale = int(scale)
+        self.source_sizes = [list(s) for s in source_sizes or []]
+        self._predictors = {s: make_predictor(s) for s in ("enlarged", "native")}
+        self.last_decision: Optional[ScaleDecision] = None
+
+    def decide(self, image) -> ScaleDecision:
+        height, width = int(image.shape[0]), int(image.shape[1])
+        return decide_input_scale(width, height, self.scale, self.source_sizes)
+
+    def __call__(self, image):
+        self.last_decision = self.decide(image)
+        return self._predictors[self.last_decision.input_scale](image)
+
+    @property
+    def enlarge(self) -> int:
+        return self._predictors["native"].enlarge
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._predictors["enlarged"], name)
 

@@ -7,7 +7,7 @@ Written beside metrics.csv (the same per-image figures), it adds what a table le
       "fov_source": "computed" | "files",  how the fov_* figures' field of view was found
       "model": {...},                    the model used (its dir and model_info fields)
       "columns": ["dice", ..., "fov_auc"],
-      "images": [{"image": "im0001", "dice": ..., "fov_auc": ...,
+      "images": [{"image": "im0001", "dice": ..., "fov_auc": ..., "fov": path | "computed",
                   "counts": {"tp", "fp", "fn", "tn"}, "fov_counts": {...}}, ...],
       "summary": {"images": N,
                   "mean": {column: value}, "std": {column: value},   over images, NaN ignored
@@ -68,6 +68,8 @@ def metrics_document(rows: Sequence[dict], columns: Sequence[str], *, threshold:
     images = []
     for row in rows:
         entry = {"image": row["image"], **{c: row[c] for c in columns}}
+        if "fov" in row:  # the FOV mask file used, or "computed"
+            entry["fov"] = row["fov"]
         for key in (COUNTS_KEY, FOV_COUNTS_KEY):
             if key in row:
                 entry[key] = {n: int(row[key][n]) for n in metrics.COUNT_NAMES}

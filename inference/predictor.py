@@ -227,10 +227,21 @@ def load_predictor(model_dir: str, *, overlap: Optional[int] = None, batch_size:
                    blend: str = "gaussian", tta: str = "none",
                    threshold: Optional[float] = None,
                    input_scale: str = "enlarged") -> TiledPredictor:
-    """A TiledPredictor for `model_dir`; overlap and threshold default to model_info.json."""
+    """A TiledPredictor for `model_dir`; overlap and threshold default to model_info.json.
+
+    input_scale "auto" gives an input_scale.AutoScalePredictor: native or enlarged chosen
+    per image from the training photos' sizes in model_info.json.
+    """
     model, info = load_model(model_dir)
-    return TiledPredictor(
-        model, tile_size=model_tile_size(model) or info.tile_size,
-        overlap=info.overlap if overlap is None else overlap, batch_size=batch_size,
-        blend=blend, tta=tta, threshold=info.threshold if threshold is None else threshold,
-        scale=info.scale, input_scale=input_scale)
+
+    def make(scale: str) -> TiledPredictor:
+        return TiledPredictor(
+            model, tile_size=model_tile_size(model) or info.tile_size,
+            overlap=info.overlap if overlap is None else overlap, batch_size=batch_size,
+            blend=blend, tta=tta, threshold=info.threshold if threshold is None else threshold,
+            scale=info.scale, input_scale=scale)
+
+    if input_scale == "auto":
+        from tiled_vessel_seg.inference import input_scale as input_scale_lib
+        return input_scale_lib.AutoScalePredictor(make, info.scale, info.source_sizes)
+    return make(input_scale)

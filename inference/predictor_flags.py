@@ -31,11 +31,13 @@ def define_flags() -> None:
                       f"(default: [tiledinfer] tta, {_DEFAULTS.tta}).")
     flags.DEFINE_float("threshold", None, "Vessel if probability > threshold (default: "
                        "[tiledinfer] threshold with --config/--set, else model_info.json).")
-    flags.DEFINE_enum("input_scale", None, ["enlarged", "native"],
+    flags.DEFINE_enum("input_scale", None, ["auto", "enlarged", "native"],
                       "enlarged: inputs are at the training scale (e.g. 3500x3025 STARE); native: "
                       "inputs are original photos (700x605), enlarged by the model's scale in the "
                       "graph (the Beam job's bicubic kernel) and the output shrunk back to the "
-                      f"input size (default: [tiledinfer] input_scale, {_DEFAULTS.input_scale}).")
+                      "input size; auto: per image, whichever of the two its size fits (the "
+                      "training photos' sizes are in model_info.json), said in the per-image "
+                      f"line (default: [tiledinfer] input_scale, {_DEFAULTS.input_scale}).")
 
 
 def predictor_options() -> dict:

@@ -5,8 +5,12 @@
     print(format_summary(summary, "out/"))
 
 Writes out/<stem>.png (0/255 vessel mask) per input, optionally <stem>_probabilities.png
-(16-bit, probability x 65535) and <stem>_overlay.png, and with ground truth
-out/metrics.csv (whole-image and inside-FOV metrics per image, then mean and std). One
+(16-bit, probability x 65535) with <stem>_probabilities_preview.png (8-bit, for ordinary
+viewers) and <stem>_overlay.png, and with ground truth <stem>_errors.png (error map:
+true positives white, false positives red, false negatives blue), out/metrics.csv
+(whole-image and inside-FOV metrics per image, then mean and std) and out/metrics.json
+(the same rows with pixel counts, a summary with the pooled figures, the threshold, the
+FOV source and the model: inference/metrics_json.py). One
 bad file never stops the others; outputs are written atomically (storage), locally or
 on gs://. Used by vessel-segment, vessel-run and the per-epoch training callback.
 """
@@ -34,6 +38,8 @@ class Summary:
     failed: list = dataclasses.field(default_factory=list)      # (path, reason)
     no_truth: list = dataclasses.field(default_factory=list)
     metrics: list = dataclasses.field(default_factory=list)     # dict rows
+    scales: dict = dataclasses.field(default_factory=dict)      # stem -> input scale used
+    fov_source: str = ""                                        # as in metrics.json
     seconds: float = 0.0
 
 
@@ -87,17 +93,32 @@ def metric_columns() -> list[str]:
     return list(METRIC_NAMES) + [f"fov_{m}" for m in METRIC_NAMES]
 
 
-def image_metrics(image, probabilities, truth_path: str, threshold: float) -> dict:
-    """Whole-image and inside-FOV metrics of one image against the mask at truth_path."""
-    from tiled_vessel_seg.inference import fov, metrics
+def read_truth(truth_path: str, shape, what: str = "ground truth"):
+    """bool [H, W] mask of truth_path; ValueError naming the file if it is not `shape`."""
     truth = imaging.read_mask(truth_path).astype(bool)
-    if truth.shape != probabilities.shape:
-        raise ValueError(f"ground truth {truth_path} is {truth.shape[1]}x{truth.shape[0]}, "
-                         f"the output is {probabilities.shape[1]}x{probabilities.shape[0]} "
-                         "(check --input_scale)")
+    if truth.shape != tuple(shape):
+        raise ValueError(f"{what} {truth_path} is {truth.shape[1]}x{truth.shape[0]}, "
+                         f"the output is {shape[1]}x{shape[0]} (check --input_scale)")
+    return truth
+
+
+def image_metrics(image, probabilities, truth_path: str, threshold: float,
+                  fov_path: Optional[str] = None, truth=None) -> dict:
+    """Whole-image and inside-FOV metrics of one image against the mask at truth_path,
+    with their pixel counts (metrics_json.COUNTS_KEY / FOV_COUNTS_KEY) for the pooled
+    figures. The FOV is the mask at fov_path, else computed from the photo (inference/fov.py).
+    """
+    from tiled_vessel_seg.inference import fov, metrics, metrics_json
+    if truth is None:
+        truth = read_truth(truth_path, probabilities.shape)
+    region = (read_truth(fov_path, probabilities.shape, "FOV mask") if fov_path
+              else fov.fov_mask(image))
     row = metrics.segmentation_metrics(probabilities, truth, threshold)
-    inside = metrics.segmentation_metrics(probabilities, truth, threshold, fov.fov_mask(image))
+    inside = metrics.segmentation_metrics(probabilities, truth, threshold, region)
     row.update({f"fov_{k}": v for k, v in inside.items()})
+    predicted = probabilities > threshold
+    row[metrics_json.COUNTS_KEY] = metrics.confusion_counts(predicted, truth)
+    row[metrics_json.FOV_COUNTS_KEY] = metrics.confusion_counts(predicted[region], truth[region])
     return row
 
 
@@ -118,15 +139,22 @@ def write_metrics_csv(path: str, rows: list[dict]) -> None:
 
 def segment_files(predictor, files: list[str], output_dir: str, *,
                   save_probabilities: bool = False, overlay: bool = False,
-                  truths: Optional[dict[str, str]] = None, overwrite: bool = False,
-                  progress: bool = True) -> Summary:
+                  truths: Optional[dict] = None, overwrite: bool = False,
+                  progress: bool = True, error_map: bool = False,
+                  model: Optional[dict] = None) -> Summary:
     """Segments `files` into output_dir; one bad file never stops the others.
 
+    truths: {output stem: mask path, or a datasets.ImagePair whose fov_path (if any) is
+      used for the fov_* metrics instead of the computed FOV}.
+    error_map: also write <stem>_errors.png for the images with ground truth.
+    model: what metrics.json records as the model used (model dir, tiling options).
     An image whose outputs all exist is skipped unless `overwrite`; with `truths` it is
-    still segmented for its metrics, but its files are left as they are.
+    still segmented for its metrics, but its files are left as they are. With an
+    input_scale.AutoScalePredictor, each image's scale decision is one line.
     """
     import numpy as np
     from tqdm import tqdm
+    from tiled_vessel_seg.inference import error_map as error_map_lib
 
     storage.makedirs(output_dir)
     summary = Summary()
@@ -145,10 +173,15 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
         outputs = {"mask": storage.join(output_dir, stem + ".png")}
         if save_probabilities:
             outputs["probabilities"] = storage.join(output_dir, stem + "_probabilities.png")
+            outputs["preview"] = storage.join(output_dir, stem + "_probabilities_preview.png")
         if overlay:
             outputs["overlay"] = storage.join(output_dir, stem + "_overlay.png")
+        entry = truths.get(stem) if truths is not None else None
+        truth_path = getattr(entry, "mask_path", entry)
+        fov_path = getattr(entry, "fov_path", None)
+        if error_map and truth_path is not None:
+            outputs["errors"] = storage.join(output_dir, stem + "_errors.png")
         exists = not overwrite and all(storage.exists(p) for p in outputs.values())
-        truth_path = truths.get(stem) if truths is not None else None
         if truths is not None and truth_path is None:
             summary.no_truth.append(path)
         if exists and truth_path is None:
@@ -158,27 +191,50 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
             image = imaging.read_image(path)
             probabilities, mask = predictor(image)
             probabilities, mask = probabilities.numpy(), mask.numpy()
+            decision = getattr(predictor, "last_decision", None)
+            if decision is not None:
+                summary.scales[stem] = decision.input_scale
+                if progress or not decision.fits:
+                    tqdm.write(f"{stem}: {image.shape[1]}x{image.shape[0]}, input "
+                               f"{decision.reason}", file=sys.stderr)
+            truth = (read_truth(truth_path, probabilities.shape)
+                     if truth_path is not None else None)
             if not exists:
                 storage.write_bytes_atomic(outputs["mask"], imaging.encode_png(mask))
                 if save_probabilities:
                     p16 = np.round(probabilities * 65535.0).astype(np.uint16)
                     storage.write_bytes_atomic(outputs["probabilities"], imaging.encode_png(p16))
+                    p8 = np.round(probabilities * 255.0).astype(np.uint8)
+                    storage.write_bytes_atomic(outputs["preview"], imaging.encode_png(p8))
                 if overlay:
                     storage.write_bytes_atomic(outputs["overlay"], imaging.encode_png(
                         overlay_image(image, mask)))
+                if "errors" in outputs:
+                    storage.write_bytes_atomic(outputs["errors"], imaging.encode_png(
+                        error_map_lib.error_map(mask, truth)))
                 summary.written.append(stem)
             else:
                 summary.skipped.append(stem)
-            if truth_path is not None:
-                row = image_metrics(image, probabilities, truth_path, predictor.threshold)
-                summary.metrics.append({"image": stem, **row})
+            if truth is not None:
+                row = image_metrics(image, probabilities, truth_path, predictor.threshold,
+                                    fov_path, truth=truth)
+                summary.metrics.append({"image": stem, "fov": fov_path or "computed", **row})
         except Exception as e:  # pylint: disable=broad-except  # report, go on
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             summary.failed.append((path, reason))
             tqdm.write(f"FAILED {path}: {reason}", file=sys.stderr)
     summary.seconds = time.time() - start
     if truths is not None and summary.metrics:
+        from tiled_vessel_seg.inference import metrics_json
         write_metrics_csv(storage.join(output_dir, "metrics.csv"), summary.metrics)
+        from_files = sum(r["fov"] != "computed" for r in summary.metrics)
+        summary.fov_source = (
+            "computed" if not from_files else "files" if from_files == len(summary.metrics)
+            else f"files for {from_files} of {len(summary.metrics)} images, computed otherwise")
+        metrics_json.write_metrics_json(
+            storage.join(output_dir, metrics_json.METRICS_JSON), summary.metrics,
+            metric_columns(), threshold=predictor.threshold, fov_source=summary.fov_source,
+            model=model)
     return summary
 
 
@@ -196,10 +252,16 @@ def format_summary(summary: Summary, output_dir: str) -> str:
     if summary.metrics:
         from tiled_vessel_seg.inference import metrics
         stats = metrics.summarize(summary.metrics, metric_columns())
-        lines.append(f"  metrics over {len(summary.metrics)} image(s) (mean +- std), "
-                     f"{os.path.join(output_dir, 'metrics.csv')}:")
+        lines.append(f"  metrics over {len(summary.metrics)} image(s) (mean +- std; FOV "
+                     f"{summary.fov_source}), {os.path.join(output_dir, 'metrics.csv')} and "
+                     "metrics.json:")
         for name in metrics.METRIC_NAMES:
             m, s = stats[name]
             fm, fs = stats["fov_" + name]
             lines.append(f"    {name:<12} {m:.4f} +- {s:.4f}   inside FOV {fm:.4f} +- {fs:.4f}")
+        from tiled_vessel_seg.inference import metrics_json
+        pooled = metrics_json.pooled_metrics(summary.metrics)
+        if pooled:
+            lines.append(f"    pooled F1 over all pixels {pooled['dice']:.4f}, inside FOV "
+                         f"{pooled['fov_dice']:.4f}")
     return "\n".join(lines)

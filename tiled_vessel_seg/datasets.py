@@ -482,8 +482,9 @@ def find_pairs(source: Source) -> tuple[list[ImagePair], list[InputProblem]]:
 def match_truths(image_paths: Sequence[str], masks_dir: str, layout: Optional[str] = None,
                  fov_dir: Optional[str] = None
                  ) -> tuple[dict[str, ImagePair], list[InputProblem]]:
-    """Ground truth for photographs being segmented: {image id: ImagePair} of those whose
-    mask (and FOV mask, with `fov_dir`) is found, named by `layout`'s rules.
+    """Ground truth for photographs being segmented: {output stem: ImagePair} of those
+    whose mask (and FOV mask, with `fov_dir`) is found, named by `layout`'s rules (the
+    output stem is `imaging.image_stem`, the name vessel-segment writes).
 
     Photographs without a mask are not problems here (they are segmented without
     metrics); the problems are the unusable files of masks_dir / fov_dir.
@@ -507,7 +508,8 @@ def match_truths(image_paths: Sequence[str], masks_dir: str, layout: Optional[st
         key = spec.roles.key("image", stem_of(path))
         if key is None or key not in masks:
             continue
-        out[stem_of(path)] = ImagePair(stem_of(path), path, masks[key], fovs.get(key))
+        stem = imaging.image_stem(path)  # the name segmentation outputs get
+        out[stem] = ImagePair(stem, path, masks[key], fovs.get(key))
     return out, problems
 
 

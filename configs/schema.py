@@ -98,8 +98,13 @@ class TrainConfig:
     # After training, set model_info.json's threshold to the one maximising F1 over the
     # validation tiles (else [tiledinfer] threshold is stored).
     select_threshold: bool = False
+    # auto | one_device | mirrored | multi_worker (trainer/strategy.py); vessel-train --strategy.
+    strategy: str = "auto"
 
     def __post_init__(self):
+        if self.strategy not in ("auto", "one_device", "mirrored", "multi_worker"):
+            raise ValueError(f"[train] strategy must be auto, one_device, mirrored or "
+                             f"multi_worker, got {self.strategy!r}")
         if self.batch_size < 1:
             raise ValueError(f"[train] batch_size must be >= 1, got {self.batch_size}")
         if self.epochs < 1:

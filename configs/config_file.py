@@ -22,6 +22,7 @@ import types
 import typing
 from typing import Any, Iterable, Mapping
 
+from tiled_vessel_seg import storage
 from tiled_vessel_seg.configs import schema
 
 _LOG = logging.getLogger(__name__)
@@ -157,14 +158,13 @@ def _read_parser(path: str) -> configparser.ConfigParser:
 
 
 def _read_text(path: str) -> str:
-    if "://" in path:
-        import tensorflow as tf  # Remote configs (gs://) only; local reads stay TF-free.
-        if not tf.io.gfile.exists(path):
-            raise FileNotFoundError(path)
-        with tf.io.gfile.GFile(path, "r") as f:
-            return f.read()
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+    """The file's text, local or gs:// (storage: local reads stay TensorFlow-free)."""
+    if not storage.exists(path):
+        raise FileNotFoundError(path)
+    try:
+        return storage.read_text(path)
+    except storage.StorageError as e:
+        raise ConfigError(str(e)) from None
 
 
 def load_config(path: str | os.PathLike | None = None,
@@ -269,5 +269,4 @@ def write_config(config: schema.Config, path: str) -> None:
                 value = tuple(value)
             lines.append(f"{key} = {value!r}")
         lines.append("")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
+    storage.write_text_atomic(path, "\n".join(lines))

@@ -32,6 +32,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from tiled_vessel_seg import storage
+
 CV_METRICS = "cv_metrics.csv"
 CV_REPORT = "cv_report.md"
 FOLD_FILE = "fold.json"
@@ -133,9 +135,7 @@ def run_fold(config, fold: Fold, stare_dir: str, workdir: str, pairs, options,
               "epochs": len(history.get("epoch", [])),
               "best_epoch": int(np.nanargmin(val_loss)) + 1 if val_loss else None,
               "threshold": model_info.read_model_info(paths.model_dir).threshold}
-    with open(record_path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=2)
-    os.replace(record_path + ".tmp", record_path)
+    storage.write_text_atomic(record_path, json.dumps(record, indent=2))
     say(f"segment: {len(summary.metrics)} held-out image(s) scored at threshold "
         f"{predictor.threshold:.2f} -> {paths.metrics_csv}")
     return record
@@ -164,13 +164,7 @@ def write_cv_metrics(path: str, rows: list[dict]) -> None:
         writer.writerow([row["fold"], row["image"]] + [f"{row[c]:.6f}" for c in columns])
     for name, fn in (("mean", np.nanmean), ("std", np.nanstd)):
         writer.writerow(["", name] + [f"{fn([r[c] for r in rows]):.6f}" for c in columns])
-    _write_text(path, buf.getvalue())
-
-
-def _write_text(path: str, text: str) -> None:
-    with open(path + ".tmp", "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+    storage.write_text_atomic(path, buf.getvalue())
 
 
 def fold_means(rows: list[dict], folds: list[Fold]) -> dict[int, dict[str, float]]:
@@ -220,7 +214,7 @@ def write_cv_report(path: str, rows: list[dict], folds: list[Fold], records: lis
                   for k, v in values.items()]
         lines.append("")
     lines.append("```")
-    _write_text(path, "\n".join(lines) + "\n")
+    storage.write_text_atomic(path, "\n".join(lines) + "\n")
     return overall
 
 

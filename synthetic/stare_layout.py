@@ -4,17 +4,16 @@
     OUT/labels-ah/imNNNN.ah.ppm.gz      vessel map, P6 PPM with values 0/255, gzipped
 
 Files are byte-for-byte deterministic (gzip header mtime 0, no file name) and written
-atomically (temporary name, then rename). Local paths use plain file I/O; other URLs
-(gs://...) go through `tf.io.gfile`, imported only when needed.
+atomically (temporary name, then rename), locally or on gs:// (tiled_vessel_seg.storage).
 """
 from __future__ import annotations
 
 import gzip
-import os
 from typing import Callable, Iterable
 
 import numpy as np
 
+from tiled_vessel_seg import storage
 from tiled_vessel_seg.synthetic import fundus
 
 IMAGES_DIR = "stare-images"
@@ -53,45 +52,12 @@ def gzip_bytes(data: bytes) -> bytes:
     return gzip.compress(data, compresslevel=6, mtime=0)
 
 
-def _is_url(path: str) -> bool:
-    return "://" in path
-
-
-def _join(*parts: str) -> str:
-    return "/".join(p.rstrip("/") for p in parts) if _is_url(parts[0]) else os.path.join(*parts)
-
-
-def _exists(path: str) -> bool:
-    if _is_url(path):
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        return tf.io.gfile.exists(path)
-    return os.path.exists(path)
-
-
-def _makedirs(path: str) -> None:
-    if _is_url(path):
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        tf.io.gfile.makedirs(path)
-    else:
-        os.makedirs(path, exist_ok=True)
+_join = storage.join
 
 
 def write_file_atomically(path: str, data: bytes) -> None:
     """Writes `data` to a temporary sibling of `path`, then renames it into place."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    if _is_url(path):
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        with tf.io.gfile.GFile(tmp, "wb") as f:
-            f.write(data)
-        tf.io.gfile.rename(tmp, path, overwrite=True)
-        return
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    storage.write_bytes_atomic(path, data)
 
 
 def write_pair(output_dir: str, image_id: str, image: np.ndarray,
@@ -145,13 +111,13 @@ def write_synthetic_stare(output_dir: str, num_images: int, *, width: int = fund
     numbers = range(first_id, first_id + num_images)
     targets = planned_paths(output_dir, numbers)
     if not overwrite:
-        existing = [p for p in targets if _exists(p)]
+        existing = [p for p in targets if storage.exists(p)]
         if existing:
             raise FileExistsError(
                 f"{len(existing)} file(s) already exist in {output_dir}, e.g. {existing[0]}; "
                 "pass --overwrite to replace them")
-    _makedirs(_join(output_dir, IMAGES_DIR))
-    _makedirs(_join(output_dir, LABELS_DIR))
+    storage.makedirs(_join(output_dir, IMAGES_DIR))
+    storage.makedirs(_join(output_dir, LABELS_DIR))
     written = []
     for number in numbers:
         image, mask = fundus.generate_fundus(image_seed(seed, number), height, width)

@@ -12,13 +12,15 @@ Epochs are 0-based in the CSVs, as the reference writes them.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 from typing import Optional, Sequence
 
 import keras
 import numpy as np
+
+from tiled_vessel_seg import storage
 
 HISTORY_FILE = "history.json"
 LOSSES_CSV = "train_losses.csv"
@@ -27,10 +29,9 @@ METRICS_CSV = "train_metrics.csv"
 
 def read_history(path: str) -> dict[str, list]:
     """{"epoch": [...], key: [...]} from a history.json; {} if there is none."""
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return json.loads(storage.read_text(path))
 
 
 def history_before(history: dict[str, list], epoch: int) -> dict[str, list]:
@@ -39,11 +40,7 @@ def history_before(history: dict[str, list], epoch: int) -> dict[str, list]:
     return {k: [v[i] for i in keep] for k, v in history.items()}
 
 
-def _write_atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+_write_atomic = storage.write_text_atomic  # local or gs://, never a partial file
 
 
 def _fmt(value) -> str:
@@ -60,13 +57,13 @@ class EpochLogs(keras.callbacks.Callback):
     def __init__(self, model_dir: str, metrics: Sequence[str] = ("dice_coef", "val_dice_coef")):
         super().__init__()
         self.model_dir = model_dir
-        self.eval_dir = os.path.join(model_dir, "eval")
+        self.eval_dir = storage.join(model_dir, "eval")
         self.metrics = tuple(metrics)
-        self.history_path = os.path.join(model_dir, HISTORY_FILE)
+        self.history_path = storage.join(model_dir, HISTORY_FILE)
         self.rows: Optional[list[dict]] = None
 
     def on_train_begin(self, logs=None):
-        os.makedirs(self.eval_dir, exist_ok=True)
+        storage.makedirs(self.eval_dir)
         history = read_history(self.history_path)
         keys = [k for k in history if k != "epoch"]
         self.rows = [dict({"epoch": e}, **{k: history[k][i] for k in keys})
@@ -84,16 +81,16 @@ class EpochLogs(keras.callbacks.Callback):
         history.update({k: [r.get(k) for r in self.rows] for k in keys})
         _write_atomic(self.history_path, json.dumps(history, indent=1))
         m0, m1 = self.metrics[0], self.metrics[1]
-        _write_atomic(os.path.join(self.eval_dir, LOSSES_CSV),
+        _write_atomic(storage.join(self.eval_dir, LOSSES_CSV),
                       "epoch, loss, val_loss\n" + "".join(
                           f"{r['epoch']}, {_fmt(r.get('loss'))}, {_fmt(r.get('val_loss'))}\n"
                           for r in self.rows))
-        _write_atomic(os.path.join(self.eval_dir, METRICS_CSV),
+        _write_atomic(storage.join(self.eval_dir, METRICS_CSV),
                       f"epoch,{m0},{m1},\n" + "".join(
                           f"{r['epoch']}, {_fmt(r.get(m0))}, {_fmt(r.get(m1))}\n"
                           for r in self.rows))
-        _plot(history, ("loss", "val_loss"), os.path.join(self.eval_dir, "train_losses.png"))
-        _plot(history, (m0, m1), os.path.join(self.eval_dir, "train_metrics.png"))
+        _plot(history, ("loss", "val_loss"), storage.join(self.eval_dir, "train_losses.png"))
+        _plot(history, (m0, m1), storage.join(self.eval_dir, "train_metrics.png"))
 
 
 def _plot(history: dict[str, list], keys: Sequence[str], path: str) -> None:
@@ -109,8 +106,10 @@ def _plot(history: dict[str, list], keys: Sequence[str], path: str) -> None:
     ax.legend()
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
+    storage.write_bytes_atomic(path, buf.getvalue())
 
 
 def _replay(values: Sequence[float], min_delta: float, reset_after: int = 0

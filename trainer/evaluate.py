@@ -39,19 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def write_evaluation(model_dir: str, results: dict[str, float]) -> str:
     """Writes results as "metric,value" rows to M/evaluation.csv; returns its path."""
-    path = os.path.join(model_dir, EVALUATION_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("metric,value\n")
-        for name, value in results.items():
-            f.write(f"{name},{value:.6f}\n")
-    os.replace(tmp, path)
-    return path
+    from tiled_vessel_seg import storage
+    return storage.write_text_atomic(
+        storage.join(model_dir, EVALUATION_FILE),
+        "metric,value\n" + "".join(f"{name},{value:.6f}\n" for name, value in results.items()))
 
 
 def read_evaluation(model_dir: str) -> dict[str, float]:
-    with open(os.path.join(model_dir, EVALUATION_FILE), encoding="utf-8") as f:
-        rows = [line.strip().split(",") for line in f.readlines()[1:] if line.strip()]
+    from tiled_vessel_seg import storage
+    lines = storage.read_text(storage.join(model_dir, EVALUATION_FILE)).splitlines()
+    rows = [line.strip().split(",") for line in lines[1:] if line.strip()]
     return {name: float(value) for name, value in rows}
 
 

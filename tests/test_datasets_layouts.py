@@ -267,8 +267,36 @@ def test_find_pairs_takes_exactly_one_source(tmp_path, drive_tree):
                        (dict(root="a", manifest="b"), "give one of"),
                        (dict(images_dir="a"), "go together"),
                        (dict(manifest="m", layout="drive"), "drop --layout"),
-                       (dict(root="r", fov_dir="f"), "--fov_dir goes with"),
+                       (dict(root="r", layout="drive", fov_dir="f"), "says where its FOV"),
                        (dict(root="r", layout="kaggle"), "unknown layout")]:
         with pytest.raises(ValueError, match=words):
             datasets.find_pairs(datasets.Source(**bad))
     assert datasets.Source(root="r", layout="hrf").parameters() == {"root": "r", "layout": "hrf"}
+
+
+def test_stare_tree_with_fov_dir(tmp_path):
+    root = tmp_path / "stare"
+    for n in (1, 2):
+        write(str(root / f"stare-images/im000{n}.ppm.gz"), _pixels(n))
+        write(str(root / f"labels-ah/im000{n}.ah.ppm.gz"), _binary(n))
+    write(str(tmp_path / "fov" / "im0001_fov.png"), _binary(5))
+    pairs, problems = datasets.find_pairs(datasets.Source(root=str(root),
+                                                          fov_dir=str(tmp_path / "fov")))
+    assert [p.image_id for p in pairs] == ["im0001"]
+    assert pairs[0].fov_path.endswith("im0001_fov.png")
+    assert "no FOV mask" in names(problems)["im0002.ppm.gz"]
+
+
+def test_split_ids_from_inputs():
+    def pair(i, split):
+        return datasets.ImagePair(f"im{i:02d}", "x", "y", split=split)
+    assert datasets.split_ids_from_inputs([pair(1, None), pair(2, None)], 0.2, 0) is None
+    # DRIVE: 20 training + 20 test images; validation drawn from training, seeded.
+    drive = [pair(i, "train") for i in range(21, 41)] + [pair(i, "test") for i in range(1, 21)]
+    valid, test = datasets.split_ids_from_inputs(drive, 0.15, seed=3)
+    assert test == [f"im{i:02d}" for i in range(1, 21)]
+    assert len(valid) == 3 and set(valid) <= {f"im{i}" for i in range(21, 41)}
+    assert datasets.split_ids_from_inputs(drive, 0.15, seed=3) == (valid, test)
+    # A manifest that names its valid images keeps them.
+    given = [pair(1, "train"), pair(2, "valid"), pair(3, "test"), pair(4, None)]
+    assert datasets.split_ids_from_inputs(given, 0.5, 0) == (["im02"], ["im03"])

@@ -304,8 +304,12 @@ def _pair_group(layout: Layout, images_dir: str, masks_dir: str, fov_dir: Option
     return pairs, problems
 
 
-def discover(root: str, layout: str) -> tuple[list[ImagePair], list[InputProblem]]:
+def discover(root: str, layout: str, fov_dir: Optional[str] = None
+             ) -> tuple[list[ImagePair], list[InputProblem]]:
     """Pairs every photograph of a dataset tree in `layout` under `root`.
+
+    fov_dir: FOV masks for a layout that ships none (stare, chase_db1), named like the
+      image with an optional _mask/_fov suffix.
 
     Returns:
       pairs sorted by image id, and the problems (see `pair_folders`; also an image id
@@ -326,8 +330,8 @@ def discover(root: str, layout: str) -> tuple[list[ImagePair], list[InputProblem
         raise InputDirError(f"{root} is not a {spec.name} folder: it has no {expected} "
                             f"(see --layout; --manifest describes any other tree)")
     for group in present:
-        fov = join(root, group.fov) if group.fov is not None else None
-        if fov and not is_dir(fov):
+        fov = join(root, group.fov) if group.fov is not None else fov_dir
+        if group.fov is not None and not is_dir(fov):
             fov = None  # a distribution without FOV masks: they are computed instead
         second = join(root, group.second_masks) if group.second_masks is not None else None
         group_pairs, group_problems = _pair_group(
@@ -434,9 +438,9 @@ def _manifest_pair(row: dict[str, str], base: str) -> tuple[Optional[ImagePair],
 @dataclasses.dataclass(frozen=True)
 class Source:
     """Where a tool's labelled photographs come from: exactly one of
-    root (a dataset tree in `layout`), images_dir + masks_dir (paired by `layout`'s
-    naming, or by stem without one), or manifest (a CSV); fov_dir adds FOV masks to the
-    folder forms."""
+    root (a dataset tree in `layout`, default stare), images_dir + masks_dir (paired by
+    `layout`'s naming, or by stem without one), or manifest (a CSV). fov_dir adds FOV
+    masks to the folder pair, or to a dataset tree whose layout ships none."""
     root: Optional[str] = None
     layout: Optional[str] = None
     images_dir: Optional[str] = None
@@ -456,10 +460,11 @@ class Source:
         if self.manifest and (self.layout or self.fov_dir):
             raise ValueError("--manifest names every file itself: drop --layout/--fov_dir "
                              "(FOV masks go in its fov column)")
-        if self.root and self.fov_dir:
-            raise ValueError("--fov_dir goes with --images_dir/--masks_dir; a dataset "
-                             "folder's layout says where its FOV masks are")
-        get_layout(self.layout)
+        layout = get_layout(self.layout or "stare") if self.root else get_layout(self.layout)
+        if self.root and self.fov_dir and (len(layout.groups) != 1 or layout.groups[0].fov):
+            raise ValueError(f"--fov_dir: the {layout.name} layout says where its FOV "
+                             "masks are (--fov_dir adds FOV masks to layouts without them: "
+                             "stare, chase_db1)")
 
     def parameters(self) -> dict[str, str]:
         """The non-empty fields, as recorded in dataset_info.json."""
@@ -473,7 +478,7 @@ def find_pairs(source: Source) -> tuple[list[ImagePair], list[InputProblem]]:
     if source.manifest:
         return read_manifest(source.manifest)
     if source.root:
-        return discover(source.root, source.layout or "stare")
+        return discover(source.root, source.layout or "stare", source.fov_dir)
     return pair_folders(source.images_dir, source.masks_dir, source.layout, source.fov_dir)
 
 
@@ -522,3 +527,28 @@ def given_splits(pairs: Iterable[ImagePair]) -> dict[str, list[str]]:
         if pair.split:
             out.setdefault(pair.split, []).append(pair.image_id)
     return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+def split_ids_from_inputs(pairs: Sequence[ImagePair], valid_fraction: float, seed: int
+                          ) -> Optional[tuple[list[str], list[str]]]:
+    """(valid ids, test ids) honouring the splits the inputs assign (a manifest's split
+    column, DRIVE's training/ and test/ folders), or None when no input assigns one.
+
+    Images assigned "test" or "valid" keep it. When no image is assigned "valid", a
+    `valid_fraction` share (at least one) of the other images is drawn for validation,
+    sorted ids shuffled with numpy's Generator(seed), as the image-level split does; all
+    remaining images train.
+    """
+    given = given_splits(pairs)
+    if not given:
+        return None
+    test_ids = given.get("test", [])
+    valid_ids = given.get("valid", [])
+    if not valid_ids:
+        import numpy as np  # pylint: disable=import-outside-toplevel
+        pool = sorted(p.image_id for p in pairs if p.split not in ("test", "valid"))
+        count = min(len(pool) - 1, max(1, round(valid_fraction * len(pool))))
+        if count > 0:
+            order = np.random.default_rng(seed).permutation(len(pool))
+            valid_ids = sorted(pool[i] for i in order[:count])
+    return list(valid_ids), list(test_ids)

@@ -94,3 +94,28 @@ def assign_splits(image_ids: Sequence[str], split: str = "train=0.7,valid=0.15,t
             out[image_id] = name
         start += counts[name]
     return out
+
+
+def with_input_splits(config, pairs) -> tuple[object, str]:
+    """The [preprocess] config with the splits the inputs assign (a manifest's split
+    column, DRIVE's training/ and test/ folders) as valid_ids / test_ids, and one line
+    saying so; the config unchanged (and "") when it names valid_ids / test_ids itself or
+    no input assigns a split. Validation images are drawn from the unassigned and
+    "train" images by the config's valid share of train + valid.
+
+    config: configs.schema.PreprocessConfig; pairs: datasets.ImagePair.
+    """
+    import dataclasses
+    from tiled_vessel_seg import datasets
+    if config.valid_ids or config.test_ids:
+        return config, ""
+    shares = parse_split(config.split)
+    kept = shares["train"] + shares["valid"]
+    ids = datasets.split_ids_from_inputs(pairs, shares["valid"] / kept if kept else 0.0,
+                                         config.seed)
+    if ids is None:
+        return config, ""
+    valid_ids, test_ids = ids
+    note = (f"splits from the inputs: test {len(test_ids)} image(s), valid {len(valid_ids)} "
+            f"({', '.join(valid_ids)}), train the other {len(pairs) - len(valid_ids) - len(test_ids)}")
+    return dataclasses.replace(config, valid_ids=tuple(valid_ids), test_ids=tuple(test_ids)), note

@@ -300,3 +300,19 @@ def test_split_ids_from_inputs():
     # A manifest that names its valid images keeps them.
     given = [pair(1, "train"), pair(2, "valid"), pair(3, "test"), pair(4, None)]
     assert datasets.split_ids_from_inputs(given, 0.5, 0) == (["im02"], ["im03"])
+
+
+def test_preprocess_config_takes_the_inputs_splits_unless_it_names_its_own():
+    from tiled_vessel_seg.beam_jobs import split
+    from tiled_vessel_seg.configs.schema import PreprocessConfig
+    pairs = ([datasets.ImagePair(f"{i}_training", "x", "y", split="train") for i in range(21, 41)]
+             + [datasets.ImagePair(f"{i:02d}_test", "x", "y", split="test") for i in range(1, 21)])
+    config, note = split.with_input_splits(PreprocessConfig(seed=5), pairs)
+    assignment = split.assign_splits([p.image_id for p in pairs], config.split, config.seed,
+                                     config.valid_ids, config.test_ids)
+    assert {i for i, s in assignment.items() if s == "test"} == {f"{i:02d}_test" for i in range(1, 21)}
+    valid = {i for i, s in assignment.items() if s == "valid"}
+    assert len(valid) == round(0.15 / 0.85 * 20) and all(i.endswith("_training") for i in valid)
+    assert "test 20 image(s)" in note
+    own = PreprocessConfig(test_ids=("21_training",))
+    assert split.with_input_splits(own, pairs) == (own, "")

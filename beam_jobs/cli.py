@@ -21,7 +21,7 @@ from typing import Sequence
 
 from absl import app, flags
 
-from tiled_vessel_seg import cli_app
+from tiled_vessel_seg import cli_app, storage
 from tiled_vessel_seg.configs.schema import REFERENCE_AUGMENTATIONS
 
 FLAGS = flags.FLAGS
@@ -134,7 +134,7 @@ def _main(argv: list[str]) -> int:
         try:
             pipeline.prepare_output_dir(FLAGS.output_dir, FLAGS.overwrite)
             pipeline.write_error_lines(FLAGS.output_dir, problems)
-        except pipeline.OutputExistsError as e:
+        except (pipeline.OutputExistsError, storage.StorageError) as e:
             raise cli_app.ToolError(str(e)) from None
         print(f"{PROGRAM}: no image/mask pairs found; {len(problems)} problem(s):",
               file=sys.stderr)
@@ -147,7 +147,8 @@ def _main(argv: list[str]) -> int:
         summary = pipeline.run_job(config, pairs, problems, FLAGS.output_dir,
                                    pipeline_options(beam_args), parameters,
                                    overwrite=FLAGS.overwrite)
-    except (pipeline.OutputExistsError, ValueError) as e:
+    except (pipeline.OutputExistsError, storage.StorageError, ValueError) as e:
+        # StorageError: the output location cannot be written (read-only, full disk)
         raise cli_app.ToolError(str(e)) from None
     print(pipeline.format_summary(summary))
     if summary.info is None:

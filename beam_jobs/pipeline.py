@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import io
 import json
 import platform
+import re
 from typing import Iterable, Sequence
 
 import apache_beam as beam
@@ -308,6 +310,53 @@ def format_summary(summary: JobSummary) -> str:
     return "\n".join(lines)
 
 
+# OS errors that mean "this output location cannot take the dataset" (not a bad input:
+# inputs fail inside PlanImageFn and become dead letters).
+OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                           errno.EPERM, errno.EFBIG})
+
+
+def output_os_error(error: BaseException) -> OSError | None:
+    """The OSError with an OUTPUT_ERRNOS errno behind a failed job, else None.
+
+    In memory, the DirectRunner chains the worker's OSError to its RuntimeError; worker
+    processes (multi_processing, Dataflow) only send its text, "[Errno 28] No space ...".
+    """
+    seen = set()
+    chain = error
+    while chain is not None and id(chain) not in seen:
+        seen.add(id(chain))
+        if isinstance(chain, OSError) and chain.errno in OUTPUT_ERRNOS:
+            return chain
+        chain = chain.__cause__ or chain.__context__
+    for number, reason in re.findall(r"\[Errno (\d+)\] ([^\n\[\]':\"]+)", str(error)):
+        if int(number) in OUTPUT_ERRNOS:
+            return OSError(int(number), reason.strip())
+    return None
+
+
+def remove_beam_temp_dirs(output_dir: str) -> list[str]:
+    """Deletes the beam-temp-* folders a failed job leaves in output_dir and its split
+    folders (WriteToTFRecord/WriteToText stage their files there); returns them.
+    Best effort: a failure to delete is not allowed to hide the job's own error."""
+    import shutil
+    patterns = [storage.join(output_dir, "beam-temp-*")] + [
+        storage.join(output_dir, name, "beam-temp-*") for name in split.SPLIT_NAMES]
+    removed = []
+    for pattern in patterns:
+        try:
+            for path in storage.glob(pattern):
+                if storage.is_remote(path):
+                    import tensorflow as tf
+                    tf.io.gfile.rmtree(path)
+                else:
+                    shutil.rmtree(path)
+                removed.append(path)
+        except Exception:  # noqa: BLE001 - already failing; keep the original error
+            continue
+    return removed
+
+
 class OutputExistsError(ValueError):
     """The output folder already holds a dataset and --overwrite was not given."""
 
@@ -356,7 +405,16 @@ def run_job(config: PreprocessConfig, pairs: Iterable[inputs.ImagePair],
     prepare_output_dir(output_dir, overwrite)
     params = dict(dataclasses.asdict(config), **(parameters or {}), output_dir=output_dir)
     params["split_assignment"] = assignment
-    with beam.Pipeline(options=pipeline_options or PipelineOptions([])) as pipeline:
-        build_pipeline(pipeline, items, [error_line(p.path, p.stage, p.reason) for p in problems],
-                       config, output_dir)
+    try:
+        with beam.Pipeline(options=pipeline_options or PipelineOptions([])) as pipeline:
+            build_pipeline(pipeline, items,
+                           [error_line(p.path, p.stage, p.reason) for p in problems],
+                           config, output_dir)
+    except BaseException as e:
+        remove_beam_temp_dirs(output_dir)
+        cause = output_os_error(e)
+        if cause is not None:
+            raise storage.StorageError(output_dir, f"cannot write: {cause.strerror}",
+                                       cause.errno) from e
+        raise
     return finalize_dataset(output_dir, config, params, assignment)

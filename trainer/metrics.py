@@ -21,6 +21,9 @@ import keras
 import tensorflow as tf
 
 from tiled_vessel_seg.trainer import losses
+# Registers the learning-rate schedule a compiled .keras file may name, with the losses
+# and metrics (whoever can load a compiled model imports this module).
+from tiled_vessel_seg.trainer import schedules  # noqa: F401
 
 PACKAGE = losses.PACKAGE
 

@@ -1,13 +1,18 @@
 """Reads the reference experiment's INI config (`train_eval_infer.config`) safely.
 
 The file format is the one its users already have: INI sections ([model], [train],
-[eval], [test], [infer], [tiledinfer], [segmentation], [image], [mask], ...) whose
-values are Python literals (`base_kernels = (9,9)`, `model_dir = "./models"`).
-Values are parsed with `ast.literal_eval` only - nothing is ever executed - and
-checked against the typed dataclasses in `configs.schema`.
+[tiledinfer], [preprocess], [synth], and the reference's [eval], [test], [infer],
+[segmentation], [image], [mask]) whose values are Python literals (`base_kernels =
+(9,9)`, `model_dir = "./models"`). Values are parsed with `ast.literal_eval` only -
+nothing is ever executed - and checked against the typed dataclasses in
+`configs.schema`.
 
-* an unknown section or key is a warning naming file, section and key (the reference
-  files carry many keys this tool has no use for, e.g. [augmentor] or [generator]);
+* a reference key this tool does not use (schema.COMPATIBILITY_KEYS) prints one line,
+  once: "accepted for compatibility, has no effect";
+* a second name of a setting (schema.ALIASES: [model] image_width / image_height for
+  [preprocess] tile_size, [tiledinfer] overlapping for overlap) is read as the one name,
+  with a one-line note; two different values for one setting are a ConfigError;
+* any other unknown section or key is a warning naming file, section and key;
 * a value that is not a literal, or not of the field's type, is a `ConfigError` naming
   file, section, key and the expected type.
 """
@@ -26,6 +31,13 @@ from tiled_vessel_seg import storage
 from tiled_vessel_seg.configs import schema
 
 _LOG = logging.getLogger(__name__)
+_NOTED: set = set()  # notes already printed in this process
+
+
+def _note_once(message: str) -> None:
+    if message not in _NOTED:
+        _NOTED.add(message)
+        _LOG.warning("%s", message)
 
 
 class ConfigError(ValueError):
@@ -186,37 +198,88 @@ def load_config(path: str | os.PathLike | None = None,
     source = str(path) if path is not None else "<defaults>"
     section_classes = schema.section_classes()
     if path is not None:
-        parser = _read_parser(str(path))
-        for section in parser.sections():
-            cls = section_classes.get(section)
-            if cls is None:
-                _LOG.warning("%s: unknown section [%s] ignored", source, section)
-                continue
-            types_ = _field_types(cls)
-            values = sections.setdefault(section, {})
-            for key, raw in parser.items(section):
-                if key not in types_:
-                    _LOG.warning("%s: [%s] unknown key %r ignored", source, section, key)
-                    continue
-                values[key] = parse_value(raw, types_[key], f"{source}: [{section}] {key}")
+        _read_file(_read_parser(str(path)), source, sections)
     for item in overrides:
         section, key, raw = split_override(item)
+        where = f"override {_clip(repr(item))}"
+        if (section, key) in schema.ALIASES:
+            section, key = _alias(section, key, "override")
+        elif key in schema.COMPATIBILITY_KEYS.get(section, ()):
+            raise ConfigError(f"{where}: [{section}] {key} is accepted in config files for "
+                              "compatibility but has no effect")
         cls = section_classes.get(section)
         if cls is None:
-            raise ConfigError(f"override {_clip(repr(item))}: unknown section [{section}]; "
+            raise ConfigError(f"{where}: unknown section [{section}]; "
                               f"known: {', '.join(sorted(section_classes))}")
-        types_ = _field_types(cls)
+        types_ = _settable_types(section, cls)
         if key not in types_:
-            raise ConfigError(f"override {_clip(repr(item))}: [{section}] has no key "
-                              f"{_clip(repr(key))}; "
+            raise ConfigError(f"{where}: [{section}] has no key {_clip(repr(key))}; "
                               f"known: {', '.join(sorted(types_))}")
         sections.setdefault(section, {})[key] = parse_value(
             raw, types_[key], f"override: [{section}] {key}")
     try:
-        return schema.Config(**{name: section_classes[name](**vals)
-                                for name, vals in sections.items()})
+        config = schema.Config(**{name: section_classes[name](**vals)
+                                  for name, vals in sections.items()})
     except ValueError as e:  # __post_init__ checks of ranges and combinations
         raise ConfigError(f"{source}: {_clip(str(e), 4 * ECHO_LIMIT)}") from None
+    return _with_derived_keys(config)
+
+
+def _settable_types(section: str, cls: type) -> dict[str, Any]:
+    """Field types of a section's keys a file or --set may give (not the derived ones)."""
+    derived = schema.DERIVED_KEYS.get(section, ())
+    return {k: v for k, v in _field_types(cls).items() if k not in derived}
+
+
+def _alias(section: str, key: str, source: str) -> tuple[str, str]:
+    target = schema.ALIASES[(section, key)]
+    _note_once(f"{source}: [{section}] {key} is read as [{target[0]}] {target[1]} "
+               "(one name per setting)")
+    return target
+
+
+def _read_file(parser: configparser.ConfigParser, source: str,
+               sections: dict[str, dict[str, Any]]) -> None:
+    """Parses a file's values into `sections`; aliases, compatibility keys, warnings."""
+    section_classes = schema.section_classes()
+    aliased: dict[tuple[str, str], list[tuple[str, Any]]] = {}
+    for section in parser.sections():
+        cls = section_classes.get(section)
+        compatible = schema.COMPATIBILITY_KEYS.get(section, ())
+        if cls is None and not compatible:
+            _LOG.warning("%s: unknown section [%s] ignored", source, section)
+            continue
+        types_ = _settable_types(section, cls) if cls is not None else {}
+        for key, raw in parser.items(section):
+            where = f"{source}: [{section}] {key}"
+            if (section, key) in schema.ALIASES:
+                target = _alias(section, key, source)
+                target_types = _field_types(section_classes[target[0]])
+                value = parse_value(raw, target_types[target[1]], where)
+                aliased.setdefault(target, []).append((f"[{section}] {key}", value))
+            elif key in compatible:
+                _note_once(f"{where}: accepted for compatibility, has no effect")
+            elif key in types_:
+                sections.setdefault(section, {})[key] = parse_value(raw, types_[key], where)
+            else:
+                _LOG.warning("%s: [%s] unknown key %r ignored", source, section, key)
+    for (section, key), values in aliased.items():
+        given = sections.setdefault(section, {})
+        for name, value in values:
+            if key not in given:
+                given[key] = value
+            elif given[key] != value:
+                raise ConfigError(f"{source}: {name} = {value!r} is read as [{section}] {key}, "
+                                  f"which is {given[key]!r}; give the setting one value")
+
+
+def _with_derived_keys(config: schema.Config) -> schema.Config:
+    """Sets [model] image_width / image_height from [preprocess] tile_size."""
+    tile = config.preprocess.tile_size
+    if (config.model.image_width, config.model.image_height) == (tile, tile):
+        return config
+    return dataclasses.replace(config, model=dataclasses.replace(
+        config.model, image_width=tile, image_height=tile))
 
 
 def split_override(item: str) -> tuple[str, str, str]:
@@ -240,18 +303,21 @@ def with_overrides(config: schema.Config, values: Mapping[str, Any]) -> schema.C
         if value is None:
             continue
         section, _, key = name.partition(".")
-        types_ = _field_types(section_classes[section])
+        if (section, key) in schema.ALIASES:
+            section, key = schema.ALIASES[(section, key)]
+        types_ = _settable_types(section, section_classes[section])
         try:
             updates.setdefault(section, {})[key] = coerce(value, types_[key])
         except TypeError:
             raise ConfigError(f"{name}: {_clip(repr(value))} is a {type(value).__name__}, "
                               f"expected {_type_name(types_[key])}") from None
     try:
-        return dataclasses.replace(config, **{
+        config = dataclasses.replace(config, **{
             section: dataclasses.replace(getattr(config, section), **vals)
             for section, vals in updates.items()})
     except ValueError as e:
         raise ConfigError(_clip(str(e), 4 * ECHO_LIMIT)) from None
+    return _with_derived_keys(config) if "preprocess" in updates else config
 
 
 def to_dict(config: schema.Config) -> dict[str, dict[str, Any]]:
@@ -265,6 +331,8 @@ def write_config(config: schema.Config, path: str) -> None:
     for section, values in to_dict(config).items():
         lines.append(f"[{section}]")
         for key, value in values.items():
+            if key in schema.DERIVED_KEYS.get(section, ()):
+                continue
             if isinstance(value, list):
                 value = tuple(value)
             lines.append(f"{key} = {value!r}")

@@ -1,8 +1,12 @@
 """Typed sections of the experiment config, with the reference STARE defaults.
 
-Each INI section of `train_eval_infer.config` is one frozen dataclass; the field
-names are the reference's key names, so existing files read unchanged. Fields the
-reference does not have (e.g. [preprocess], blending options) carry our defaults.
+Each INI section is one frozen dataclass holding only keys some code reads; the field
+names are the reference's (`train_eval_infer.config`) where it has them, so its files
+read unchanged. Fields the reference does not have (e.g. [preprocess], blending
+options) carry our defaults. The reference's keys that this tool has no use for are
+listed in COMPATIBILITY_KEYS: a file may hold them, and each prints one line, once,
+"accepted for compatibility, has no effect". Each setting has one name; the
+reference's second names are ALIASES, read into the one name with a one-line note.
 """
 from __future__ import annotations
 
@@ -20,7 +24,12 @@ REFERENCE_AUGMENTATIONS = (
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """[model]: the reference U-Net (124,996,849 parameters at these defaults)."""
+    """[model]: the reference U-Net (124,996,849 parameters at these defaults).
+
+    image_width, image_height: the model's input size. Not keys of their own: the config
+    reader sets both to [preprocess] tile_size, the one name of the tile size (a file's
+    [model] image_width / image_height are read as that alias).
+    """
     model: str = "TensorflowUNet"
     image_width: int = 512
     image_height: int = 512
@@ -34,7 +43,6 @@ class ModelConfig:
     clipvalue: Optional[float] = 0.5
     dilation: tuple[int, int] = (3, 3)
     normalization: bool = False
-    input_normalize: bool = False
     # "unet": one U-Net. "wnet": two U-Nets in sequence, the second taking the image and the
     # first's probabilities; both outputs supervised (lwnet), only the second's is served.
     architecture: str = "unet"
@@ -42,9 +50,7 @@ class ModelConfig:
     # channels to zero mean and unit variance), so inference still feeds raw [0, 1] RGB.
     input_standardization: str = "none"
     loss: str = "bce_dice_loss"
-    metrics: tuple[str, ...] = ("dice_coef",)
     show_summary: bool = False
-    generator: bool = False
 
     def __post_init__(self):
         if self.num_layers < 1:
@@ -70,19 +76,11 @@ class TrainConfig:
     patience: int = 20
     metrics: tuple[str, ...] = ("dice_coef", "val_dice_coef")
     model_dir: str = "./models"
-    eval_dir: str = "./eval"
-    image_datapath: Optional[str] = None
-    mask_datapath: Optional[str] = None
-    epoch_change_infer: bool = False
-    epoch_change_infer_dir: str = "./epoch_change_infer"
     epoch_change_tiledinfer: bool = False
-    epoch_change_tiledinfer_dir: str = "./epoch_change_tiledinfer"
     num_infer_images: int = 6
-    create_backup: bool = False
     learning_rate_reducer: bool = True
     reducer_factor: float = 0.4
     reducer_patience: int = 4
-    save_weights_only: bool = False
     shuffle_buffer: int = 256
     online_augmentation: bool = False
     seed: int = 0
@@ -116,27 +114,11 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class DataPathConfig:
-    """[eval] / [test]: the reference's folder pairs (unused when reading TFRecords)."""
-    image_datapath: Optional[str] = None
-    mask_datapath: Optional[str] = None
-    output_dir: Optional[str] = None
-
-
-@dataclasses.dataclass(frozen=True)
-class InferConfig:
-    """[infer]: whole-image inference folders of the reference."""
-    images_dir: Optional[str] = None
-    output_dir: Optional[str] = None
-    merged_dir: Optional[str] = None
-
-
-@dataclasses.dataclass(frozen=True)
 class TiledInferConfig:
-    """[tiledinfer]: overlapping-tile inference. `overlapping` is the tile overlap in px."""
-    overlapping: int = 64
+    """[tiledinfer]: overlapping-tile inference. `overlap` is the tile overlap in px (the
+    reference's `overlapping` is read as its alias)."""
+    overlap: int = 64
     images_dir: Optional[str] = None
-    output_dir: Optional[str] = None
     batch_size: int = 4
     blend: str = "gaussian"
     tta: str = "none"
@@ -146,9 +128,14 @@ class TiledInferConfig:
     # "auto": chosen per image from the training photos' sizes (inference/input_scale.py).
     input_scale: str = "auto"
 
+    @property
+    def overlapping(self) -> int:
+        """Read-only: the reference's name of `overlap`, for code not yet moved to it."""
+        return self.overlap
+
     def __post_init__(self):
-        if self.overlapping < 0:
-            raise ValueError(f"[tiledinfer] overlapping must be >= 0, got {self.overlapping}")
+        if self.overlap < 0:
+            raise ValueError(f"[tiledinfer] overlap must be >= 0, got {self.overlap}")
         if self.blend not in ("gaussian", "linear", "none"):
             raise ValueError(f"[tiledinfer] blend must be gaussian, linear or none, got {self.blend!r}")
         if self.input_scale not in ("auto", "enlarged", "native"):
@@ -156,36 +143,6 @@ class TiledInferConfig:
                              f"got {self.input_scale!r}")
         if self.tta not in ("none", "flips", "d4"):
             raise ValueError(f"[tiledinfer] tta must be none, flips or d4, got {self.tta!r}")
-
-
-@dataclasses.dataclass(frozen=True)
-class SegmentationConfig:
-    """[segmentation]: how masks are drawn over photos."""
-    colorize: bool = True
-    black: str = "black"
-    white: str = "green"
-    blursize: Optional[tuple[int, int]] = None
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageConfig:
-    """[image]: the reference's optional photo adjustments (kept for compatibility)."""
-    color_converter: Optional[str] = None
-    gamma: float = 0
-    sharpening: float = 0
-    contrast_adjuster: bool = False
-    contrast_alpha: float = 2.0
-    contrast_beta: float = 40
-    reverse: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class MaskConfig:
-    """[mask]: how grey masks are binarised."""
-    blur: bool = False
-    blur_size: tuple[int, int] = (5, 5)
-    binarize: bool = True
-    threshold: int = 127
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,13 +221,7 @@ class Config:
     """The whole experiment; one object passed down to every stage."""
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
-    eval: DataPathConfig = DataPathConfig()
-    test: DataPathConfig = DataPathConfig()
-    infer: InferConfig = InferConfig()
     tiledinfer: TiledInferConfig = TiledInferConfig()
-    segmentation: SegmentationConfig = SegmentationConfig()
-    image: ImageConfig = ImageConfig()
-    mask: MaskConfig = MaskConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
     synth: SynthConfig = SynthConfig()
 
@@ -279,3 +230,31 @@ def section_classes() -> dict[str, type]:
     """Section name -> its dataclass, in file order."""
     return {f.name: f.type if isinstance(f.type, type) else type(f.default)
             for f in dataclasses.fields(Config)}
+
+
+# Keys of the reference's train_eval_infer.config that no code here reads: accepted in a
+# file (one line each, once: "accepted for compatibility, has no effect"), refused by --set.
+COMPATIBILITY_KEYS = {
+    "model": ("input_normalize", "metrics", "generator"),
+    "train": ("eval_dir", "image_datapath", "mask_datapath", "epoch_change_infer",
+              "epoch_change_infer_dir", "epoch_change_tiledinfer_dir", "create_backup",
+              "save_weights_only"),
+    "eval": ("image_datapath", "mask_datapath", "output_dir"),
+    "test": ("image_datapath", "mask_datapath", "output_dir"),
+    "infer": ("images_dir", "output_dir", "merged_dir"),
+    "tiledinfer": ("output_dir",),
+    "segmentation": ("colorize", "black", "white", "blursize"),
+    "image": ("color_converter", "gamma", "sharpening", "contrast_adjuster", "contrast_alpha",
+              "contrast_beta", "reverse"),
+    # Masks are binarised at one fixed threshold, grey > 127 (tiled_vessel_seg.imaging).
+    "mask": ("blur", "blur_size", "binarize", "threshold"),
+}
+
+# (section, key) of a second name -> (section, key) of the one name it is read as.
+ALIASES = {
+    ("model", "image_width"): ("preprocess", "tile_size"),
+    ("model", "image_height"): ("preprocess", "tile_size"),
+    ("tiledinfer", "overlapping"): ("tiledinfer", "overlap"),
+}
+# Fields set by the reader from another key, never written to a file.
+DERIVED_KEYS = {"model": ("image_width", "image_height")}

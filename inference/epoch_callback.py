@@ -16,7 +16,7 @@ class EpochChangeTiledInference(keras.callbacks.Callback):
     model_dir/epoch_change_tiledinfer/Epoch_{n}_{stem}.png (0/255 masks) for the first
     config.train.num_infer_images images (sorted) of config.tiledinfer.images_dir.
 
-    Tiling follows [tiledinfer] (overlapping, batch_size, blend, tta, threshold,
+    Tiling follows [tiledinfer] (overlap, batch_size, blend, tta, threshold,
     input_scale); a "native" input is enlarged by [preprocess] scale; the tile size is
     the model's input size (else [model] image_height). The predictor is built once on
     self.model, so each epoch uses the current weights. An unusable images_dir is logged
@@ -57,7 +57,7 @@ class EpochChangeTiledInference(keras.callbacks.Callback):
 
         def make(input_scale: str):
             return predictor_lib.TiledPredictor(
-                self.model, tile_size=tile, overlap=t.overlapping, batch_size=t.batch_size,
+                self.model, tile_size=tile, overlap=t.overlap, batch_size=t.batch_size,
                 blend=t.blend, tta=t.tta, threshold=t.threshold,
                 scale=self.config.preprocess.scale, input_scale=input_scale)
 

@@ -14,13 +14,13 @@ from tiled_vessel_seg.configs import schema
 FLAGS = flags.FLAGS
 _DEFAULTS = schema.TiledInferConfig()
 # flag name -> [tiledinfer] key
-CONFIG_KEYS = {"overlap": "overlapping", "batch_size": "batch_size", "blend": "blend",
+CONFIG_KEYS = {"overlap": "overlap", "batch_size": "batch_size", "blend": "blend",
                "tta": "tta", "threshold": "threshold", "input_scale": "input_scale"}
 
 
 def define_flags() -> None:
     flags.DEFINE_integer("overlap", None, "Tile overlap in px (default: [tiledinfer] "
-                         "overlapping with --config/--set, else model_info.json).")
+                         "overlap with --config/--set, else model_info.json).")
     flags.DEFINE_integer("batch_size", None, "Tiles per model call (default: [tiledinfer] "
                          f"batch_size, {_DEFAULTS.batch_size}).", lower_bound=1)
     flags.DEFINE_enum("blend", None, ["gaussian", "linear", "none"],

@@ -118,7 +118,7 @@ def run_fold(config, fold: Fold, stare_dir: str, workdir: str, pairs, options,
     train_seconds, train_cpu = time.time() - start, _cpu_seconds() - cpu
     tiled = config.tiledinfer
     predictor = predictor_lib.load_predictor(
-        paths.model_dir, overlap=tiled.overlapping, batch_size=tiled.batch_size,
+        paths.model_dir, overlap=tiled.overlap, batch_size=tiled.batch_size,
         blend=tiled.blend, tta=tiled.tta, threshold=None, input_scale="native")
     held_out = [p for p in pairs if p.image_id in fold.test_ids]
     summary = _segment_files()(

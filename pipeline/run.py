@@ -182,7 +182,7 @@ def stage_segment(config, paths: RunPaths, options: RunOptions) -> str:
         raise StageError(f"the dataset in {paths.data_dir} has no test images to segment")
     tiled = config.tiledinfer
     predictor = predictor_lib.load_predictor(
-        paths.model_dir, overlap=tiled.overlapping, batch_size=tiled.batch_size,
+        paths.model_dir, overlap=tiled.overlap, batch_size=tiled.batch_size,
         blend=tiled.blend, tta=tiled.tta, threshold=tiled.threshold, input_scale="native")
     summary = segment.segment_files(
         predictor, [p.image_path for p in pairs], paths.segment_dir, overlay=True,

@@ -36,14 +36,14 @@ def _write(tmp_path, text):
 
 def test_reads_literals_and_keeps_defaults(tmp_path):
     config = load_config(_write(tmp_path, REFERENCE_STYLE))
-    assert config.model.image_width == 256
+    assert config.model.image_width == config.model.image_height == 256
+    assert config.preprocess.tile_size == 256  # [model] image_width is its alias
     assert config.model.base_kernels == (7, 7)
     assert config.model.dropout_rate == 0.0 and isinstance(config.model.dropout_rate, float)
     assert config.model.learning_rate == pytest.approx(1e-4)
-    assert config.model.metrics == ("dice_coef",)
     assert config.train.epochs == 5 and config.train.steps_per_epoch is None
     assert config.model.base_filters == 16  # not in the file: default
-    assert config.tiledinfer.overlapping == 64
+    assert config.tiledinfer.overlap == 64
 
 
 def test_unknown_section_and_key_warn_with_file_and_key(tmp_path, caplog):
@@ -107,6 +107,83 @@ def test_shipped_stare_config_has_reference_defaults():
     assert (m.base_filters, m.base_kernels, m.num_layers, m.dilation) == (16, (9, 9), 8, (3, 3))
     assert (m.dropout_rate, m.learning_rate, m.clipvalue) == (0.05, 7e-5, 0.5)
     assert (t.reducer_factor, t.reducer_patience, t.patience) == (0.4, 4, 20)
-    assert config.tiledinfer.overlapping == 64
+    assert config.tiledinfer.overlap == 64
     assert (config.preprocess.scale, config.preprocess.tile_size) == (5, 512)
     assert config.preprocess.whole_image is True
+
+
+REFERENCE_SECTIONS = """\
+[model]
+image_width  = 512
+image_height = 512
+input_normalize = False
+metrics = ["dice_coef"]
+
+[train]
+eval_dir = "./eval"
+save_weights_only = False
+
+[eval]
+image_datapath = "./mini_eval/images"
+mask_datapath  = "./mini_eval/masks"
+
+[infer]
+images_dir = "./mini_test/images"
+
+[tiledinfer]
+overlapping = 48
+output_dir  = "./out"
+
+[segmentation]
+colorize = True
+
+[image]
+gamma = 0
+
+[mask]
+binarize  = True
+threshold = 127
+"""
+
+
+def test_reference_keys_without_effect_print_one_line_each_once(tmp_path, caplog):
+    path = _write(tmp_path, REFERENCE_SECTIONS)
+    with caplog.at_level(logging.WARNING):
+        config = load_config(path)
+        load_config(path)
+    notes = [r.getMessage() for r in caplog.records]
+    compatible = [n for n in notes if n.endswith("accepted for compatibility, has no effect")]
+    assert sorted(compatible) == sorted(
+        f"{path}: [{section}] {key}: accepted for compatibility, has no effect"
+        for section, key in [("model", "input_normalize"), ("model", "metrics"),
+                             ("train", "eval_dir"), ("train", "save_weights_only"),
+                             ("eval", "image_datapath"), ("eval", "mask_datapath"),
+                             ("infer", "images_dir"), ("tiledinfer", "output_dir"),
+                             ("segmentation", "colorize"), ("image", "gamma"),
+                             ("mask", "binarize"), ("mask", "threshold")])
+    assert f"{path}: [tiledinfer] overlapping is read as [tiledinfer] overlap (one name per setting)" in notes
+    assert len(notes) == len(set(notes)) == len(compatible) + 3  # 3 alias notes, nothing twice
+    assert config.tiledinfer.overlap == 48 and config.preprocess.tile_size == 512
+    assert not hasattr(config, "mask") and not hasattr(config, "segmentation")
+
+
+def test_one_name_per_setting(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[model\] image_height = 256 is read as "
+                                          r"\[preprocess\] tile_size, which is 128"):
+        load_config(_write(tmp_path, "[model]\nimage_height = 256\n[preprocess]\ntile_size = 128\n"))
+    config = load_config(_write(tmp_path, "[preprocess]\ntile_size = 128\n"),
+                         ["model.image_height=64", "tiledinfer.overlapping=8"])
+    assert (config.preprocess.tile_size, config.model.image_height, config.model.image_width,
+            config.tiledinfer.overlap) == (64, 64, 64, 8)
+    assert with_overrides(config, {"preprocess.tile_size": 32}).model.image_width == 32
+    with pytest.raises(ConfigError, match="accepted in config files for compatibility"):
+        load_config(None, ["mask.threshold=100"])
+
+
+def test_written_configs_use_the_one_names(tmp_path):
+    path = tmp_path / "out.config"
+    write_config(load_config(None, ["preprocess.tile_size=64"]), str(path))
+    text = path.read_text()
+    assert "image_width" not in text and "overlapping" not in text and "overlap = 64" in text
+    assert load_config(str(path)).model.image_height == 64
+

@@ -192,7 +192,7 @@ def test_epoch_callback_writes_masks(synthetic_stare_dir, tmp_path):
     config = schema.Config(
         train=schema.TrainConfig(num_infer_images=2, epoch_change_tiledinfer=True),
         tiledinfer=schema.TiledInferConfig(images_dir=str(synthetic_stare_dir / "stare-images"),
-                                           overlapping=OVERLAP, input_scale="native"),
+                                           overlap=OVERLAP, input_scale="native"),
         preprocess=schema.PreprocessConfig(scale=SCALE))
     model = tiny_model()
     model.compile(optimizer="adam", loss="binary_crossentropy")
@@ -231,7 +231,7 @@ def test_tiling_options_precedence_flag_then_config_then_model_info(tmp_path):
     assert options() == {"overlap": None, "batch_size": 4, "blend": "gaussian", "tta": "none",
                          "threshold": None, "input_scale": "auto"}
     config = tmp_path / "c.config"
-    config.write_text("[tiledinfer]\noverlapping = 32\nblend = 'linear'\nthreshold = 0.4\n")
+    config.write_text("[tiledinfer]\noverlap = 32\nblend = 'linear'\nthreshold = 0.4\n")
     assert options("--config", config, "--set", "tiledinfer.tta=d4", "--blend", "none") == {
         "overlap": 32, "batch_size": 4, "blend": "none", "tta": "d4", "threshold": 0.4,
         "input_scale": "auto"}

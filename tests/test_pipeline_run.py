@@ -24,8 +24,6 @@ shards = 1
 whole_image = False
 
 [model]
-image_width = 32
-image_height = 32
 base_filters = 2
 base_kernels = (3,3)
 num_layers = 2
@@ -39,7 +37,7 @@ batch_size = 4
 steps_per_epoch = 2
 
 [tiledinfer]
-overlapping = 8
+overlap = 8
 batch_size = 4
 """
 

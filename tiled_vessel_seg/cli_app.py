@@ -96,15 +96,22 @@ def _apply_verbose() -> None:
     absl_logging.set_verbosity(absl_logging.DEBUG)
 
 
-_DEFINED: set = set()  # define_flags functions already run in this process
+# The tool whose flags are defined in this process now, and the names it defined.
+_ACTIVE: dict = {"define_flags": None, "names": set()}
 
 
 def _prepare(module_name: str, doc: str, define_flags: Callable[[], None],
              with_config: bool) -> None:
+    """Defines the tool's flags; another tool's, defined earlier in this process (tests,
+    notebooks), are removed first, as tools share flag names."""
     define_common_flags(with_config)
-    if define_flags not in _DEFINED:
+    if _ACTIVE["define_flags"] is not define_flags:
+        for name in _ACTIVE["names"]:
+            if name in FLAGS:
+                delattr(FLAGS, name)
+        before = set(FLAGS)
         define_flags()
-        _DEFINED.add(define_flags)
+        _ACTIVE.update(define_flags=define_flags, names=set(FLAGS) - before)
     _key_flags_for_help(module_name)
     sys.modules["__main__"].__doc__ = doc
 
@@ -162,8 +169,8 @@ def invoke(module_name: str, doc: str, define_flags: Callable[[], None],
            with_config: bool = True, pass_unknown_flags: bool = False) -> int:
     """Runs a tool in this process (tests, notebooks) and returns its exit code.
 
-    argv starts with the program name. Flags are reset to their defaults first, so a
-    tool can be invoked many times; tools whose flag names clash cannot share a process.
+    argv starts with the program name. Flags are reset to their defaults first, so
+    tools can be invoked one after the other, many times.
     app.UsageError becomes "error: ..." and exit code 2.
     """
     _prepare(module_name, doc, define_flags, with_config)

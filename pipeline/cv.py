@@ -273,7 +273,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from tiled_vessel_seg import configs
     from tiled_vessel_seg.pipeline import run as run_lib
     from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
-    from tiled_vessel_seg.trainer.model_info import ModelDirError
+    from tiled_vessel_seg.model_info import ModelDirError
     overrides = list(args.overrides) + (["train.deterministic=True"] if args.deterministic
                                         else [])
     options = run_lib.RunOptions(overwrite=args.overwrite, verbose=0 if args.quiet else 2)

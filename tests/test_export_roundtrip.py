@@ -19,7 +19,7 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from tiled_vessel_seg.inference.predictor import load_predictor  # noqa: E402
-from tiled_vessel_seg.trainer.model_info import ModelInfo, write_model_info  # noqa: E402
+from tiled_vessel_seg.model_info import ModelInfo, write_model_info  # noqa: E402
 
 TILE, OVERLAP, SCALE, THRESHOLD = 32, 8, 2, 0.3
 

@@ -9,7 +9,7 @@ keras = pytest.importorskip("keras")
 
 from tiled_vessel_seg.configs import load_config  # noqa: E402
 from tiled_vessel_seg.tfrecords import reader  # noqa: E402
-from tiled_vessel_seg.trainer import model_info as model_info_lib  # noqa: E402
+from tiled_vessel_seg import model_info as model_info_lib  # noqa: E402
 from tiled_vessel_seg.trainer import train as train_lib  # noqa: E402
 from tiled_vessel_seg.trainer.fake_data import write_fake_dataset  # noqa: E402
 

@@ -20,7 +20,7 @@ def store_valid_threshold(model_dir: str, valid_dataset) -> float:
 
     from tiled_vessel_seg.trainer import metrics
     from tiled_vessel_seg.trainer import model as model_lib
-    from tiled_vessel_seg.trainer import model_info as model_info_lib
+    from tiled_vessel_seg import model_info as model_info_lib
     info = model_info_lib.read_model_info(model_dir)
     path = info.model_path(model_dir)
     if not os.path.exists(path):

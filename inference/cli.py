@@ -58,6 +58,12 @@ def define_flags() -> None:
     flags.DEFINE_bool("error_map", False, "With ground truth, also write <stem>_errors.png: "
                       "true positives white, false positives red, false negatives blue.")
     flags.DEFINE_bool("overwrite", False, "Rewrite outputs that exist (default: skip them).")
+    flags.DEFINE_integer("max_pixels", imaging.MAX_PIXELS,
+                         "Largest image segmented, in pixels after any enlargement in the "
+                         "graph (--input_scale native: width x height x scale^2); larger "
+                         "files are refused from their header, before decoding. Memory is "
+                         "about 0.65 GB + 36 bytes per pixel (48 when enlarged in the "
+                         "graph): 3 GB at the default. See README.", lower_bound=1)
 
 
 def main(argv: list[str]) -> int:
@@ -113,11 +119,15 @@ def main(argv: list[str]) -> int:
     model = {"model_dir": FLAGS.model_dir, "tile_size": predictor.tile_size,
              "overlap": predictor.overlap, "blend": predictor.blend, "tta": predictor.tta,
              "input_scale": options["input_scale"]}
-    summary = segment.segment_files(predictor, files, FLAGS.output_dir,
-                                    save_probabilities=FLAGS.save_probabilities,
-                                    overlay=FLAGS.overlay, truths=truths,
-                                    overwrite=FLAGS.overwrite, error_map=FLAGS.error_map,
-                                    model=model)
+    try:
+        summary = segment.segment_files(predictor, files, FLAGS.output_dir,
+                                        save_probabilities=FLAGS.save_probabilities,
+                                        overlay=FLAGS.overlay, truths=truths,
+                                        overwrite=FLAGS.overwrite, error_map=FLAGS.error_map,
+                                        model=model, max_pixels=FLAGS.max_pixels)
+    except segment.OutputError as e:  # read-only or full output location
+        raise cli_app.ToolError(f"{e} (outputs already written are complete and kept)") \
+            from None
     print(segment.format_summary(summary, FLAGS.output_dir))
     return 1 if summary.failed or unmatched or problems else 0
 

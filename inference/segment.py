@@ -27,6 +27,11 @@ from typing import Optional
 from tiled_vessel_seg import imaging, storage
 
 GREEN = (0, 255, 0)
+# Peak memory of one vessel-segment process, measured on this 2-core CPU with a tiny
+# model (README, "vessel-segment: memory"): about 0.65 GB, plus 36 bytes per pixel
+# segmented, 48 when the graph enlarges the photo (--input_scale native).
+MEMORY_BASE_BYTES = 0.65e9
+MEMORY_BYTES_PER_PIXEL = {False: 36, True: 48}  # {enlarged in the graph: bytes}
 OVERLAY_ALPHA = 0.6
 
 
@@ -41,6 +46,57 @@ class Summary:
     scales: dict = dataclasses.field(default_factory=dict)      # stem -> input scale used
     fov_source: str = ""                                        # as in metrics.json
     seconds: float = 0.0
+
+
+class OutputError(storage.StorageError):
+    """An output that cannot be written (read-only or full location). It stops the run:
+    every later image would fail the same way."""
+
+
+def _write(path: str, data: bytes) -> None:
+    try:
+        storage.write_bytes_atomic(path, data)
+    except storage.StorageError as e:
+        raise OutputError(e.path, e.reason, e.errno) from None
+
+
+def memory_estimate_bytes(pixels: int, enlarged_in_graph: bool) -> float:
+    """Approximate peak memory of segmenting an image of `pixels` pixels (after any
+    enlargement in the graph); see MEMORY_BASE_BYTES."""
+    return MEMORY_BASE_BYTES + MEMORY_BYTES_PER_PIXEL[enlarged_in_graph] * pixels
+
+
+def _graph_enlargement(predictor, image) -> int:
+    """The factor the predictor will enlarge `image` by (an auto-scale predictor decides
+    per image)."""
+    decide = getattr(type(predictor), "decide", None)
+    if decide is not None:
+        return predictor.scale if predictor.decide(image).input_scale == "native" else 1
+    return int(getattr(predictor, "enlarge", 1))
+
+
+def _too_large(path: str, width: int, height: int, enlarge: int, max_pixels: int):
+    pixels = width * height * enlarge * enlarge
+    gigabytes = memory_estimate_bytes(pixels, enlarge > 1) / 1e9
+    size = f"{width}x{height}" + (f" (x{enlarge} in the graph: {width * enlarge}x"
+                                  f"{height * enlarge})" if enlarge > 1 else "")
+    return imaging.ImageReadError(
+        path, f"{size} is {pixels} pixels to segment, more than --max_pixels {max_pixels}; "
+              f"it needs about {gigabytes:.1f} GB of memory: raise --max_pixels to segment it")
+
+
+def read_photo(path: str, predictor, max_pixels: int = imaging.MAX_PIXELS):
+    """uint8 RGB [H, W, 3] of `path`, refused (ImageReadError) when the pixels the
+    predictor would process, after its enlargement, exceed max_pixels. A header that
+    declares more than max_pixels is refused before anything is decoded."""
+    try:
+        image = imaging.read_image(path, max_pixels=max_pixels)
+    except imaging.PixelLimitError as e:
+        raise _too_large(path, e.width, e.height, 1, max_pixels) from None
+    enlarge = _graph_enlargement(predictor, image)
+    if image.shape[0] * image.shape[1] * enlarge * enlarge > max_pixels:
+        raise _too_large(path, image.shape[1], image.shape[0], enlarge, max_pixels)
+    return image
 
 
 def expand_inputs(patterns: list[str]):
@@ -141,22 +197,32 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
                   save_probabilities: bool = False, overlay: bool = False,
                   truths: Optional[dict] = None, overwrite: bool = False,
                   progress: bool = True, error_map: bool = False,
-                  model: Optional[dict] = None) -> Summary:
+                  model: Optional[dict] = None,
+                  max_pixels: int = imaging.MAX_PIXELS) -> Summary:
     """Segments `files` into output_dir; one bad file never stops the others.
 
     truths: {output stem: mask path, or a datasets.ImagePair whose fov_path (if any) is
       used for the fov_* metrics instead of the computed FOV}.
     error_map: also write <stem>_errors.png for the images with ground truth.
     model: what metrics.json records as the model used (model dir, tiling options).
+    max_pixels: photos with more pixels to segment (after the predictor's enlargement)
+      are refused before the predictor runs (memory_estimate_bytes says why).
     An image whose outputs all exist is skipped unless `overwrite`; with `truths` it is
     still segmented for its metrics, but its files are left as they are. With an
     input_scale.AutoScalePredictor, each image's scale decision is one line.
+
+    Raises:
+      OutputError: output_dir or an output file cannot be written; files written
+        before stay (each is complete: writes are atomic).
     """
     import numpy as np
     from tqdm import tqdm
     from tiled_vessel_seg.inference import error_map as error_map_lib
 
-    storage.makedirs(output_dir)
+    try:
+        storage.makedirs(output_dir)
+    except storage.StorageError as e:
+        raise OutputError(e.path, e.reason, e.errno) from None
     summary = Summary()
     start = time.time()
     seen = {}
@@ -188,7 +254,7 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
             summary.skipped.append(stem)
             continue
         try:
-            image = imaging.read_image(path)
+            image = read_photo(path, predictor, max_pixels)
             probabilities, mask = predictor(image)
             probabilities, mask = probabilities.numpy(), mask.numpy()
             decision = getattr(predictor, "last_decision", None)
@@ -200,17 +266,16 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
             truth = (read_truth(truth_path, probabilities.shape)
                      if truth_path is not None else None)
             if not exists:
-                storage.write_bytes_atomic(outputs["mask"], imaging.encode_png(mask))
+                _write(outputs["mask"], imaging.encode_png(mask))
                 if save_probabilities:
                     p16 = np.round(probabilities * 65535.0).astype(np.uint16)
-                    storage.write_bytes_atomic(outputs["probabilities"], imaging.encode_png(p16))
+                    _write(outputs["probabilities"], imaging.encode_png(p16))
                     p8 = np.round(probabilities * 255.0).astype(np.uint8)
-                    storage.write_bytes_atomic(outputs["preview"], imaging.encode_png(p8))
+                    _write(outputs["preview"], imaging.encode_png(p8))
                 if overlay:
-                    storage.write_bytes_atomic(outputs["overlay"], imaging.encode_png(
-                        overlay_image(image, mask)))
+                    _write(outputs["overlay"], imaging.encode_png(overlay_image(image, mask)))
                 if "errors" in outputs:
-                    storage.write_bytes_atomic(outputs["errors"], imaging.encode_png(
+                    _write(outputs["errors"], imaging.encode_png(
                         error_map_lib.error_map(mask, truth)))
                 summary.written.append(stem)
             else:
@@ -219,22 +284,29 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
                 row = image_metrics(image, probabilities, truth_path, predictor.threshold,
                                     fov_path, truth=truth)
                 summary.metrics.append({"image": stem, "fov": fov_path or "computed", **row})
+        except OutputError:
+            raise
         except Exception as e:  # pylint: disable=broad-except  # report, go on
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if reason.startswith(f"{path}: "):  # ImageReadError, StorageError name it
+                reason = reason[len(path) + 2:]
             summary.failed.append((path, reason))
             tqdm.write(f"FAILED {path}: {reason}", file=sys.stderr)
     summary.seconds = time.time() - start
     if truths is not None and summary.metrics:
         from tiled_vessel_seg.inference import metrics_json
-        write_metrics_csv(storage.join(output_dir, "metrics.csv"), summary.metrics)
         from_files = sum(r["fov"] != "computed" for r in summary.metrics)
         summary.fov_source = (
             "computed" if not from_files else "files" if from_files == len(summary.metrics)
             else f"files for {from_files} of {len(summary.metrics)} images, computed otherwise")
-        metrics_json.write_metrics_json(
-            storage.join(output_dir, metrics_json.METRICS_JSON), summary.metrics,
-            metric_columns(), threshold=predictor.threshold, fov_source=summary.fov_source,
-            model=model)
+        try:
+            write_metrics_csv(storage.join(output_dir, "metrics.csv"), summary.metrics)
+            metrics_json.write_metrics_json(
+                storage.join(output_dir, metrics_json.METRICS_JSON), summary.metrics,
+                metric_columns(), threshold=predictor.threshold,
+                fov_source=summary.fov_source, model=model)
+        except storage.StorageError as e:
+            raise OutputError(e.path, e.reason, e.errno) from None
     return summary
 
 

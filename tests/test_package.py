@@ -67,6 +67,12 @@ def test_tools_ignore_configs_and_trainer_folders_in_the_working_directory(tmp_p
     assert result.stdout.strip() == "16"
     result = run_script("vessel-segment", "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
+    (tmp_path / "configs" / "tiny.config").write_text("[synth]\nnum_images = 1\n")
+    result = run_script("vessel-synth", "--config", "configs/tiny.config", "--output_dir",
+                        "out", "--size", "64x48", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*.gz")) == [
+        "im0001.ah.ppm.gz", "im0001.ppm.gz"]
 
 
 def test_importing_the_package_does_not_import_tensorflow():

@@ -490,3 +490,8 @@ def test_vessel_segment_max_pixels_counts_the_enlargement_and_can_be_raised(
                             "--max_pixels", 8000, "--input_scale", "native")
     assert code == 0, err[-2000:]
     assert cv2.imread(str(tmp_path / "c" / "p1.png")).shape[:2] == (40, 50)
+
+
+def test_a_missing_required_flag_exits_2_not_the_rejected_input_code_1(tmp_path):
+    code, _, err = _segment("plain", "--input", tmp_path, "--output_dir", tmp_path / "o")
+    assert code == 2 and _one_error_line(err) == "error: --model_dir is required"

@@ -145,6 +145,9 @@ def _call(main: Callable[[list[str]], Optional[int]], args: list[str]) -> int:
     except ToolError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except app.UsageError as e:  # absl.app would exit 1, the code for rejected inputs
+        print(f"error: {e}\nTry --help.", file=sys.stderr)
+        return 2
 
 
 def run(module_name: str, doc: str, define_flags: Callable[[], None],

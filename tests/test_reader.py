@@ -99,6 +99,41 @@ def test_online_augmentation_moves_image_and_mask_together():
     assert 0.0 <= float(tf.reduce_min(photometric)) and float(tf.reduce_max(photometric)) <= 1.0
 
 
+def _d4(array, k):
+    """The k-th symmetry of the square (k in 0..7) of an [H, W, ...] numpy array."""
+    return np.rot90(array if k < 4 else array[:, ::-1], k % 4)
+
+
+def test_augment_tile_draws_every_symmetry_and_one_affine_brightness_contrast():
+    rng = np.random.default_rng(0)
+    image = rng.integers(70, 190, (12, 12, 3), dtype=np.uint8)  # no clipping at +-20 %
+    mask = (rng.random((12, 12, 1)) > 0.5).astype(np.uint8)
+    seen = set()
+    for seed in range(40):
+        out_image, out_mask = reader.augment_tile(tf.constant(image), tf.constant(mask),
+                                                  tf.constant([seed, 7], tf.int64))
+        assert out_image.dtype == tf.float32 and out_mask.dtype == tf.float32
+        k = [j for j in range(8) if np.array_equal(out_mask.numpy(), _d4(mask, j))]
+        assert len(k) == 1  # the mask moved by exactly one symmetry (random mask: unique)
+        seen.add(k[0])
+        moved = _d4(image, k[0]).astype(np.float64) / 255.0
+        # the image moved by the same symmetry, then y = (x - m) * c + m + d for scalars
+        # c in [0.9, 1.1], d in [-0.1, 0.1], m the tile's mean over all channels
+        y = out_image.numpy().astype(np.float64)
+        c, offset = np.polyfit(moved.ravel(), y.ravel(), 1)
+        d = offset - moved.mean() * (1.0 - c)
+        np.testing.assert_allclose(y, moved * c + offset, atol=2e-6)
+        assert 0.9 <= c <= 1.1 and -0.1 <= d <= 0.1
+    assert seen == set(range(8))
+    # non-square tiles are only flipped
+    wide_mask = (rng.random((4, 9, 1)) > 0.5).astype(np.uint8)
+    for seed in range(12):
+        _, out = reader.augment_tile(tf.zeros((4, 9, 3), tf.uint8), tf.constant(wide_mask),
+                                     tf.constant([seed, 1], tf.int64))
+        assert any(np.array_equal(out.numpy(), f) for f in
+                   (wide_mask, wide_mask[::-1], wide_mask[:, ::-1], wide_mask[::-1, ::-1]))
+
+
 def test_augmented_training_stream(data_dir):
     ds = reader.make_dataset(data_dir, "train", 4, training=True, augment=True, seed=0)
     image, mask = next(iter(ds))

@@ -8,7 +8,7 @@ Image encodings (uint8 RGB [H, W, 3]):
 Mask encodings (binary [H, W]; always lossless):
   png     8-bit grey PNG with values 0 / 255 (schema version 1's only form).
   packed  one bit per pixel, row-major, most significant bit first (`np.packbits`):
-          ceil(H * W / 8) bytes, unpacked in the graph with bitwise ops.
+          ceil(H * W / 8) bytes, unpacked in the graph (a byte -> 8 bits lookup).
 
 This module needs no TensorFlow, so a Beam worker can encode without importing it;
 the in-graph decoders live in `schema.py`.

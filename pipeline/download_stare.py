@@ -20,8 +20,10 @@ are reported as warnings only.
 Verification: every archive member is gunzipped and decoded as an image before it is
 written. A corrupt member is NOT written (an older copy of it is removed), is named in an
 error line, and the command exits with status 1; the good members are still written.
-Exit status: 0 when every member of every archive decodes; 1 when an archive could not be
-fetched or read, or a member is corrupt; 2 for bad flags.
+Duplicate file names (the first good member is kept) and link members (never followed)
+are warnings. Exit status: 0 when every member of every archive decodes; 1 when an
+archive could not be fetched or read, or a member is corrupt; 2 for bad flags or an
+output folder that cannot be written (read-only, full disk).
 """
 from __future__ import annotations
 
@@ -268,7 +270,8 @@ def download_stare(out_dir: str | os.PathLike, url_base: str = DEFAULT_URL_BASE,
                    progress: bool = True) -> DownloadReport:
     """Downloads, verifies and extracts the STARE archives into `out_dir`.
 
-    One failing archive does not stop the others; see DownloadReport.ok.
+    One failing archive does not stop the others; see DownloadReport.ok. An output
+    folder that cannot be written raises OutputWriteError (naming the path).
     """
     out_dir = Path(out_dir)
     archive_dir = out_dir / "archives"
@@ -279,12 +282,16 @@ def download_stare(out_dir: str | os.PathLike, url_base: str = DEFAULT_URL_BASE,
         report = ArchiveReport(folder=folder, url=archive_url(url_base, archive_name))
         reports.append(report)
         tar_path = archive_dir / archive_name
-        if overwrite:
-            tar_path.unlink(missing_ok=True)
-            tar_path.with_name(tar_path.name + ".part").unlink(missing_ok=True)
         try:
-            report.fetched_bytes = fetch(report.url, tar_path, timeout=timeout,
-                                         retries=retries, progress=progress)
+            if overwrite:
+                tar_path.unlink(missing_ok=True)
+                tar_path.with_name(tar_path.name + ".part").unlink(missing_ok=True)
+            try:
+                report.fetched_bytes = fetch(report.url, tar_path, timeout=timeout,
+                                             retries=retries, progress=progress)
+            except OSError as e:  # network errors are retried inside fetch: this is local
+                raise OutputWriteError(f"{e.filename or archive_dir}: cannot write: "
+                                       f"{e.strerror or e}") from None
             try:
                 extract_archive(tar_path, out_dir / folder, suffix, report, progress)
             except OutputWriteError:
@@ -292,6 +299,8 @@ def download_stare(out_dir: str | os.PathLike, url_base: str = DEFAULT_URL_BASE,
             except DownloadError:
                 tar_path.unlink(missing_ok=True)  # a rerun must fetch it again
                 raise
+        except OutputWriteError:
+            raise  # a full or read-only output folder fails every archive alike: stop
         except DownloadError as e:
             report.error = str(e)
             log.error("%s", e)
@@ -343,10 +352,13 @@ def _main(argv: list[str]) -> int:
               file=sys.stderr)
         if not FLAGS["output_dir"].present:
             output_dir = FLAGS.out_dir
-    report = download_stare(output_dir, FLAGS.url_base, with_vk=FLAGS.with_vk,
-                            keep_archives=FLAGS.keep_archives, overwrite=FLAGS.overwrite,
-                            timeout=FLAGS.timeout, retries=FLAGS.retries,
-                            progress=FLAGS.progress)
+    try:
+        report = download_stare(output_dir, FLAGS.url_base, with_vk=FLAGS.with_vk,
+                                keep_archives=FLAGS.keep_archives, overwrite=FLAGS.overwrite,
+                                timeout=FLAGS.timeout, retries=FLAGS.retries,
+                                progress=FLAGS.progress)
+    except OutputWriteError as e:
+        raise cli_app.ToolError(str(e)) from None
     corrupt = sum(len(a.corrupt) for a in report.archives)
     failed = [a.folder for a in report.archives if a.error]
     print(f"STARE in {Path(output_dir).resolve()}: "

@@ -121,12 +121,27 @@ def test_extract_write_failure_names_the_file_leaves_no_tmp_and_keeps_the_archiv
 
     monkeypatch.setattr(Path, "write_bytes", full_disk)
     out = tmp_path / "stare"
-    report = ds.download_stare(out, mirror.as_uri(), progress=False)
-    errors = [a.error for a in report.archives]
-    assert all(e and "cannot write" in e and "No space left on device" in e for e in errors)
-    assert str(out / "stare-images" / "im0001.ppm.gz") in errors[0]
+    with pytest.raises(ds.OutputWriteError) as refused:
+        ds.download_stare(out, mirror.as_uri(), progress=False)
+    assert str(refused.value) == (f"{out / 'stare-images' / 'im0001.ppm.gz'}: cannot write: "
+                                  "No space left on device")
     assert not list(out.rglob("*.tmp"))
     assert (out / "archives" / "stare-images.tar").exists()  # no refetch needed
+
+
+def test_download_into_an_unusable_folder_is_one_line_exit_2(tmp_path, photos, capsys):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    _write_tar(mirror / "stare-images.tar", [("im0001.ppm.gz", _ppm_gz(photos[0]))])
+    _write_tar(mirror / "labels-ah.tar", [("im0001.ah.ppm.gz", _ppm_gz(photos[1]))])
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    code = ds.main(["--output_dir", str(blocker / "stare"), "--url_base", mirror.as_uri(),
+                    "--noprogress"])
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if l.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert str(blocker / "stare" / "archives") in lines[0] and "Not a directory" in lines[0]
 
 
 # --- model files: nothing executes from them ------------------------------------------------

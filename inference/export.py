@@ -77,7 +77,12 @@ def main(argv: list[str]) -> int:
         predictor = predictor_lib.load_predictor(FLAGS.model_dir, **options)
     except (model_info.ModelDirError, ValueError) as e:
         raise cli_app.ToolError(str(e)) from None
-    export_saved_model(predictor, FLAGS.output_dir)
+    try:
+        export_saved_model(predictor, FLAGS.output_dir)
+    except Exception as e:  # TF and OS errors of an unwritable --output_dir
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise cli_app.ToolError(f"{FLAGS.output_dir}: cannot write the SavedModel: "
+                                f"{reason}") from None
     foreign = sorted(op for op in graph_op_types(FLAGS.output_dir) if op.startswith("IO>"))
     if foreign:
         print(f"error: the export holds non-core ops {foreign}", file=sys.stderr)

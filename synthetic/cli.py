@@ -83,9 +83,8 @@ def main(argv: list[str]) -> int:
         stare_layout.write_synthetic_stare(
             output_dir, num_images, width=width, height=height, seed=seed,
             first_id=FLAGS.first_id, overwrite=FLAGS.overwrite, on_written=report)
-    except FileExistsError as e:
-        print(f"vessel-synth: error: {e}", file=sys.stderr)
-        return 1
+    except FileExistsError as e:  # an unusable output, like a full disk: exit 2
+        raise cli_app.ToolError(str(e)) from None
     last = stare_layout.stare_id(FLAGS.first_id + num_images - 1)
     print(f"vessel-synth: wrote {num_images} image(s) {stare_layout.stare_id(FLAGS.first_id)}"
           f"..{last} to {stare_layout.IMAGES_DIR}/ and {stare_layout.LABELS_DIR}/ under "

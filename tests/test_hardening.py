@@ -510,3 +510,34 @@ def test_vessel_segment_max_pixels_counts_the_enlargement_and_can_be_raised(
 def test_a_missing_required_flag_exits_2_not_the_rejected_input_code_1(tmp_path):
     code, _, err = _segment("plain", "--input", tmp_path, "--output_dir", tmp_path / "o")
     assert code == 2 and _one_error_line(err) == "error: --model_dir is required"
+
+
+def _tool_run(name, *args):
+    import subprocess
+    import sys
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    if not os.path.exists(path):
+        pytest.skip(f"console script {name} is not installed next to {sys.executable}")
+    result = subprocess.run([path, *map(str, args)], capture_output=True, text=True,
+                            timeout=300)
+    return result.returncode, result.stderr
+
+
+def test_vessel_synth_and_export_unusable_output_is_one_line_exit_2(segment_model_dir,
+                                                                    tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    code, err = _tool_run("vessel-synth", "--output_dir", blocker / "x", "--num_images", 1,
+                          "--size", "64x48")
+    assert code == 2 and "Not a directory" in _one_error_line(err)
+    (tmp_path / "synth").mkdir()
+    code, err = _tool_run("vessel-synth", "--output_dir", tmp_path / "synth", "--num_images",
+                          1, "--size", "64x48")
+    assert code == 0, err
+    code, err = _tool_run("vessel-synth", "--output_dir", tmp_path / "synth", "--num_images",
+                          1, "--size", "64x48")  # exists, no --overwrite
+    assert code == 2 and "overwrite" in _one_error_line(err)
+    code, err = _tool_run("vessel-export", "--model_dir", segment_model_dir, "--output_dir",
+                          blocker / "saved")
+    line = _one_error_line(err)
+    assert code == 2 and str(blocker / "saved") in line and "not a directory" in line

@@ -18,7 +18,9 @@ What every tool gets from `run`:
 * TensorFlow's C++ start-up lines are off (tiled_vessel_seg/__init__.py sets
   TF_CPP_MIN_LOG_LEVEL=3 before anything imports TensorFlow); --verbose turns them back
   on, when TensorFlow has not been imported yet, and shows debug logs.
-* an error raised as `ToolError` prints "error: ..." on one line and exits 2.
+* an error raised as `ToolError`, or a `storage.StorageError` (a path that cannot be
+  read or written: read-only folder, full disk), prints "error: ..." on one line and
+  exits 2; so does a usage error (missing required flag).
 * `pass_unknown_flags=True` hands flags absl does not know to `main` in argv (Beam's
   --runner, --project ... for PipelineOptions) instead of refusing them.
 
@@ -35,6 +37,8 @@ import sys
 from typing import Any, Callable, Mapping, Optional
 
 from absl import app, flags
+
+from tiled_vessel_seg import storage
 
 FLAGS = flags.FLAGS
 HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-?")
@@ -142,7 +146,8 @@ def _call(main: Callable[[list[str]], Optional[int]], args: list[str]) -> int:
     _apply_verbose()
     try:
         return main(args) or 0
-    except ToolError as e:
+    except (ToolError, storage.StorageError) as e:
+        # StorageError names the path and the OS reason (read-only, full disk ...)
         print(f"error: {e}", file=sys.stderr)
         return 2
     except app.UsageError as e:  # absl.app would exit 1, the code for rejected inputs

@@ -3,16 +3,20 @@
     vessel-run --config configs/demo.config --workdir runs/demo
     vessel-run --config configs/stare_cpu.config --workdir runs/stare --stare_dir ../shared/data/stare
     vessel-run --config configs/demo.config --workdir runs/demo --set train.epochs=2 --stages train
+    vessel-run --config C --workdir runs/drive --dataset_dir DRIVE --layout drive
+    vessel-run --config C --workdir runs/mine --manifest pairs.csv
 
 Stages, in order (`--stages` picks some):
-  synth       W/stare       synthetic STARE-format images ([synth]); skipped with --stare_dir
+  synth       W/stare       synthetic STARE-format images ([synth]); skipped with --stare_dir,
+                            --dataset_dir or --manifest
   preprocess  W/data        Beam job: tiles, augmentation, image-level split, TFRecords
   train       W/model       the U-Net, MirroredStrategy, best model + model_info.json
   evaluate    W/model/evaluation.csv   tile-level metrics of the test split
   segment     W/segment     the test split's full photos at native resolution (through the
-                            in-graph enlargement when the model's scale > 1), with
-                            metrics.csv against their masks
-  report      W/report.md, W/montage.png, W/training_curves.png
+                            in-graph enlargement when the model's scale > 1), with error
+                            maps, metrics.csv and metrics.json against their masks (FOV
+                            masks from the dataset where it ships them)
+  report      W/report.md, W/montage.png, W/report_images/, W/training_curves.png
 
 A stage whose complete outputs exist is skipped (so a rerun after an interruption goes on
 where it stopped; training itself resumes from its last finished epoch); `--overwrite`
@@ -41,6 +45,16 @@ class RunPaths:
     """Where each stage writes, under the work dir W."""
     workdir: str
     stare_dir: str  # the source photos + labels (given, or W/stare when synthesised)
+    source: Optional[object] = None  # datasets.Source; None: stare_dir in STARE layout
+
+    @property
+    def pairs_source(self):
+        """Where the labelled photos are (datasets.Source)."""
+        from tiled_vessel_seg import datasets
+        return self.source or datasets.Source(root=self.stare_dir, layout="stare")
+
+    def describe_source(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.pairs_source.parameters().items())
 
     @property
     def data_dir(self) -> str:
@@ -103,16 +117,20 @@ def stage_preprocess(config, paths: RunPaths, options: RunOptions) -> str:
     if not options.overwrite and os.path.exists(os.path.join(paths.data_dir,
                                                              dataset_info.INFO_FILE)):
         return f"skipped: dataset already in {paths.data_dir}"
-    pairs, problems = inputs.discover_stare(paths.stare_dir)
+    from tiled_vessel_seg.beam_jobs import split
+    pairs, problems = inputs.find_pairs(paths.pairs_source)
     if not pairs:
-        raise StageError(f"no image/label pairs in {paths.stare_dir} "
+        raise StageError(f"no image/label pairs in {paths.describe_source()} "
                          f"({len(problems)} rejected input(s))")
+    preprocess, note = split.with_input_splits(config.preprocess, pairs)
+    if note:
+        _say("preprocess", note)
     beam_options = PipelineOptions([
         "--runner=DirectRunner", f"--direct_num_workers={options.direct_num_workers}",
         "--direct_running_mode=" + ("multi_processing" if options.direct_num_workers > 1
                                     else "in_memory")])
-    summary = pipeline.run_job(config.preprocess, pairs, problems, paths.data_dir,
-                               beam_options, {"stare_dir": paths.stare_dir}, overwrite=True)
+    summary = pipeline.run_job(preprocess, pairs, problems, paths.data_dir, beam_options,
+                               paths.pairs_source.parameters(), overwrite=True)
     if summary.info is None:
         raise StageError(f"no tiles written to {paths.data_dir}; see "
                          f"{os.path.join(paths.data_dir, dataset_info.ERRORS_FILE)}")
@@ -163,12 +181,13 @@ def stage_evaluate(config, paths: RunPaths, options: RunOptions) -> str:
 
 
 def held_out_pairs(paths: RunPaths):
-    """The test split's (image id, photo path, label path), sorted by id."""
-    from tiled_vessel_seg.beam_jobs import inputs
+    """The test split's datasets.ImagePair (photo, label, FOV and second-observer masks
+    where the dataset has them), sorted by id."""
+    from tiled_vessel_seg import datasets
     from tiled_vessel_seg.tfrecords import dataset_info
     info = dataset_info.read_dataset_info(paths.data_dir)
     test_ids = set(info.splits["test"].image_ids) if "test" in info.splits else set()
-    pairs, _ = inputs.discover_stare(paths.stare_dir)
+    pairs, _ = datasets.find_pairs(paths.pairs_source)
     return [p for p in pairs if p.image_id in test_ids]
 
 
@@ -184,10 +203,13 @@ def stage_segment(config, paths: RunPaths, options: RunOptions) -> str:
     predictor = predictor_lib.load_predictor(
         paths.model_dir, overlap=tiled.overlap, batch_size=tiled.batch_size,
         blend=tiled.blend, tta=tiled.tta, threshold=tiled.threshold, input_scale="native")
+    from tiled_vessel_seg import imaging
+    model = {"model_dir": paths.model_dir, "overlap": predictor.overlap,
+             "blend": predictor.blend, "tta": predictor.tta, "input_scale": "native"}
     summary = segment.segment_files(
         predictor, [p.image_path for p in pairs], paths.segment_dir, overlay=True,
-        save_probabilities=True, truths={p.image_id: p.mask_path for p in pairs},
-        overwrite=True, progress=options.verbose > 0)
+        save_probabilities=True, truths={imaging.image_stem(p.image_path): p for p in pairs},
+        overwrite=True, progress=options.verbose > 0, error_map=True, model=model)
     if summary.failed:
         raise StageError("could not segment " + "; ".join(f"{p}: {r}" for p, r in summary.failed))
     return (f"segmented {len(summary.written)} held-out images in {summary.seconds:.1f} s "
@@ -198,8 +220,8 @@ def stage_report(config, paths: RunPaths, options: RunOptions) -> str:
     from tiled_vessel_seg.pipeline import report
     if not options.overwrite and os.path.exists(paths.report):
         return f"skipped: {paths.report} exists"
-    report.write_report(paths.workdir, paths.stare_dir, paths.data_dir, paths.model_dir,
-                        paths.segment_dir, held_out_pairs(paths))
+    report.write_report(paths.workdir, paths.describe_source(), paths.data_dir,
+                        paths.model_dir, paths.segment_dir, held_out_pairs(paths))
     return f"wrote {paths.report} and {os.path.join(paths.workdir, report.MONTAGE_FILE)}"
 
 
@@ -210,23 +232,35 @@ STAGE_FUNCTIONS: dict[str, Callable] = {
 
 
 def run_pipeline(config, workdir: str, stare_dir: Optional[str] = None,
-                 stages: Sequence[str] = STAGES, options: RunOptions = RunOptions()) -> RunPaths:
+                 stages: Sequence[str] = STAGES, options: RunOptions = RunOptions(),
+                 source=None) -> RunPaths:
     """Runs `stages` in pipeline order; returns the paths it used.
 
+    source: a datasets.Source (a dataset folder in any layout, or a manifest) instead
+      of stare_dir; with neither, the synth stage makes STARE-format photos in W/stare.
     Raises StageError (or the stage's own error) naming the stage that failed.
     """
+    from tiled_vessel_seg import datasets
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise StageError(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(STAGES)}")
     if stare_dir is not None and not os.path.isdir(stare_dir):
         raise StageError(f"--stare_dir {stare_dir}: not a folder")
-    paths = RunPaths(workdir=workdir, stare_dir=stare_dir or os.path.join(workdir, "stare"))
+    if source is not None:
+        try:
+            source.check()
+        except ValueError as e:
+            raise StageError(str(e)) from None
+        if source.root and not datasets.is_dir(source.root):
+            raise StageError(f"--dataset_dir {source.root}: not a folder")
+    paths = RunPaths(workdir=workdir, stare_dir=stare_dir or os.path.join(workdir, "stare"),
+                     source=source)
     os.makedirs(workdir, exist_ok=True)
     for stage in STAGES:
         if stage not in stages:
             continue
-        if stage == "synth" and stare_dir is not None:
-            _say(stage, f"skipped: using the photos in {stare_dir}")
+        if stage == "synth" and (stare_dir is not None or source is not None):
+            _say(stage, f"skipped: using the photos of {paths.describe_source()}")
             continue
         start = time.time()
         message = STAGE_FUNCTIONS[stage](config, paths, options)
@@ -237,7 +271,21 @@ def run_pipeline(config, workdir: str, stare_dir: Optional[str] = None,
 def define_flags() -> None:
     flags.DEFINE_string("workdir", None, "Folder for every stage's outputs.")
     flags.DEFINE_string("stare_dir", None, "Real photos in STARE layout (stare-images/, "
-                        "labels-ah/); without it the synth stage makes synthetic ones.")
+                        "labels-ah/); without it (or --dataset_dir, --manifest) the synth "
+                        "stage makes synthetic ones.")
+    from tiled_vessel_seg import datasets
+    flags.DEFINE_string("dataset_dir", None, "A dataset folder as distributed, in --layout.")
+    flags.DEFINE_enum("layout", "stare", list(datasets.LAYOUT_NAMES),
+                      "File layout of --dataset_dir: stare (stare-images/, labels-ah/, "
+                      "labels-vk/), drive (training/ and test/ with images/, 1st_manual/, "
+                      "mask/), chase_db1 (Image_01L.jpg, Image_01L_1stHO.png), hrf (images/, "
+                      "manual1/, mask/). A dataset's own split (DRIVE's training/test) is "
+                      "kept unless [preprocess] names valid_ids/test_ids.")
+    flags.DEFINE_string("fov_dir", None, "FOV masks for a --stare_dir/--dataset_dir whose "
+                        "layout ships none (STARE, CHASE_DB1), named like the image with an "
+                        "optional _mask/_fov suffix; used for the fov_* metrics.")
+    flags.DEFINE_string("manifest", None, "CSV with columns image,mask[,fov][,split] (paths "
+                        "relative to the CSV) instead of a dataset folder.")
     flags.DEFINE_list("stages", list(STAGES), "Comma-separated subset of the stages.")
     flags.DEFINE_bool("overwrite", False, "Redo the selected stages even when their outputs "
                       "exist.")
@@ -254,6 +302,16 @@ def mean_held_out_dice(metrics_csv: str) -> Optional[float]:
     from tiled_vessel_seg.pipeline import report
     rows = report.read_metrics_csv(metrics_csv)
     return rows.get("mean", {}).get("dice") if rows else None
+
+
+def pooled_held_out_f1(segment_dir: str) -> str:
+    """', pooled F1 X' from metrics.json, or '' without it."""
+    from tiled_vessel_seg.inference import metrics_json
+    path = os.path.join(segment_dir, metrics_json.METRICS_JSON)
+    if not os.path.exists(path):
+        return ""
+    pooled = metrics_json.read_metrics_json(path)["summary"]["pooled"]
+    return f", pooled F1 {pooled['dice']:.4f} (inside FOV {pooled['fov_dice']:.4f})"
 
 
 def _main(argv: list[str]) -> int:
@@ -273,14 +331,27 @@ def _main(argv: list[str]) -> int:
                          direct_num_workers=FLAGS.direct_num_workers)
     start = time.time()
     config = cli_app.load_config()
+    from tiled_vessel_seg import datasets
+    if sum(bool(x) for x in (FLAGS.stare_dir, FLAGS.dataset_dir, FLAGS.manifest)) > 1:
+        raise app.UsageError("give at most one of --stare_dir, --dataset_dir, --manifest")
+    root = FLAGS.dataset_dir or FLAGS.stare_dir
+    layout = "stare" if FLAGS.stare_dir else FLAGS.layout
+    source = None
+    if FLAGS.dataset_dir or FLAGS.manifest or FLAGS.fov_dir:
+        if not (root or FLAGS.manifest):
+            raise app.UsageError("--fov_dir goes with --stare_dir or --dataset_dir")
+        source = (datasets.Source(manifest=FLAGS.manifest) if FLAGS.manifest
+                  else datasets.Source(root=root, layout=layout, fov_dir=FLAGS.fov_dir))
     try:
-        paths = run_pipeline(config, FLAGS.workdir, FLAGS.stare_dir, FLAGS.stages, options)
-    except (StageError, DatasetError, ModelDirError, FileNotFoundError, FileExistsError) as e:
+        paths = run_pipeline(config, FLAGS.workdir, FLAGS.stare_dir, FLAGS.stages, options,
+                             source=source)
+    except (StageError, DatasetError, ModelDirError, datasets.InputDirError,
+            FileNotFoundError, FileExistsError) as e:
         raise cli_app.ToolError(str(e)) from None
     dice = mean_held_out_dice(paths.metrics_csv) if os.path.exists(paths.metrics_csv) else None
     if dice is not None:
-        print(f"vessel-run: held-out Dice (mean over the test images) {dice:.4f}; "
-              f"report: {paths.report}")
+        print(f"vessel-run: held-out Dice (mean over the test images) {dice:.4f}"
+              + pooled_held_out_f1(paths.segment_dir) + f"; report: {paths.report}")
     print(f"vessel-run: done in {time.time() - start:.0f} s")
     return 0
 

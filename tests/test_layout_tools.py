@@ -81,10 +81,10 @@ def test_vessel_run_on_a_drive_tree_uses_its_fov_masks(drive_tree, tmp_path):
     from tiled_vessel_seg.pipeline import run as run_lib
     config = tmp_path / "tiny.config"
     config.write_text("[preprocess]\nscale = 1\ntile_size = 32\naugmentations = []\n"
-                      "shards = 1\n\n[model]\nimage_width = 32\nimage_height = 32\n"
-                      "base_filters = 2\nbase_kernels = (3,3)\nnum_layers = 2\n"
-                      "dilation = (1,1)\ndropout_rate = 0.0\n\n[train]\nepochs = 1\n"
-                      "batch_size = 4\nsteps_per_epoch = 2\n")
+                      "shards = 1\n\n[model]\nbase_filters = 2\nbase_kernels = (3,3)\n"
+                      "num_layers = 2\ndilation = (1,1)\ndropout_rate = 0.0\n\n[train]\n"
+                      "epochs = 1\nbatch_size = 4\nsteps_per_epoch = 2\n\n[tiledinfer]\n"
+                      "overlap = 8\n")
     work = tmp_path / "w"
     assert run_lib.main(["--config", str(config), "--workdir", str(work), "--quiet",
                          "--dataset_dir", str(drive_tree), "--layout", "drive"]) == 0

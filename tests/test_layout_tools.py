@@ -39,6 +39,10 @@ def drive_tree(tmp_path_factory):
         _save(root / folder / "images" / f"{number:02d}_{kind}.tif", photo, "TIFF")
         _save(root / folder / "1st_manual" / f"{number:02d}_manual1.gif", truth * 255, "GIF")
         _save(root / folder / "mask" / f"{number:02d}_{kind}_mask.gif", fov, "GIF")
+        if folder == "test":  # DRIVE's second observer annotated the test images
+            second = truth.copy()
+            second[:, : W // 2] = 0
+            _save(root / folder / "2nd_manual" / f"{number:02d}_manual2.gif", second * 255, "GIF")
     return root
 
 
@@ -96,4 +100,12 @@ def test_vessel_run_on_a_drive_tree_uses_its_fov_masks(drive_tree, tmp_path):
     assert (work / "segment" / "01_test_errors.png").exists()
     report = (work / "report.md").read_text()
     assert "| **pooled** |" in report and "the dataset's FOV masks" in report
+    # The second observer (half of each first-observer map) scored against the first:
+    # sensitivity = vessel pixels in the right half / all, precision 1.
+    line = next(l for l in report.splitlines() if l.startswith("| **second observer** |"))
+    sens = []
+    for n in (1, 2):
+        t = imaging.read_mask(str(drive_tree / f"test/1st_manual/{n:02d}_manual1.gif"))
+        sens.append(t[:, W // 2:].sum() / t.sum())
+    assert f"{np.mean(sens):.4f} / " in line.split("|")[4]
     assert (work / "report_images" / "01_test.png").exists()

@@ -206,7 +206,7 @@ def write_error_lines(output_dir: str, problems: Iterable[inputs.InputProblem]) 
 
 def written_shards(output_dir: str, split_name: str, config: PreprocessConfig) -> list[str]:
     """Shard files of `split_name` this run wrote, relative to output_dir, sorted."""
-    return storage.list_shards(output_dir, split_name, config.shards, config.compression)
+    return storage.list_shards(output_dir, split_name, config.shards or None, config.compression)
 
 
 def plot_statistics(splits: dict[str, info_lib.SplitInfo]) -> bytes:

@@ -266,3 +266,21 @@ def test_image_failing_late_leaves_no_record_in_any_shard(synthetic_stare_dir, t
     assert ids == {"im0001", "im0002", "im0003", "im0004"}
     assert info.splits["train"].image_ids == sorted(ids)
     assert sum(len(r) for r in raw.values()) == sum(s.records for s in info.splits.values())
+
+
+def test_shards_0_writes_where_records_are_made(synthetic_stare_dir, tmp_path):
+    """shards = 0: one file per writing bundle, no shuffle before the write; every record
+    is still listed and read back, the same records as with a fixed shard count."""
+    pairs, problems = inputs.discover_stare(str(synthetic_stare_dir))
+    config = dataclasses.replace(CONFIG, augmentations=("hflip",), whole_image=False)
+    records = {}
+    for shards in (0, 3):
+        out = str(tmp_path / f"shards{shards}")
+        pipeline.run_job(dataclasses.replace(config, shards=shards), pairs, problems, out)
+        info, raw, _ = _records(out)
+        assert all(len(s.shards) >= 1 for s in info.splits.values())
+        assert sum(len(r) for r in raw.values()) == sum(s.records for s in info.splits.values())
+        records[shards] = {s: sorted(r) for s, r in raw.items()}
+    assert records[0] == records[3]
+    with pytest.raises(ValueError, match="shards must be >= 0"):
+        dataclasses.replace(config, shards=-1)

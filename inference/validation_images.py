@@ -1,0 +1,78 @@
+"""Keras callback: after every epoch, one validation photograph segmented whole, shown in
+TensorBoard (IMAGES tab) as its probability map and its error map, so a user watches
+thin vessels appear and false positives go while the model trains.
+
+    callback = ValidationImageSummary("im0005", photo, truth, "M/logs/validation_image",
+                                      tile_size=128, overlap=32, scale=1)
+    train.train(config, data_dir, model_dir, callbacks=[callback])
+
+The photo is segmented at its native size through the tiled predictor (enlarged by the
+model's scale in the graph, as `vessel-segment --input_scale native` does), with the
+weights of the epoch just finished. Error map colours: inference/error_map.py (true
+positives white, false positives red, false negatives blue). A failure is logged once
+and never stops training.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+from absl import logging
+
+from tiled_vessel_seg import storage
+
+LOG_SUBDIR = "validation_image"
+
+
+class ValidationImageSummary(keras.callbacks.Callback):
+    """Writes, at step = epoch number (1-based), TensorBoard images
+    `validation/<id>/probability` ([1, H, W, 1] in [0, 1]) and `validation/<id>/errors`
+    ([1, H, W, 3] uint8) to `log_dir`.
+
+    photo: uint8 RGB [H, W, 3] at native size; truth: [H, W] mask (nonzero = vessel).
+    tile_size, overlap, batch_size, blend, threshold: the tiled predictor's settings.
+    scale: the training enlargement (the photo is enlarged by it in the graph).
+    """
+
+    def __init__(self, image_id: str, photo: np.ndarray, truth: np.ndarray, log_dir: str, *,
+                 tile_size: int, overlap: int, scale: int, batch_size: int = 4,
+                 blend: str = "gaussian", threshold: float = 0.5):
+        super().__init__()
+        self.image_id = image_id
+        self.photo = photo
+        self.truth = np.asarray(truth) != 0
+        self.log_dir = log_dir
+        self._settings = dict(tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+                              blend=blend, threshold=threshold, scale=scale,
+                              input_scale="native")
+        self._predictor = None
+        self._writer = None
+        self._failed = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._failed:
+            return
+        try:
+            self._write(epoch + 1)
+        except Exception as e:  # noqa: BLE001 - a picture must never stop training
+            self._failed = True
+            logging.warning("validation image for TensorBoard disabled: %s", e)
+
+    def _write(self, step: int) -> None:
+        import tensorflow as tf
+        from tiled_vessel_seg.inference import error_map, predictor
+        from tiled_vessel_seg.trainer import model as model_lib
+        if self._predictor is None:
+            self._predictor = predictor.TiledPredictor(model_lib.inference_model(self.model),
+                                                       **self._settings)
+            storage.makedirs(self.log_dir)
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        probabilities, mask = self._predictor(self.photo)
+        errors = error_map.error_map(mask.numpy(), self.truth)
+        with self._writer.as_default():
+            tf.summary.image(f"validation/{self.image_id}/probability",
+                             probabilities[None, :, :, None], step=step,
+                             description="vessel probability of the whole photo")
+            tf.summary.image(f"validation/{self.image_id}/errors", errors[None], step=step,
+                             description="white: vessel found; red: false vessel; blue: "
+                                         "missed vessel")
+        self._writer.flush()

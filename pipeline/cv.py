@@ -102,7 +102,8 @@ def run_fold(config, fold: Fold, stare_dir: str, workdir: str, pairs, options,
     """Preprocess, train, segment and score one fold; returns its fold.json record."""
     from tiled_vessel_seg.inference import predictor as predictor_lib
     from tiled_vessel_seg.pipeline import run as run_lib
-    from tiled_vessel_seg.trainer import callbacks, model_info
+    from tiled_vessel_seg import model_info
+    from tiled_vessel_seg.trainer import callbacks
     paths = run_lib.RunPaths(workdir=fold_dir(workdir, fold), stare_dir=stare_dir)
     record_path = os.path.join(paths.workdir, FOLD_FILE)
     if (not options.overwrite and os.path.exists(paths.metrics_csv)

@@ -145,3 +145,16 @@ def test_models_saved_before_the_namespace_move_still_load(saved_model, tmp_path
     for suffix in (".x.npy", ".y.npy"):
         (tmp_path / ("old_model" + suffix)).write_bytes(path.with_suffix(suffix).read_bytes())
     check_loaded(python(LOAD, old, timeout=300), expected)
+
+
+def test_tensorflow_start_up_lines_are_off_unless_verbose(tmp_path):
+    """vessel-export imports TensorFlow, then fails on the missing model dir."""
+    args = ("--model_dir", tmp_path / "none", "--output_dir", tmp_path / "out")
+    quiet = run_script("vessel-export", *args)
+    assert quiet.returncode == 2 and "model_info.json: not found" in quiet.stderr
+    assert not [line for line in quiet.stderr.splitlines()
+                if any(marker in line for marker in TF_STARTUP_LINES)], quiet.stderr
+    loud = run_script("vessel-export", "--verbose", *args)
+    assert loud.returncode == 2
+    assert [line for line in loud.stderr.splitlines()
+            if any(marker in line for marker in TF_STARTUP_LINES)], loud.stderr

@@ -108,6 +108,7 @@ def method_b(model, image, batch_size):
     """The reference tool's per-tile loop (re-created; see the module docstring)."""
     import numpy as np
     from PIL import Image
+    from tiled_vessel_seg.imaging import MASK_THRESHOLD
     photo = Image.fromarray(image)
     width, height = photo.size
     cols, rows = -(-width // TILE), -(-height // TILE)          # 7 x 6 = 42 tiles
@@ -129,10 +130,10 @@ def method_b(model, image, batch_size):
                 mask = mask.resize((context, context), Image.BICUBIC)
                 merged.paste(mask.crop((MARGIN, MARGIN, MARGIN + TILE, MARGIN + TILE)),
                              (c * TILE, r * TILE))
-        merged = np.asarray(merged.crop((0, 0, width, height))) > 127
+        merged = np.asarray(merged.crop((0, 0, width, height))) > MASK_THRESHOLD
         whole = predict_one(photo)
         whole = Image.fromarray((whole > 0.5).astype(np.uint8) * 255).resize((width, height))
-        return merged & (np.asarray(whole) > 127)
+        return merged & (np.asarray(whole) > MASK_THRESHOLD)
     return run
 
 

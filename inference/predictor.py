@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from tiled_vessel_seg.inference import blend as blend_lib
 from tiled_vessel_seg.inference import tiling
-from tiled_vessel_seg import imaging
+from tiled_vessel_seg import imaging, storage
 from tiled_vessel_seg import model_info as model_info_lib
 
 TTAS = ("none", "flips", "d4")
@@ -207,14 +207,14 @@ def load_model(model_dir: str):
             f"{model_dir}/model_info.json: input_normalization {info.input_normalization!r} "
             "is not supported (expected 'divide_255')")
     path = info.model_path(model_dir)
-    if not tf.io.gfile.exists(path):
+    if not storage.exists(path):
         raise model_info_lib.ModelDirError(f"{path}: model file not found")
     try:
-        if "://" in path:  # keras reads local files only
+        if storage.is_remote(path):  # keras reads local files only
             import tempfile
             with tempfile.TemporaryDirectory() as tmp:
                 local = os.path.join(tmp, info.model_file)
-                tf.io.gfile.copy(path, local, overwrite=True)
+                storage.copy(path, local)
                 model = keras.models.load_model(local, compile=False, safe_mode=True)
         else:
             model = keras.models.load_model(path, compile=False, safe_mode=True)

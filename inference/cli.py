@@ -61,9 +61,10 @@ def define_flags() -> None:
     flags.DEFINE_integer("max_pixels", imaging.MAX_PIXELS,
                          "Largest image segmented, in pixels after any enlargement in the "
                          "graph (--input_scale native: width x height x scale^2); larger "
-                         "files are refused from their header, before decoding. Memory is "
-                         "about 0.65 GB + 36 bytes per pixel (48 when enlarged in the "
-                         "graph): 3 GB at the default. See README.", lower_bound=1)
+                         "files are refused from their header, before decoding. A photo "
+                         "needs about 35 bytes per pixel (49 when enlarged in the graph) "
+                         "on top of the model: 2.2 GB at the default. See README.",
+                         lower_bound=1)
 
 
 def main(argv: list[str]) -> int:

@@ -27,11 +27,10 @@ from typing import Optional
 from tiled_vessel_seg import imaging, storage
 
 GREEN = (0, 255, 0)
-# Peak memory of one vessel-segment process, measured on this 2-core CPU with a tiny
-# model (README, "vessel-segment: memory"): about 0.65 GB, plus 36 bytes per pixel
-# segmented, 48 when the graph enlarges the photo (--input_scale native).
-MEMORY_BASE_BYTES = 0.65e9
-MEMORY_BYTES_PER_PIXEL = {False: 36, True: 48}  # {enlarged in the graph: bytes}
+# Memory a photo needs on top of the model's own (TF runtime, weights, one batch of
+# activations), measured as peak RSS on this 2-core CPU (README, "Memory"): about 35
+# bytes per pixel segmented, 49 when the graph enlarges the photo (--input_scale native).
+MEMORY_BYTES_PER_PIXEL = {False: 35, True: 49}  # {enlarged in the graph: bytes}
 OVERLAY_ALPHA = 0.6
 
 
@@ -61,9 +60,9 @@ def _write(path: str, data: bytes) -> None:
 
 
 def memory_estimate_bytes(pixels: int, enlarged_in_graph: bool) -> float:
-    """Approximate peak memory of segmenting an image of `pixels` pixels (after any
-    enlargement in the graph); see MEMORY_BASE_BYTES."""
-    return MEMORY_BASE_BYTES + MEMORY_BYTES_PER_PIXEL[enlarged_in_graph] * pixels
+    """Approximate memory an image of `pixels` pixels (after any enlargement in the
+    graph) needs on top of the model's; see MEMORY_BYTES_PER_PIXEL."""
+    return MEMORY_BYTES_PER_PIXEL[enlarged_in_graph] * pixels
 
 
 def _graph_enlargement(predictor, image) -> int:
@@ -82,7 +81,8 @@ def _too_large(path: str, width: int, height: int, enlarge: int, max_pixels: int
                                   f"{height * enlarge})" if enlarge > 1 else "")
     return imaging.ImageReadError(
         path, f"{size} is {pixels} pixels to segment, more than --max_pixels {max_pixels}; "
-              f"it needs about {gigabytes:.1f} GB of memory: raise --max_pixels to segment it")
+              f"it needs about {gigabytes:.1f} GB of memory besides the model's: raise "
+              "--max_pixels to segment it")
 
 
 def read_photo(path: str, predictor, max_pixels: int = imaging.MAX_PIXELS):

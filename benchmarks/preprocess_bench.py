@@ -59,12 +59,13 @@ def job_config(augmentations, shards: int, compression: str = "none",
 
 def run_once(pairs, augmentations, workers: int, mode: str = "multi_processing",
              compression: str = "none", image_encoding: str = "jpeg",
-             mask_encoding: str = "packed") -> dict:
+             mask_encoding: str = "packed", shards: int = 4) -> dict:
     """One whole job in a fresh output folder; its timings and counts."""
     from apache_beam.options.pipeline_options import PipelineOptions
-    config = job_config(augmentations, workers, compression, image_encoding, mask_encoding)
+    config = job_config(augmentations, shards, compression, image_encoding, mask_encoding)
     options = PipelineOptions([f"--direct_num_workers={workers}",
-                               f"--direct_running_mode={mode}"])
+                               f"--direct_running_mode={mode}",
+                               "--default_sdk_harness_log_level=WARNING"])
     out = tempfile.mkdtemp(prefix="preprocess_bench_")
     try:
         cpu_start = cpu_seconds()
@@ -166,6 +167,8 @@ def main() -> None:
     p.add_argument("--compression", default="none", choices=("gzip", "none"))
     p.add_argument("--image_encoding", default="jpeg", choices=("jpeg", "png", "raw"))
     p.add_argument("--mask_encoding", default="packed", choices=("packed", "png"))
+    p.add_argument("--shards", type=int, default=4, help="shards per split (0: one per "
+                                                         "writing worker, no shuffle)")
     p.add_argument("--profile", action="store_true",
                    help="print cProfile's top entries of one augmented image's tile work")
     args = p.parse_args()
@@ -180,10 +183,11 @@ def main() -> None:
     for augmentations, n in (((), args.images), (REFERENCE_AUGMENTATIONS, args.aug_images)):
         for workers, mode in runs:
             rows.append(run_once(pairs[:n], augmentations, workers, mode, args.compression,
-                                 args.image_encoding, args.mask_encoding))
+                                 args.image_encoding, args.mask_encoding, args.shards))
             print(f"  done: augment={rows[-1]['augment']} workers={workers} {mode} "
                   f"{rows[-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
-    print(f"\nvessel-preprocess benchmark: scale 5, tile 512, {args.compression} shards, "
+    print(f"\nvessel-preprocess benchmark: scale 5, tile 512, {args.shards or 'auto'} "
+          f"{args.compression} shards per split, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end")
     print_table(rows)
     for line in check_targets(rows):

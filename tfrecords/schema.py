@@ -152,7 +152,11 @@ def _image_decoder(encoding: TileEncoding) -> Callable:
     """(bytes, height, width) -> uint8 [H, W, 3] for one image encoding (graph ops)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     if encoding.image == "jpeg":
-        return lambda data, height, width: tf.io.decode_jpeg(data, channels=3)
+        # TF's default IDCT (INTEGER_FAST) alone costs ~4 dB on enlarged photographs
+        # (min 45.1 vs 49.2 dB over the 265 kept tiles of the 7 real STARE images at
+        # quality 95) and is no faster.
+        return lambda data, height, width: tf.io.decode_jpeg(
+            data, channels=3, dct_method="INTEGER_ACCURATE")
     if encoding.image == "png":
         return lambda data, height, width: tf.io.decode_png(data, channels=3, dtype=tf.uint8)
     return lambda data, height, width: tf.reshape(tf.io.decode_raw(data, tf.uint8),

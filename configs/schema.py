@@ -96,6 +96,9 @@ class TrainConfig:
     # After training, set model_info.json's threshold to the one maximising F1 over the
     # validation tiles (else [tiledinfer] threshold is stored).
     select_threshold: bool = False
+    # vessel-cv: after training, the threshold maximising F1 inside the FOV of the
+    # validation photo segmented whole (native size, [tiledinfer] tiling and TTA).
+    select_image_threshold: bool = False
     # auto | one_device | mirrored | multi_worker (trainer/strategy.py); vessel-train --strategy.
     strategy: str = "auto"
 

@@ -121,6 +121,11 @@ def run_fold(config, fold: Fold, stare_dir: str, workdir: str, pairs, options,
     predictor = predictor_lib.load_predictor(
         paths.model_dir, overlap=tiled.overlap, batch_size=tiled.batch_size,
         blend=tiled.blend, tta=tiled.tta, threshold=None, input_scale="native")
+    if config.train.select_image_threshold:
+        threshold, f1 = store_image_threshold(
+            predictor, paths.model_dir, [p for p in pairs if p.image_id == fold.valid_id])
+        say(f"threshold {threshold:.2f} maximises F1 inside the FOV of {fold.valid_id} "
+            f"({f1:.4f})")
     held_out = [p for p in pairs if p.image_id in fold.test_ids]
     summary = _segment_files()(
         predictor, [p.image_path for p in held_out], paths.segment_dir, overlay=True,
@@ -140,6 +145,67 @@ def run_fold(config, fold: Fold, stare_dir: str, workdir: str, pairs, options,
     say(f"segment: {len(summary.metrics)} held-out image(s) scored at threshold "
         f"{predictor.threshold:.2f} -> {paths.metrics_csv}")
     return record
+
+
+def store_image_threshold(predictor, model_dir: str, valid_pairs) -> tuple[float, float]:
+    """Segments the validation photos whole (the predictor's tiling and TTA, native size)
+    and stores in model_info.json the threshold maximising F1 over their FOV pixels;
+    sets it on `predictor` too. Returns (threshold, that F1)."""
+    from tiled_vessel_seg import imaging, model_info
+    from tiled_vessel_seg.inference import fov
+    from tiled_vessel_seg.trainer import metrics
+    bins = metrics.THRESHOLD_BINS
+    positives, negatives = np.zeros(bins, np.int64), np.zeros(bins, np.int64)
+    for pair in valid_pairs:
+        image = imaging.read_image(pair.image_path)
+        truth = imaging.read_mask(pair.mask_path) > 0  # uint8 {0, 1} -> bool
+        region = fov.fov_mask(image)
+        probabilities = predictor(image)[0].numpy()
+        index = np.minimum((probabilities[region] * bins).astype(np.int64), bins - 1)
+        positives += np.bincount(index[truth[region]], minlength=bins)
+        negatives += np.bincount(index[~truth[region]], minlength=bins)
+    threshold, f1 = metrics.f1_by_threshold(positives, negatives)
+    info = model_info.read_model_info(model_dir)
+    model_info.write_model_info(model_dir, dataclasses.replace(info, threshold=threshold))
+    predictor.threshold = threshold
+    return threshold, f1
+
+
+FINAL_DIR = "final"
+
+
+def train_final(config, stare_dir: str, workdir: str, pairs, options, say=print) -> str:
+    """The recipe trained on every image (the config's first valid_ids image validates,
+    else the first id) into W/final/model, with the validation threshold; returns the
+    model dir. Skipped when finished."""
+    from tiled_vessel_seg import model_info
+    from tiled_vessel_seg.inference import predictor as predictor_lib
+    from tiled_vessel_seg.pipeline import run as run_lib
+    ids = sorted(p.image_id for p in pairs)
+    valid = next((i for i in config.preprocess.valid_ids if i in ids), ids[0])
+    fold = Fold(-1, (), valid, tuple(i for i in ids if i != valid))
+    paths = run_lib.RunPaths(workdir=os.path.join(workdir, FINAL_DIR), stare_dir=stare_dir)
+    done = os.path.join(paths.workdir, FOLD_FILE)
+    if os.path.exists(done) and not options.overwrite:
+        say(f"skipped: {paths.model_dir} is finished")
+        return paths.model_dir
+    config = fold_config(config, fold)
+    say("preprocess: " + run_lib.stage_preprocess(config, paths, options))
+    start = time.time()
+    say("train: " + run_lib.stage_train(config, paths, options))
+    seconds = time.time() - start
+    tiled = config.tiledinfer
+    if config.train.select_image_threshold:
+        predictor = predictor_lib.load_predictor(
+            paths.model_dir, overlap=tiled.overlap, batch_size=tiled.batch_size,
+            blend=tiled.blend, tta=tiled.tta, threshold=None, input_scale="native")
+        threshold, f1 = store_image_threshold(predictor, paths.model_dir,
+                                              [p for p in pairs if p.image_id == valid])
+        say(f"threshold {threshold:.2f} maximises F1 inside the FOV of {valid} ({f1:.4f})")
+    record = {**dataclasses.asdict(fold), "train_seconds": round(seconds, 1),
+              "threshold": model_info.read_model_info(paths.model_dir).threshold}
+    storage.write_text_atomic(done, json.dumps(record, indent=2))
+    return paths.model_dir
 
 
 def read_fold_rows(workdir: str, fold: Fold) -> list[dict]:
@@ -220,9 +286,10 @@ def write_cv_report(path: str, rows: list[dict], folds: list[Fold], records: lis
 
 
 def run_cv(config, stare_dir: str, workdir: str, folds: int, seed: int = 0,
-           options=None, command: str = "vessel-cv", say=print) -> dict:
+           options=None, command: str = "vessel-cv", say=print, final: str = "no") -> dict:
     """Runs every fold (skipping finished ones), writes cv_metrics.csv and cv_report.md;
-    returns {metric: (mean, std) over folds}."""
+    returns {metric: (mean, std) over folds}. final "also" / "only": (also) train the
+    recipe on every image into W/final/model (train_final); "only" returns {}."""
     from tiled_vessel_seg.beam_jobs import inputs
     from tiled_vessel_seg.pipeline import run as run_lib
     options = options or run_lib.RunOptions()
@@ -231,8 +298,14 @@ def run_cv(config, stare_dir: str, workdir: str, folds: int, seed: int = 0,
     pairs, problems = inputs.discover_stare(stare_dir)
     for problem in problems:
         say(f"ignored: {problem}")
-    assignment = assign_folds([p.image_id for p in pairs], folds, seed)
     os.makedirs(workdir, exist_ok=True)
+    if final in ("also", "only"):
+        model_dir = train_final(config, stare_dir, workdir, pairs, options,
+                                say=lambda m: say(f"[final model] {m}"))
+        say(f"[final model] {model_dir}")
+        if final == "only":
+            return {}
+    assignment = assign_folds([p.image_id for p in pairs], folds, seed)
     records = []
     for fold in assignment:
         prefix = f"[fold {fold.index + 1}/{folds}: test {' '.join(fold.test_ids)}]"
@@ -262,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(repeatable bit for bit, slower)")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo every fold even when its outputs exist")
+    parser.add_argument("--final", choices=("no", "also", "only"), default="no",
+                        help="also / only: train the recipe on every image (the config's "
+                             "valid_ids image validates) into WORKDIR/final/model, first")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     return parser
 
@@ -283,11 +359,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         config = configs.load_config(args.config, overrides)
         overall = run_cv(config, args.stare_dir, args.workdir, args.folds, args.seed,
-                         options, command)
+                         options, command, final=args.final)
     except (configs.ConfigError, run_lib.StageError, DatasetError, ModelDirError,
             FileNotFoundError, ValueError) as e:
         print(f"vessel-cv: error: {e}", file=sys.stderr)
         return 2
+    if not overall:
+        print(f"vessel-cv: final model in {os.path.join(args.workdir, FINAL_DIR, 'model')} "
+              f"({time.time() - start:.0f} s)")
+        return 0
     print(f"vessel-cv: F1 inside the FOV {overall['fov_dice'][0]:.4f} +- "
           f"{overall['fov_dice'][1]:.4f} over {args.folds} folds; report: "
           f"{os.path.join(args.workdir, CV_REPORT)} ({time.time() - start:.0f} s)")

@@ -50,7 +50,7 @@ TINY = ["preprocess.scale=1", "preprocess.tile_size=32", "preprocess.tile_stride
         "model.num_layers=2", "model.base_kernels=(3,3)", "model.dilation=(1,1)",
         "model.dropout_rate=0.0", "model.learning_rate=0.01", "model.architecture='wnet'",
         "train.batch_size=4", "train.steps_per_epoch=3", "train.epochs=1",
-        "train.select_threshold=True", "tiledinfer.overlapping=8", "tiledinfer.tta='none'"]
+        "train.select_image_threshold=True", "tiledinfer.overlap=8", "tiledinfer.tta='none'"]
 
 
 def test_tiny_cross_validation_end_to_end_and_resume(tmp_path, capsys):
@@ -59,7 +59,7 @@ def test_tiny_cross_validation_end_to_end_and_resume(tmp_path, capsys):
     stare_layout.write_synthetic_stare(str(stare), 4, width=64, height=56, seed=1)
     work = tmp_path / "cv"
     argv = ["--config", os.devnull, "--stare_dir", str(stare), "--workdir", str(work),
-            "--folds", "2", "--quiet", "--deterministic"] + [
+            "--folds", "2", "--quiet", "--deterministic", "--final", "also"] + [
                 a for item in TINY for a in ("--set", item)]
     assert cv.main(argv) == 0
     folds = cv.assign_folds([f"im{n:04d}" for n in range(1, 5)], 2, seed=0)
@@ -81,6 +81,17 @@ def test_tiny_cross_validation_end_to_end_and_resume(tmp_path, capsys):
         assert set(info.splits["test"].image_ids) == set(fold.test_ids)
         assert set(info.splits["train"].image_ids) == set(fold.train_ids)
         assert set(info.splits["valid"].image_ids) == {fold.valid_id}
+    # The final model: every image, the first validates; its threshold is the one that
+    # maximises F1 inside the FOV of that photo (checked against the fold record).
+    final = work / "final"
+    info = dataset_info.read_dataset_info(str(final / "data"))
+    assert set(info.splits["valid"].image_ids) == {"im0001"}
+    assert set(info.splits["train"].image_ids) == {"im0002", "im0003", "im0004"}
+    from tiled_vessel_seg import model_info
+    import json
+    threshold = json.loads((final / cv.FOLD_FILE).read_text())["threshold"]
+    assert model_info.read_model_info(str(final / "model")).threshold == threshold
+    assert 0 < threshold < 1
     report = (work / cv.CV_REPORT).read_text()
     assert "F1 inside the FOV" in report and "[model]" in report and "| 1 |" in report
     # A rerun skips both finished folds and rewrites the same figures.
@@ -88,4 +99,4 @@ def test_tiny_cross_validation_end_to_end_and_resume(tmp_path, capsys):
     capsys.readouterr()
     assert cv.main(argv) == 0
     out = capsys.readouterr().out
-    assert out.count("skipped:") == 2 and (work / cv.CV_METRICS).read_text() == before
+    assert out.count("skipped:") == 3 and (work / cv.CV_METRICS).read_text() == before

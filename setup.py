@@ -7,7 +7,7 @@ import setuptools
 
 NAMESPACE = "tiled_vessel_seg"
 STAGE_FOLDERS = ("configs", "synthetic", "beam_jobs", "tfrecords", "trainer", "inference",
-                 "pipeline")
+                 "pipeline", "models")
 
 INSTALL_REQUIRES = [
     "tensorflow==2.17.1",
@@ -31,12 +31,13 @@ setuptools.setup(
     "MirroredStrategy U-Net and one-graph tiled inference.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10,<3.13",
+    python_requires=">=3.11,<3.13",  # keras 3.15 needs 3.11,
     # The stage folders stay at the top of the repository and are installed under one
     # namespace, tiled_vessel_seg.<stage>, so no generic top-level name is claimed.
     packages=[NAMESPACE] + [f"{NAMESPACE}.{stage}" for stage in STAGE_FOLDERS],
     package_dir={NAMESPACE: NAMESPACE, **{f"{NAMESPACE}.{s}": s for s in STAGE_FOLDERS}},
-    package_data={f"{NAMESPACE}.configs": ["*.config"]},
+    package_data={f"{NAMESPACE}.configs": ["*.config"],
+                  f"{NAMESPACE}.models": ["*/*.keras", "*/*.json", "*/*.md"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "test": ["pytest>=7", "pytest-timeout>=2"],

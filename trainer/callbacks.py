@@ -89,20 +89,36 @@ class EpochLogs(keras.callbacks.Callback):
                       f"epoch,{m0},{m1},\n" + "".join(
                           f"{r['epoch']}, {_fmt(r.get(m0))}, {_fmt(r.get(m1))}\n"
                           for r in self.rows))
-        _plot(history, ("loss", "val_loss"), storage.join(self.eval_dir, "train_losses.png"))
-        _plot(history, (m0, m1), storage.join(self.eval_dir, "train_metrics.png"))
+        _plot(history, ("loss", "val_loss"), storage.join(self.eval_dir, "train_losses.png"),
+              "loss", "Loss per epoch (lower is better)")
+        _plot(history, (m0, m1), storage.join(self.eval_dir, "train_metrics.png"),
+              m0, f"{m0} per epoch")
 
 
-def _plot(history: dict[str, list], keys: Sequence[str], path: str) -> None:
+def _plot(history: dict[str, list], keys: Sequence[str], path: str, ylabel: str,
+          title: str) -> None:
+    """Line plot of `keys` per epoch, with a star on the validation curve at the best
+    epoch (lowest val_loss: the one best_model.keras was saved at)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
+    val_loss = np.array([np.nan if v is None else v for v in history.get("val_loss", [])],
+                        float)
+    best = int(np.nanargmin(val_loss)) if np.isfinite(val_loss).any() else None
     for key in keys:
         if key in history:
             values = [np.nan if v is None else v for v in history[key]]
             ax.plot(history["epoch"], values, marker="o", label=key)
+            if best is not None and key.startswith("val_"):
+                ax.plot([history["epoch"][best]], [values[best]], marker="*", markersize=15,
+                        color="tab:red", linestyle="none",
+                        label=f"best epoch {history['epoch'][best]} (lowest val_loss)")
+    if best is not None:
+        ax.axvline(history["epoch"][best], color="tab:red", alpha=0.3, linestyle="--")
     ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend()
     ax.grid(True, alpha=0.3)
     fig.tight_layout()

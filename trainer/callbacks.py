@@ -9,6 +9,9 @@ resumed by BackupAndRestore never duplicates or loses a row):
     M/history.json             every logged value per epoch, full precision
 
 Epochs are 0-based in the CSVs, as the reference writes them.
+
+Also here: `WriteModelInfo` (model_info.json once a best model exists) and
+`WorkerBackupAndRestore` (BackupAndRestore of a worker that is not the chief).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from typing import Optional, Sequence
 import keras
 import numpy as np
 
+from tiled_vessel_seg import model_info as model_info_lib
 from tiled_vessel_seg import storage
 
 HISTORY_FILE = "history.json"
@@ -171,3 +175,53 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         if self.past_values:
             self.best, self.wait = _replay(self.past_values, abs(self.min_delta),
                                            reset_after=self.patience)
+
+
+class WriteModelInfo(keras.callbacks.Callback):
+    """Writes M/model_info.json at the end of the first epoch after which M/best_model.keras
+    exists, so the two come as a pair: a run that fails before its first checkpoint
+    leaves no model_info.json. Put it after the checkpoint callback."""
+
+    def __init__(self, model_dir: str, info: model_info_lib.ModelInfo):
+        super().__init__()
+        self.model_dir = model_dir
+        self.info = info
+        self.written = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.written and storage.exists(self.info.model_path(self.model_dir)):
+            model_info_lib.write_model_info(self.model_dir, self.info)
+            self.written = True
+
+
+class WorkerBackupAndRestore(keras.callbacks.Callback):
+    """BackupAndRestore of a worker that is not the chief: restores the training state
+    from the chief's `backup_dir`, so every worker resumes at the same epoch with the same
+    weights, and saves its own into `write_dir` (its temporary directory), like the chief.
+
+    Every worker saves: saving reads variables that may need a collective op, which every
+    worker must join.
+    """
+
+    def __init__(self, backup_dir: str, write_dir: str):
+        super().__init__()
+        self.restore = keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False,
+                                                        double_checkpoint=True)
+        self.save = keras.callbacks.BackupAndRestore(write_dir, double_checkpoint=True)
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.restore.set_model(model)
+        self.save.set_model(model)
+
+    def on_train_begin(self, logs=None):
+        self.restore.on_train_begin(logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.save.on_train_batch_end(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.save.on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        self.save.on_train_end(logs)

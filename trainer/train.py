@@ -5,29 +5,36 @@
 
 Writes into M:
     best_model.keras        best val_loss (ModelCheckpoint)
-    model_info.json         what inference needs (tile size, scale, overlap, threshold, ...)
+    model_info.json         what inference needs (tile size, scale, overlap, threshold, ...),
+                            written once best_model.keras exists
     history.json            every logged value per epoch (whole run, across restarts)
     eval/train_losses.csv, eval/train_metrics.csv and their .png plots
     logs/                   TensorBoard
-    backup/                 BackupAndRestore state while training; a run killed (even by
-                            SIGKILL) and started again with the same command continues
-                            from the last finished epoch. Removed when training ends.
+    backup/                 BackupAndRestore state while training, with the config it was
+                            made with (run_config.json); a run killed (even by SIGKILL) and
+                            started again with the same command and config continues from
+                            the last finished epoch. Removed when training ends.
 
-`[train] batch_size` is per replica: the global batch is batch_size x replicas.
+`[train] batch_size` is per replica: the global batch is batch_size x replicas x workers.
+With several workers (`--strategy multi_worker`, TF_CONFIG) only the chief writes M; the
+others write the same files into temporary directories that are removed, and restore
+from the chief's backup/.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import os
 import sys
 import warnings
 from typing import Optional, Sequence
 
+from tiled_vessel_seg import storage
+
 _LOG = logging.getLogger("vessel-train")
 
 BACKUP_DIR = "backup"
+BACKUP_CONFIG = "run_config.json"  # the config backup/ was made with
 EVAL_DIR = "eval"
 LOGS_DIR = "logs"
 
@@ -51,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="SECTION.KEY=VALUE",
                         help="override one config value, a Python literal; repeatable, "
                              "e.g. --set train.epochs=2 --set model.base_kernels=(5,5)")
+    parser.add_argument("--strategy", default=None,
+                        choices=("auto", "one_device", "mirrored", "multi_worker"),
+                        help="auto = multi_worker if TF_CONFIG lists several workers, "
+                             "mirrored with several GPUs (or --num_cpu_replicas > 1), else "
+                             "one_device; multi_worker = MultiWorkerMirroredStrategy over the "
+                             "machines of TF_CONFIG (default: [train] strategy, auto)")
+    parser.add_argument("--worker_timeout", type=float, default=600.0,
+                        help="multi_worker: seconds to wait for every worker of TF_CONFIG to "
+                             "come up before giving up with an error (default: 600)")
     parser.add_argument("--num_cpu_replicas", type=int, default=0,
                         help="split the CPU into N logical devices and mirror over them "
                              "(tests the multi-replica path without GPUs); 0 = GPUs if any")
@@ -91,20 +107,78 @@ def _check_tile_size(config, data_dir: str, info) -> tuple[int, int]:
     return tile
 
 
+def check_config(config) -> None:
+    """Cheap checks of what training would otherwise find out late (or leave for
+    inference to refuse); raises ConfigError naming the section and key."""
+    from tiled_vessel_seg.configs import ConfigError
+    height, width = config.model.image_height, config.model.image_width
+    overlap = config.tiledinfer.overlap
+    problems = []
+    if overlap >= min(height, width):
+        problems.append(f"[tiledinfer] overlap {overlap} must be smaller than the tile "
+                        f"({height}x{width}, [preprocess] tile_size); inference would refuse "
+                        f"the model")
+    for key in ("steps_per_epoch", "validation_steps"):
+        value = getattr(config.train, key)
+        if value is not None and value < 1:
+            problems.append(f"[train] {key} must be >= 1 or None, got {value}")
+    if not 0.0 < config.tiledinfer.threshold < 1.0:
+        problems.append(f"[tiledinfer] threshold must be in (0, 1), got "
+                        f"{config.tiledinfer.threshold}")
+    if config.train.shuffle_buffer < 0:
+        problems.append(f"[train] shuffle_buffer must be >= 0, got {config.train.shuffle_buffer}")
+    if config.train.patience < 1:
+        problems.append(f"[train] patience must be >= 1, got {config.train.patience}")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
 def _check_model_dir(model_dir: str) -> None:
     """Refuses a model dir written for another record schema (read_model_info raises)."""
     from tiled_vessel_seg import model_info as model_info_lib
-    if os.path.exists(os.path.join(model_dir, model_info_lib.INFO_FILE)):
+    if storage.exists(storage.join(model_dir, model_info_lib.INFO_FILE)):
         model_info_lib.read_model_info(model_dir)
 
 
 def _resume_epoch(model_dir: str) -> int:
     """The epoch BackupAndRestore will resume at (0 for a fresh run)."""
-    path = os.path.join(model_dir, BACKUP_DIR, "training_metadata.json")
-    if not os.path.exists(path):
+    path = storage.join(model_dir, BACKUP_DIR, "training_metadata.json")
+    if not storage.exists(path):
         return 0
-    with open(path, encoding="utf-8") as f:
-        return int(json.load(f).get("epoch", 0))
+    return int(json.loads(storage.read_text(path)).get("epoch", 0))
+
+
+def _config_snapshot(config) -> str:
+    from tiled_vessel_seg.configs import to_dict
+    return json.dumps(to_dict(config), indent=1, sort_keys=True)
+
+
+def check_backup_config(model_dir: str, config) -> None:
+    """Refuses to resume from M/backup/ made with another config (BackupAndRestore would
+    restore weights into a different model or schedule, or fail with a long Keras
+    error). Raises ModelDirError; a backup without run_config.json is accepted."""
+    from tiled_vessel_seg import model_info as model_info_lib
+    path = storage.join(model_dir, BACKUP_DIR, BACKUP_CONFIG)
+    if not _resume_epoch(model_dir) or not storage.exists(path):
+        return
+    saved = json.loads(storage.read_text(path))
+    current = json.loads(_config_snapshot(config))
+    if saved != current:
+        changed = sorted(f"[{section}] {key}" for section in set(saved) | set(current)
+                         for key in set(saved.get(section, {})) | set(current.get(section, {}))
+                         if saved.get(section, {}).get(key) != current.get(section, {}).get(key))
+        raise model_info_lib.ModelDirError(
+            f"{storage.join(model_dir, BACKUP_DIR)}: backup/ was made with another config: "
+            f"remove it or use the original config (differs in {', '.join(changed[:5])}"
+            f"{' ...' if len(changed) > 5 else ''})")
+
+
+def _record_backup_config(model_dir: str, config) -> None:
+    """Writes the config into M/backup/ before the first backup of a run exists."""
+    if not _resume_epoch(model_dir):
+        storage.makedirs(storage.join(model_dir, BACKUP_DIR))
+        storage.write_text_atomic(storage.join(model_dir, BACKUP_DIR, BACKUP_CONFIG),
+                                  _config_snapshot(config))
 
 
 def _steps(records: int, global_batch: int, split: str, data_dir: str) -> int:
@@ -116,9 +190,18 @@ def _steps(records: int, global_batch: int, split: str, data_dir: str) -> int:
     return records // global_batch
 
 
-def make_callbacks(config, model_dir: str, resume_epoch: int) -> list:
+def make_callbacks(config, model_dir: str, resume_epoch: int, *,
+                   write_dir: Optional[str] = None, model_info=None,
+                   extra: Sequence = ()) -> list:
     """The callbacks in the order their epoch-end work must happen: logs first, the
-    backup last (so a finished backup implies finished logs)."""
+    backup last (so a finished backup implies finished logs).
+
+    model_dir is the chief's (the history to resume from, the backup to restore);
+    write_dir is where this process writes (model_dir on the chief, else a temporary
+    directory); every worker gets the same callbacks, so that the collective ops some of
+    them run (saving) happen on all. `model_info` is written once a best model exists;
+    `extra` callbacks (chief only) come before the backup.
+    """
     import keras
 
     from tiled_vessel_seg.trainer import callbacks as callbacks_lib
@@ -126,29 +209,35 @@ def make_callbacks(config, model_dir: str, resume_epoch: int) -> list:
     from tiled_vessel_seg import model_info as model_info_lib
     from tiled_vessel_seg.trainer import schedules
 
+    write_dir = write_dir or model_dir
     past = callbacks_lib.history_before(
-        callbacks_lib.read_history(os.path.join(model_dir, callbacks_lib.HISTORY_FILE)),
+        callbacks_lib.read_history(storage.join(model_dir, callbacks_lib.HISTORY_FILE)),
         resume_epoch)
     past_val_loss = past.get("val_loss", [])
     metrics = config.train.metrics if len(config.train.metrics) >= 2 else (
         "dice_coef", "val_dice_coef")
     best_so_far = min((v for v in past_val_loss if v is not None), default=None)
     callbacks = [
-        callbacks_lib.EpochLogs(model_dir, metrics=metrics[:2]),
+        callbacks_lib.EpochLogs(write_dir, metrics=metrics[:2]),
         model_lib.InferenceCheckpoint(
-            os.path.join(model_dir, model_info_lib.MODEL_FILE), monitor="val_loss",
+            storage.join(write_dir, model_info_lib.MODEL_FILE), monitor="val_loss",
             save_best_only=True, initial_value_threshold=best_so_far, verbose=1),
-        callbacks_lib.ResumableEarlyStopping(
-            past_values=past_val_loss, monitor="val_loss", patience=config.train.patience,
-            verbose=1),
     ]
+    if model_info is not None:
+        callbacks.append(callbacks_lib.WriteModelInfo(write_dir, model_info))
+    callbacks.append(callbacks_lib.ResumableEarlyStopping(
+        past_values=past_val_loss, monitor="val_loss", patience=config.train.patience,
+        verbose=1))
     if schedules.uses_plateau_reduction(config):
         callbacks.append(callbacks_lib.ResumableReduceLROnPlateau(
             past_values=past_val_loss, monitor="val_loss", factor=config.train.reducer_factor,
             patience=config.train.reducer_patience, min_lr=0.0, verbose=1))
-    callbacks.append(keras.callbacks.TensorBoard(os.path.join(model_dir, LOGS_DIR),
+    callbacks.append(keras.callbacks.TensorBoard(storage.join(write_dir, LOGS_DIR),
                                                  profile_batch=0))
-    if config.train.epoch_change_tiledinfer and config.tiledinfer.images_dir:
+    if write_dir == model_dir:
+        callbacks.extend(extra)
+    if (write_dir == model_dir and config.train.epoch_change_tiledinfer
+            and config.tiledinfer.images_dir):
         try:
             from tiled_vessel_seg.inference.epoch_callback import EpochChangeTiledInference
         except ImportError as e:
@@ -156,27 +245,56 @@ def make_callbacks(config, model_dir: str, resume_epoch: int) -> list:
                          "without it", e)
         else:
             callbacks.append(EpochChangeTiledInference(config, model_dir))
-    callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(model_dir, BACKUP_DIR),
-                                                      double_checkpoint=True))
+    backup_dir = storage.join(model_dir, BACKUP_DIR)
+    if write_dir == model_dir:
+        callbacks.append(keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True))
+    else:
+        callbacks.append(callbacks_lib.WorkerBackupAndRestore(
+            backup_dir, storage.join(write_dir, BACKUP_DIR)))
     return callbacks
 
 
-def train(config, data_dir: str, model_dir: str, *, num_cpu_replicas: int = 0,
-          precision: str = "auto", global_batch: Optional[int] = None,
-          verbose: int = 2) -> dict:
+def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = None,
+          num_cpu_replicas: int = 0, precision: str = "auto",
+          global_batch: Optional[int] = None, worker_timeout: Optional[float] = None,
+          callbacks: Sequence = (), verbose: int = 2) -> dict:
     """Trains per `config`; returns the history of this process' epochs {key: [values]}.
 
+    strategy: auto, one_device, mirrored or multi_worker (trainer/strategy.py); default
+      [train] strategy. With multi_worker every worker of TF_CONFIG runs this with the
+      same arguments; only the chief writes model_dir.
+    worker_timeout: seconds to wait for every worker of TF_CONFIG to come up.
+    callbacks: extra Keras callbacks, run on the chief only, after the logs, checkpoint
+      and model_info.json of each epoch and before its backup.
+
     Raises:
+      ConfigError: a config value training or inference would refuse later.
+      ClusterError: an unusable TF_CONFIG.
       DatasetError: no dataset_info.json, a missing split or shard, tile size mismatch.
-      ModelDirError: model_dir was written for another record schema.
+      ModelDirError: model_dir was written for another record schema, or its backup/
+        with another config.
       ShardReadError: a shard cannot be read (the message names it).
       ValueError: global batch not divisible by the replica count.
     """
+    check_config(config)
+    from tiled_vessel_seg.trainer import cluster as cluster_lib
+    from tiled_vessel_seg.trainer import distributed_input
     from tiled_vessel_seg.trainer import strategy as strategy_lib
-    strategy = strategy_lib.make_strategy(num_cpu_replicas)  # before any other TF work
+    distribution = strategy_lib.make_distribution(  # before any other TF work
+        strategy or config.train.strategy, num_cpu_replicas,
+        strategy_lib.DEFAULT_WORKER_TIMEOUT if worker_timeout is None else worker_timeout)
+    strategy = distribution.strategy
+    replicas = distribution.num_replicas
+    batch = strategy_lib.global_batch_size(config.train.batch_size, replicas, global_batch)
+    where = (f"; this is task {distribution.cluster.this_task}"
+             f"{' (chief)' if distribution.is_chief else ''}" if distribution.cluster else "")
+    _LOG.info("strategy %s: %d worker(s), %d replica(s) in sync, global batch %d "
+              "(%d per replica)%s", distribution.name, distribution.num_workers, replicas,
+              batch, batch // replicas, where)
     policy = strategy_lib.set_precision(precision)
 
     import keras
+    import tensorflow as tf
 
     from tiled_vessel_seg.configs import to_dict
     # The validation pass is one finite pass of unknown length: Keras learns its length by
@@ -195,19 +313,21 @@ def train(config, data_dir: str, model_dir: str, *, num_cpu_replicas: int = 0,
         info.shard_paths(data_dir, split)  # raises naming the file and the splits it has
     tile_size = _check_tile_size(config, data_dir, info)
     _check_model_dir(model_dir)
-    os.makedirs(model_dir, exist_ok=True)
+    check_backup_config(model_dir, config)
+    if distribution.is_chief:
+        storage.makedirs(model_dir)
 
-    replicas = strategy.num_replicas_in_sync
-    batch = strategy_lib.global_batch_size(config.train.batch_size, replicas, global_batch)
     steps_per_epoch = config.train.steps_per_epoch or _steps(
         info.splits["train"].records, batch, "train", data_dir)
-    _LOG.info("%d replica(s), global batch %d, precision %s, %d steps per epoch",
-              replicas, batch, policy, steps_per_epoch)
+    _LOG.info("precision %s, %d steps per epoch", policy, steps_per_epoch)
+    shards = len(info.splits["train"].shards)
+    note = distributed_input.sharding_note("train", shards, distribution.num_workers)
+    if note:
+        (_LOG.info if shards >= distribution.num_workers else _LOG.warning)(note)
 
     keras.utils.set_random_seed(config.train.seed)
     if config.train.deterministic:  # same seed and data -> same weights, bit for bit
-        import tensorflow
-        tensorflow.config.experimental.enable_op_determinism()
+        tf.config.experimental.enable_op_determinism()
     with strategy.scope():
         model = model_lib.build_model(config.model)
         optimizer = keras.optimizers.Adam(
@@ -217,6 +337,8 @@ def train(config, data_dir: str, model_dir: str, *, num_cpu_replicas: int = 0,
                       metrics=metrics.segmentation_metrics(config.tiledinfer.threshold))
     if config.model.show_summary:
         model.summary()
+    if distribution.num_workers > 1:
+        strategy_lib.adapt_for_multi_worker(model)
 
     def train_fn(context):
         return reader.make_dataset(
@@ -225,31 +347,42 @@ def train(config, data_dir: str, model_dir: str, *, num_cpu_replicas: int = 0,
             deterministic=config.train.deterministic or None, seed=config.train.seed,
             input_context=context, info=info, tile_shape=tile_size)
 
-    def valid_fn(context):
-        return reader.make_dataset(data_dir, "valid", batch, training=False,
-                                   input_context=context, info=info,
-                                   take_batches=config.train.validation_steps,
-                                   tile_shape=tile_size, fill_replicas=True)
+    def valid_fn(context):  # every validation tile counted once, whatever the replicas
+        return distributed_input.validation_dataset(
+            data_dir, info, batch, context, tile_shape=tile_size,
+            take_steps=config.train.validation_steps)
 
     train_data = strategy.distribute_datasets_from_function(train_fn)
     valid_data = strategy.distribute_datasets_from_function(valid_fn)
 
-    model_info_lib.write_model_info(model_dir, model_info_lib.ModelInfo(
+    model_info = model_info_lib.ModelInfo(
         tile_size=tile_size[0], scale=info.parameters.scale,
-        overlap=config.tiledinfer.overlapping, threshold=config.tiledinfer.threshold,
+        overlap=config.tiledinfer.overlap, threshold=config.tiledinfer.threshold,
         precision=policy, data_ids={s: list(v.image_ids) for s, v in info.splits.items()},
-        config=to_dict(config), source_sizes=[list(s) for s in info.source_sizes]))
+        config=to_dict(config), source_sizes=[list(s) for s in info.source_sizes])
 
     resume_epoch = _resume_epoch(model_dir)
     if resume_epoch:
-        _LOG.info("resuming from %s after epoch %d", os.path.join(model_dir, BACKUP_DIR),
+        _LOG.info("resuming from %s after epoch %d", storage.join(model_dir, BACKUP_DIR),
                   resume_epoch)
-    with reader.naming_bad_shards(data_dir, ["train", "valid"], info):
-        history = model.fit(train_data, epochs=config.train.epochs,
-                            steps_per_epoch=steps_per_epoch, validation_data=valid_data,
-                            callbacks=make_callbacks(config, model_dir, resume_epoch),
-                            shuffle=False, verbose=verbose)
-    if config.train.select_threshold:
+    with cluster_lib.worker_write_dir(model_dir, distribution.cluster) as write_dir:
+        if distribution.is_chief:
+            _record_backup_config(model_dir, config)
+        try:
+            with reader.naming_bad_shards(data_dir, ["train", "valid"], info):
+                history = model.fit(
+                    train_data, epochs=config.train.epochs, steps_per_epoch=steps_per_epoch,
+                    validation_data=valid_data, shuffle=False, verbose=verbose,
+                    callbacks=make_callbacks(config, model_dir, resume_epoch,
+                                             write_dir=write_dir, model_info=model_info,
+                                             extra=callbacks))
+        except tf.errors.UnavailableError as e:
+            if distribution.cluster is None:
+                raise
+            raise cluster_lib.WorkerLostError(
+                cluster_lib.worker_lost_message(e, model_dir)) from None
+    if (config.train.select_threshold and distribution.is_chief
+            and storage.exists(model_info.model_path(model_dir))):
         threshold_lib.store_valid_threshold(model_dir, valid_fn(None))
     return history.history
 
@@ -262,16 +395,21 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     from tiled_vessel_seg.configs import ConfigError, load_config
     from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
     from tiled_vessel_seg.model_info import ModelDirError
+    from tiled_vessel_seg.trainer.cluster import WorkerLostError
     try:
         config = load_config(args.config, args.overrides + (
             ["train.deterministic=True"] if args.deterministic else []))
         model_dir = args.model_dir or config.train.model_dir
-        train(config, args.data_dir, model_dir, num_cpu_replicas=args.num_cpu_replicas,
-              precision=args.precision, global_batch=args.global_batch_size,
+        train(config, args.data_dir, model_dir, strategy=args.strategy,
+              num_cpu_replicas=args.num_cpu_replicas, precision=args.precision,
+              global_batch=args.global_batch_size, worker_timeout=args.worker_timeout,
               verbose=resolve_verbose(args.verbose))
     except (ConfigError, DatasetError, ModelDirError, ValueError) as e:
         print(f"vessel-train: error: {e}", file=sys.stderr)
         return 2
+    except WorkerLostError as e:
+        print(f"vessel-train: error: {e}", file=sys.stderr)
+        return 1
     print(f"vessel-train: model and logs in {model_dir}")
     return 0
 

@@ -161,10 +161,11 @@ def _main(argv: list[str]) -> int:
     if not pairs:
         try:
             pipeline.prepare_output_dir(FLAGS.output_dir, FLAGS.overwrite)
-            pipeline.write_error_lines(FLAGS.output_dir, problems)
+            written = pipeline.write_error_lines(FLAGS.output_dir, problems)
         except (pipeline.OutputExistsError, storage.StorageError) as e:
             raise cli_app.ToolError(str(e)) from None
-        print(f"{PROGRAM}: no image/mask pairs found; {len(problems)} problem(s):",
+        kept = "" if written else f" (nothing to write: the dataset in {FLAGS.output_dir} was kept)"
+        print(f"{PROGRAM}: no image/mask pairs found{kept}; {len(problems)} problem(s):",
               file=sys.stderr)
         for problem in problems:
             print(f"  [{problem.stage}] {problem.path}: {problem.reason}", file=sys.stderr)

@@ -26,6 +26,7 @@ import io
 import json
 import platform
 import re
+import uuid
 from typing import Iterable, Sequence
 
 import apache_beam as beam
@@ -196,8 +197,11 @@ def read_lines(path: str) -> list[str]:
     return [line for line in storage.read_text(path).splitlines() if line.strip()]
 
 
-def write_error_lines(output_dir: str, problems: Iterable[inputs.InputProblem]) -> str:
-    """Writes OUT/errors.jsonl from discovery problems alone (when nothing can be processed)."""
+def write_error_lines(output_dir: str, problems: Iterable[inputs.InputProblem]) -> str | None:
+    """Writes OUT/errors.jsonl from discovery problems alone (when nothing can be processed);
+    None, writing nothing, when OUT holds a dataset (its errors.jsonl belongs to it)."""
+    if holds_dataset(output_dir):
+        return None
     path = info_lib.join(output_dir, info_lib.ERRORS_FILE)
     text = "".join(error_line(p.path, p.stage, p.reason) + "\n" for p in problems)
     storage.write_text_atomic(path, text)
@@ -245,6 +249,37 @@ class JobSummary:
     augmented: int
     errors: list[dict]
     output_dir: str
+    # One line per split the config asks for that holds no record (every image assigned
+    # to it rejected, or too few images to give it one).
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    # errors.jsonl of this run, None when it was not kept (an old dataset stayed in place).
+    errors_file: str | None = None
+
+
+def requested_splits(config: PreprocessConfig) -> list[str]:
+    """The splits the config asks for: train, plus valid/test when ids name images for
+    them, else every split with a share > 0."""
+    if config.valid_ids or config.test_ids:
+        return ["train"] + (["valid"] if config.valid_ids else []) + (
+            ["test"] if config.test_ids else [])
+    shares = split.parse_split(config.split)
+    return [name for name in split.SPLIT_NAMES if shares[name] > 0]
+
+
+def empty_split_warnings(config: PreprocessConfig, assignment: dict[str, str],
+                         splits: dict[str, info_lib.SplitInfo]) -> list[str]:
+    """A warning for each requested split without records, naming why."""
+    out = []
+    for name in requested_splits(config):
+        if name in splits and splits[name].records:
+            continue
+        assigned = sorted(i for i, s in assignment.items() if s == name)
+        why = (f"its {len(assigned)} image(s) ({', '.join(assigned)}) were all rejected"
+               if assigned else f"no image was assigned to it ({len(assignment)} image(s) "
+                                f"for split {config.split!r})")
+        out.append(f"split {name!r} was asked for but holds no tile: {why}"
+                   + ("; training needs a 'valid' split" if name == "valid" else ""))
+    return out
 
 
 def finalize_dataset(output_dir: str, config: PreprocessConfig, parameters: dict,
@@ -287,7 +322,9 @@ def finalize_dataset(output_dir: str, config: PreprocessConfig, parameters: dict
         info=info, images_found=len(assignment), images_written=len(stats),
         tiles_kept=sum(s["tiles_kept"] for s in stats),
         tiles_dropped=sum(s["tiles_dropped"] for s in stats),
-        augmented=sum(s["augmented"] for s in stats), errors=errors, output_dir=output_dir)
+        augmented=sum(s["augmented"] for s in stats), errors=errors, output_dir=output_dir,
+        warnings=empty_split_warnings(config, assignment, splits),
+        errors_file=info_lib.join(output_dir, info_lib.ERRORS_FILE))
 
 
 def format_summary(summary: JobSummary) -> str:
@@ -301,12 +338,13 @@ def format_summary(summary: JobSummary) -> str:
                          f"{s.augmented_tiles} augmented = {s.records} records in "
                          f"{len(s.shards)} shards ({', '.join(s.image_ids)})")
     lines.append(f"  errors: {len(summary.errors)}"
-                 + (f" (see {info_lib.join(summary.output_dir, info_lib.ERRORS_FILE)})"
-                    if summary.errors else ""))
+                 + (f" (see {summary.errors_file})" if summary.errors and summary.errors_file
+                    else ""))
     for e in summary.errors[:10]:
         lines.append(f"    [{e.get('stage')}] {e.get('path')}: {e.get('reason')}")
     if len(summary.errors) > 10:
         lines.append(f"    ... and {len(summary.errors) - 10} more")
+    lines.extend(f"  WARNING: {w}" for w in summary.warnings)
     return "\n".join(lines)
 
 
@@ -361,24 +399,55 @@ class OutputExistsError(ValueError):
     """The output folder already holds a dataset and --overwrite was not given."""
 
 
-def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
-    """Refuses a folder holding dataset_info.json unless overwrite; then removes this
-    job's previous outputs there (shards, errors, images, statistics, info)."""
-    info_path = info_lib.join(output_dir, info_lib.INFO_FILE)
-    if storage.exists(info_path):
+STAGING_PREFIX = ".staging-"
+
+
+def holds_dataset(output_dir: str) -> bool:
+    return storage.exists(info_lib.join(output_dir, info_lib.INFO_FILE))
+
+
+def prepare_output_dir(output_dir: str, overwrite: bool) -> bool:
+    """Checks the output folder (creating it) and says whether a dataset there is to be
+    replaced. Deletes nothing: a replacement is written beside the old dataset and swapped
+    in only when complete (`swap_in`).
+
+    Raises:
+      OutputExistsError: the folder holds dataset_info.json and overwrite is False.
+    """
+    if holds_dataset(output_dir):
         if not overwrite:
             raise OutputExistsError(f"{output_dir} already holds a dataset ({info_lib.INFO_FILE}); "
                                     f"pass --overwrite to replace it")
-        old = [info_path]
-        for name in (info_lib.ERRORS_FILE, info_lib.STATISTICS_FILE, IMAGES_FILE):
-            path = info_lib.join(output_dir, name)
-            if storage.exists(path):
-                old.append(path)
-        for name in split.SPLIT_NAMES:
-            old.extend(storage.glob(storage.shard_glob(output_dir, name)))
-        for path in old:
-            storage.remove(path, missing_ok=True)
+        return True
     storage.makedirs(output_dir)
+    return False
+
+
+def dataset_files(data_dir: str) -> list[str]:
+    """This job's files in data_dir, relative to it: shards of every split, then
+    errors.jsonl, images.jsonl, statistics.png, dataset_info.json (last)."""
+    names = [shard for name in split.SPLIT_NAMES for shard in storage.list_shards(data_dir, name)]
+    for name in (info_lib.ERRORS_FILE, IMAGES_FILE, info_lib.STATISTICS_FILE, info_lib.INFO_FILE):
+        if storage.exists(info_lib.join(data_dir, name)):
+            names.append(name)
+    return names
+
+
+def swap_in(staging_dir: str, output_dir: str) -> None:
+    """Replaces the dataset in output_dir by the complete one in staging_dir.
+
+    The old dataset_info.json goes first (from then on no tool reads the old dataset as
+    valid), then the old files; the new files move in with dataset_info.json last, so at
+    no moment does a dataset_info.json describe shards that are not all there.
+    """
+    old = dataset_files(output_dir)
+    for name in [info_lib.INFO_FILE] + old:
+        storage.remove(info_lib.join(output_dir, name), missing_ok=True)
+    for name in dataset_files(staging_dir):  # names are "train/train-...", "errors.jsonl"
+        if "/" in name:
+            storage.makedirs(storage.join(output_dir, name.rsplit("/", 1)[0]))
+        storage.rename(info_lib.join(staging_dir, name), info_lib.join(output_dir, name))
+    storage.remove_tree(staging_dir)
 
 
 def run_job(config: PreprocessConfig, pairs: Iterable[inputs.ImagePair],
@@ -402,19 +471,35 @@ def run_job(config: PreprocessConfig, pairs: Iterable[inputs.ImagePair],
                                      config.valid_ids, config.test_ids)
     items = [WorkItem(p.image_id, p.image_path, p.mask_path, assignment[p.image_id])
              for p in pairs]
-    prepare_output_dir(output_dir, overwrite)
+    replacing = prepare_output_dir(output_dir, overwrite)
+    # A dataset already there stays whole until the new one is complete beside it.
+    job_dir = (storage.join(output_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}")
+               if replacing else output_dir)
     params = dict(dataclasses.asdict(config), **(parameters or {}), output_dir=output_dir)
     params["split_assignment"] = assignment
     try:
+        storage.makedirs(job_dir)
         with beam.Pipeline(options=pipeline_options or PipelineOptions([])) as pipeline:
             build_pipeline(pipeline, items,
                            [error_line(p.path, p.stage, p.reason) for p in problems],
-                           config, output_dir)
+                           config, job_dir)
+        summary = finalize_dataset(job_dir, config, params, assignment)
     except BaseException as e:
-        remove_beam_temp_dirs(output_dir)
+        remove_beam_temp_dirs(job_dir)
+        if replacing:
+            storage.remove_tree(job_dir)
         cause = output_os_error(e)
         if cause is not None:
             raise storage.StorageError(output_dir, f"cannot write: {cause.strerror}",
                                        cause.errno) from e
         raise
-    return finalize_dataset(output_dir, config, params, assignment)
+    if not replacing:
+        return summary
+    if summary.info is None:  # nothing to replace the old dataset with: keep it
+        storage.remove_tree(job_dir)
+        return dataclasses.replace(summary, output_dir=output_dir, errors_file=None, warnings=[
+            *summary.warnings, f"no tile was written; the dataset already in {output_dir} "
+                               f"was kept"])
+    swap_in(job_dir, output_dir)
+    return dataclasses.replace(summary, output_dir=output_dir,
+                               errors_file=info_lib.join(output_dir, info_lib.ERRORS_FILE))

@@ -187,6 +187,33 @@ def copy(source: str, destination: str) -> None:
     write_bytes_atomic(destination, read_bytes(source))
 
 
+def rename(source: str, destination: str) -> None:
+    """Moves one file within a filesystem, replacing the destination (local: atomic
+    os.replace; remote: the backend's rename, on GCS a copy + delete)."""
+    source, destination = str(source), str(destination)
+    try:
+        if is_remote(source) or is_remote(destination):
+            _gfile().rename(source, destination, overwrite=True)
+        else:
+            os.replace(source, destination)
+    except Exception as e:  # noqa: BLE001
+        raise _wrap(f"{source} -> {destination}", "move", e) from None
+
+
+def remove_tree(path: str) -> None:
+    """Deletes a folder and everything in it; no error if it does not exist."""
+    path = str(path)
+    try:
+        if is_remote(path):
+            if _gfile().exists(path):
+                _gfile().rmtree(path)
+        elif os.path.exists(path):
+            import shutil  # pylint: disable=import-outside-toplevel
+            shutil.rmtree(path)
+    except Exception as e:  # noqa: BLE001
+        raise _wrap(path, "remove folder", e) from None
+
+
 def _temporary_name(path: str) -> str:
     # Unique per writer, so parallel writers of one target never share a temporary file.
     return f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"

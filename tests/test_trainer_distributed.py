@@ -1,4 +1,5 @@
-"""vessel-train in subprocesses: 2 CPU replicas vs 1, and resumption after SIGKILL.
+"""vessel-train in subprocesses: 2 CPU replicas vs 1, and resumption after SIGKILL
+(compared with an uninterrupted run, weights and optimizer state).
 
 Logical CPU devices are process-wide and must be set before TF initialises, hence
 subprocesses (`python -m trainer.train ...`).
@@ -18,9 +19,10 @@ keras = pytest.importorskip("keras")
 from tiled_vessel_seg.trainer.fake_data import write_fake_dataset  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["model.image_height=32", "model.image_width=32", "model.base_filters=4",
+TINY = ["preprocess.tile_size=32", "model.base_filters=4",
         "model.num_layers=3", "model.base_kernels=(3,3)", "model.dilation=(1,1)",
-        "model.dropout_rate=0.0", "model.learning_rate=0.01", "train.deterministic=True"]
+        "model.dropout_rate=0.0", "model.learning_rate=0.01", "train.deterministic=True",
+        "tiledinfer.overlap=8"]
 
 
 @pytest.fixture(scope="module")
@@ -121,10 +123,33 @@ def _csv_epochs(model_dir, name):
         return [int(line.split(",")[0]) for line in f.read().splitlines()[1:]]
 
 
-def test_sigkill_after_first_epoch_then_resume(data_dir, tmp_path):
+@pytest.fixture(scope="module")
+def one_shard_dir(tmp_path_factory):
+    # One training shard read in order (shuffle_buffer=1) and one pass per epoch: every
+    # epoch sees the same batches, so a resumed run can be compared with one that was not.
+    out = str(tmp_path_factory.mktemp("one_shard"))
+    write_fake_dataset(out, tile_size=32, tiles={"train": 32, "valid": 4}, shards=1, seed=4)
+    return out
+
+
+def _weights_and_optimizer(model_dir):
+    from tiled_vessel_seg.trainer.model import load_model
+    model = load_model(os.path.join(model_dir, "best_model.keras"))
+    return ([np.array(w) for w in model.get_weights()],
+            {v.path: np.array(v) for v in model.optimizer.variables})
+
+
+def test_sigkill_after_first_epoch_then_resume(one_shard_dir, tmp_path):
+    data_dir = one_shard_dir
+    overrides = ["train.epochs=3", "train.steps_per_epoch=16", "train.batch_size=2",
+                 "train.patience=50", "train.shuffle_buffer=1"]
+    reference_dir = str(tmp_path / "uninterrupted")
+    run_train(data_dir, reference_dir, overrides)
+    reference = json.load(open(os.path.join(reference_dir, "history.json")))
+    # best_model.keras is the last epoch's (so it holds the final weights and optimizer).
+    assert int(np.argmin(reference["val_loss"])) == 2, reference["val_loss"]
+
     model_dir = str(tmp_path / "resumable")
-    overrides = ["train.epochs=3", "train.steps_per_epoch=24", "train.batch_size=2",
-                 "train.patience=50"]
     process = subprocess.Popen(command(data_dir, model_dir, overrides), cwd=REPO,
                                env=environment(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -152,3 +177,14 @@ def test_sigkill_after_first_epoch_then_resume(data_dir, tmp_path):
     history = json.load(open(os.path.join(model_dir, "history.json")))
     assert history["epoch"] == [0, 1, 2] and len(history["loss"]) == 3
     assert not os.path.exists(os.path.join(model_dir, "backup"))
+    # The resumed run continued from the backed-up weights and optimizer state: it ends
+    # where the uninterrupted run ends (deterministic ops, seeds, the same batches).
+    np.testing.assert_allclose(history["loss"], reference["loss"], rtol=1e-6)
+    weights, optimizer = _weights_and_optimizer(model_dir)
+    reference_weights, reference_optimizer = _weights_and_optimizer(reference_dir)
+    for a, b in zip(weights, reference_weights):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    assert sorted(optimizer) == sorted(reference_optimizer) and len(optimizer) > 3
+    for name, value in optimizer.items():  # iterations, learning rate, Adam's moments
+        np.testing.assert_allclose(value, reference_optimizer[name], rtol=0, atol=1e-6,
+                                   err_msg=name)

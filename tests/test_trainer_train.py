@@ -1,5 +1,6 @@
 """vessel-train and vessel-evaluate in this process (one replica) on tiny synthetic shards."""
 import json
+import math
 import os
 import shutil
 
@@ -8,7 +9,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from tiled_vessel_seg.configs import load_config, to_dict  # noqa: E402
+from tiled_vessel_seg.configs import ConfigError, load_config, to_dict  # noqa: E402
 from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib  # noqa: E402
 from tiled_vessel_seg.tfrecords import reader  # noqa: E402
 from tiled_vessel_seg.trainer import evaluate as evaluate_lib  # noqa: E402
@@ -19,11 +20,40 @@ from tiled_vessel_seg.trainer import strategy as strategy_lib  # noqa: E402
 from tiled_vessel_seg.trainer import train as train_lib  # noqa: E402
 from tiled_vessel_seg.trainer.fake_data import write_fake_dataset  # noqa: E402
 
-TINY = ["model.image_height=32", "model.image_width=32", "model.base_filters=4",
+TINY = ["preprocess.tile_size=32", "model.base_filters=4",
         "model.num_layers=3", "model.base_kernels=(3,3)", "model.dilation=(1,1)",
         "model.learning_rate=0.01", "model.dropout_rate=0.0", "train.batch_size=2",
         "train.steps_per_epoch=8", "train.epochs=3", "train.deterministic=True",
-        "tiledinfer.overlapping=8", "tiledinfer.threshold=0.4"]
+        "tiledinfer.overlap=8", "tiledinfer.threshold=0.4"]
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Copies the weights after the epoch of lowest val_loss (the one the checkpoint keeps)."""
+
+    def __init__(self):
+        super().__init__()
+        self.val_loss, self.weights = math.inf, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs["val_loss"] < self.val_loss:
+            self.val_loss = logs["val_loss"]
+            self.weights = [np.array(w) for w in self.model.get_weights()]
+
+
+class Stop(Exception):
+    pass
+
+
+class StopAtEpoch(keras.callbacks.Callback):
+    """Raises Stop when epoch `epoch` (0-based) begins, as a crash would."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise Stop(f"stopped at epoch {epoch}")
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +68,10 @@ def data_dir(tmp_path_factory):
 def trained(data_dir, tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("model"))
     config = load_config(None, TINY)
-    history = train_lib.train(config, data_dir, model_dir, precision="float32", verbose=0)
-    return config, model_dir, history
+    best = BestWeights()
+    history = train_lib.train(config, data_dir, model_dir, precision="float32", verbose=0,
+                              callbacks=[best])
+    return config, model_dir, history, best.weights
 
 
 def split_arrays(data_dir, split):
@@ -49,7 +81,7 @@ def split_arrays(data_dir, split):
 
 
 def test_training_lowers_the_loss(trained, data_dir):
-    config, model_dir, _ = trained
+    config, model_dir, _, _ = trained
     keras.utils.set_random_seed(config.train.seed)
     initial = model_lib.build_unet(config.model)
     best = keras.models.load_model(os.path.join(model_dir, "best_model.keras"), safe_mode=True)
@@ -60,7 +92,7 @@ def test_training_lowers_the_loss(trained, data_dir):
 
 
 def test_writes_logs_history_and_model_info(trained, data_dir):
-    config, model_dir, history = trained
+    config, model_dir, history, _ = trained
     saved = json.load(open(os.path.join(model_dir, "history.json")))
     assert saved["epoch"] == [0, 1, 2]
     np.testing.assert_allclose(saved["val_loss"], history["val_loss"], rtol=1e-6)
@@ -86,14 +118,15 @@ def test_writes_logs_history_and_model_info(trained, data_dir):
 
 
 def test_safe_loading_keeps_loss_metrics_and_weights(trained):
-    _, model_dir, _ = trained
+    _, model_dir, _, trained_weights = trained
     path = os.path.join(model_dir, "best_model.keras")
-    first = keras.models.load_model(path, safe_mode=True, compile=True)
-    second = keras.models.load_model(path, safe_mode=True, compile=True)
-    assert isinstance(first.loss, losses.BceDiceLoss)
-    for a, b in zip(first.get_weights(), second.get_weights()):
+    loaded = keras.models.load_model(path, safe_mode=True, compile=True)
+    assert isinstance(loaded.loss, losses.BceDiceLoss)
+    # The weights the model had after its best epoch, as training held them in memory.
+    assert len(loaded.get_weights()) == len(trained_weights)
+    for a, b in zip(loaded.get_weights(), trained_weights):
         np.testing.assert_array_equal(a, b)
-    out = first(np.zeros((1, 32, 32, 3), np.float32))
+    out = loaded(np.zeros((1, 32, 32, 3), np.float32))
     assert out.dtype == "float32" and tuple(out.shape) == (1, 32, 32, 1)
 
 
@@ -109,7 +142,7 @@ def np_roc_auc(t, p):
 
 
 def test_evaluate_matches_numpy_over_the_predictions(trained, data_dir):
-    config, model_dir, _ = trained
+    config, model_dir, _, _ = trained
     results = evaluate_lib.evaluate(model_dir, data_dir, "test", verbose=0)
     written = evaluate_lib.read_evaluation(model_dir)
     assert list(written) == ["loss"] + list(metrics.METRIC_NAMES)
@@ -163,8 +196,16 @@ def test_mixed_bfloat16_trains_on_cpu(data_dir, tmp_path, float32_policy_after):
     assert out.dtype == np.float32 and np.all(np.isfinite(out))
 
 
-def test_precision_auto_is_float32_without_gpu():
+def test_precision_auto_is_float32_without_gpu(monkeypatch):
+    import tensorflow as tf
+    assert tf.config.list_physical_devices("GPU") == [], "this test needs a machine without GPU"
     assert strategy_lib.resolve_precision("auto") == "float32"
+    # ... and the same call says mixed_float16 where TensorFlow sees a GPU.
+    real = tf.config.list_physical_devices
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: (
+        [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")] if kind == "GPU"
+        else real(kind)))
+    assert strategy_lib.resolve_precision("auto") == "mixed_float16"
 
 
 def test_global_batch_must_split_across_replicas():
@@ -201,3 +242,70 @@ def test_clear_errors(data_dir, tmp_path, capsys):
     assert "dataset_info.json: not found" in capsys.readouterr().err
     assert evaluate_lib.run(["--model_dir", str(tmp_path / "m3"), "--data_dir", data_dir]) == 2
     assert "model_info.json: not found" in capsys.readouterr().err
+
+
+def test_held_out_test_images_never_reach_training_or_validation(data_dir, tmp_path):
+    # Every test shard is replaced by bytes no reader can parse: training and its
+    # validation must not notice (reading one record of them raises), and the validation
+    # figures must be those of the valid split, recomputed here from the saved model.
+    poisoned = str(tmp_path / "poisoned")
+    shutil.copytree(data_dir, poisoned)
+    info = dataset_info_lib.read_dataset_info(poisoned)
+    for path in info.shard_paths(poisoned, "test"):
+        with open(path, "wb") as f:
+            f.write(b"held-out image: must never be read by training" * 50)
+    with pytest.raises(Exception):
+        list(reader.make_dataset(poisoned, "test", 4, training=False))
+    model_dir = str(tmp_path / "model")
+    config = load_config(None, TINY + ["train.epochs=1", "train.steps_per_epoch=4"])
+    history = train_lib.train(config, poisoned, model_dir, precision="float32", verbose=0)
+    model = keras.models.load_model(os.path.join(model_dir, "best_model.keras"),
+                                    safe_mode=True)
+    x, y = split_arrays(poisoned, "valid")
+    predicted, truth = model.predict(x, verbose=0) > 0.4, y > 0.5
+    assert history["val_accuracy"][0] == pytest.approx(np.mean(predicted == truth), abs=1e-6)
+    assert history["val_specificity"][0] == pytest.approx(
+        np.sum(~predicted & ~truth) / np.sum(~truth), abs=1e-6)
+
+
+def test_model_info_comes_with_a_model_and_backup_keeps_its_config(data_dir, tmp_path):
+    model_dir = str(tmp_path / "model")
+    config = load_config(None, TINY + ["train.epochs=2", "train.steps_per_epoch=2"])
+    with pytest.raises(Stop):  # fails before its first epoch ends: no model, no metadata
+        train_lib.train(config, data_dir, model_dir, verbose=0, callbacks=[StopAtEpoch(0)])
+    assert not os.path.exists(os.path.join(model_dir, "model_info.json"))
+    assert not os.path.exists(os.path.join(model_dir, "best_model.keras"))
+    with pytest.raises(Stop):  # killed after epoch 1: both written, backup/ at epoch 1
+        train_lib.train(config, data_dir, model_dir, verbose=0, callbacks=[StopAtEpoch(1)])
+    assert model_info_lib.read_model_info(model_dir).config == json.loads(
+        json.dumps(to_dict(config)))
+    assert os.path.exists(os.path.join(model_dir, "best_model.keras"))
+    backup = os.path.join(model_dir, "backup")
+    assert json.load(open(os.path.join(backup, "training_metadata.json")))["epoch"] == 1
+    assert json.load(open(os.path.join(backup, "run_config.json"))) == json.loads(
+        json.dumps(to_dict(config)))
+
+    other = load_config(None, TINY + ["train.epochs=2", "train.steps_per_epoch=2",
+                                      "model.base_filters=8"])
+    with pytest.raises(model_info_lib.ModelDirError) as error:
+        train_lib.train(other, data_dir, model_dir, verbose=0)
+    assert str(error.value) == (
+        f"{backup}: backup/ was made with another config: remove it or use the original "
+        f"config (differs in [model] base_filters)")
+    assert model_info_lib.read_model_info(model_dir).config["model"]["base_filters"] == 4
+    history = train_lib.train(config, data_dir, model_dir, verbose=0)  # the original resumes
+    assert len(history["loss"]) == 1
+    assert json.load(open(os.path.join(model_dir, "history.json")))["epoch"] == [0, 1]
+    assert not os.path.exists(backup)
+
+
+def test_config_checks_come_before_training(data_dir, tmp_path):
+    model_dir = tmp_path / "model"
+    with pytest.raises(ConfigError, match=r"\[tiledinfer\] overlap 32 must be smaller than "
+                                          r"the tile \(32x32"):
+        train_lib.train(load_config(None, TINY + ["tiledinfer.overlap=32"]), data_dir,
+                        str(model_dir), verbose=0)
+    with pytest.raises(ConfigError, match=r"\[train\] validation_steps must be >= 1"):
+        train_lib.train(load_config(None, TINY + ["train.validation_steps=0"]), data_dir,
+                        str(model_dir), verbose=0)
+    assert not model_dir.exists()

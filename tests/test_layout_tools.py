@@ -109,3 +109,5 @@ def test_vessel_run_on_a_drive_tree_uses_its_fov_masks(drive_tree, tmp_path):
         sens.append(t[:, W // 2:].sum() / t.sum())
     assert f"{np.mean(sens):.4f} / " in line.split("|")[4]
     assert (work / "report_images" / "01_test.png").exists()
+    # TensorBoard got the first validation photo's probability and error maps each epoch.
+    assert list((work / "model" / "logs" / "validation_image").glob("events.out.tfevents.*"))

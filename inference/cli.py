@@ -1,6 +1,7 @@
 """`vessel-segment`: segments whole fundus photographs with a trained model.
 
-  vessel-segment --model_dir M --input PATH [PATH ...] --output_dir O
+  vessel-segment --input PATH [PATH ...] --output_dir O     (the shipped model stare_small)
+  vessel-segment --model stare_small|M --input PATH [PATH ...] --output_dir O
   vessel-segment --config configs/stare.config --model_dir M --input photos/ --output_dir O
   vessel-segment --model_dir M --input DRIVE/test/images --masks_dir DRIVE/test/1st_manual \
       --fov_dir DRIVE/test/mask --layout drive --error_map --output_dir O
@@ -27,8 +28,9 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("model_dir", None, "Model dir written by vessel-train: best_model.keras "
-                        "+ model_info.json (local or gs://).")
+    from tiled_vessel_seg import models
+    flags.DEFINE_string("model", None, models.MODEL_FLAG_HELP)
+    flags.DEFINE_alias("model_dir", "model")
     flags.DEFINE_multi_string("input", None, "Image files, folders or globs (local or "
                               "gs://). Repeat the flag or list paths after it: --input a.jpg "
                               "b/ 'c/*.ppm.gz'. Formats: png jpg gif bmp ppm pgm tif, "
@@ -71,9 +73,13 @@ def main(argv: list[str]) -> int:
     from tiled_vessel_seg import model_info
     from tiled_vessel_seg.inference import predictor as predictor_lib
     from tiled_vessel_seg import datasets
-    for name in ("model_dir", "output_dir"):
-        if not getattr(FLAGS, name):
-            raise app.UsageError(f"--{name} is required")
+    from tiled_vessel_seg import models
+    try:  # first: with no --model this prints that the shipped model is used
+        model_dir = models.resolve_model_flag("vessel-segment", FLAGS.model)
+    except models.UnknownModelError as e:
+        raise cli_app.ToolError(str(e)) from None
+    if not FLAGS.output_dir:
+        raise app.UsageError("--output_dir is required")
     patterns = list(FLAGS.input or []) + list(argv[1:])
     if not patterns and not FLAGS.manifest:
         raise app.UsageError("--input is required: image files, folders or globs")
@@ -107,7 +113,7 @@ def main(argv: list[str]) -> int:
         print("nothing to segment", file=sys.stderr)
         return 1
     try:
-        predictor = predictor_lib.load_predictor(FLAGS.model_dir, **options)
+        predictor = predictor_lib.load_predictor(model_dir, **options)
     except (model_info.ModelDirError, FileNotFoundError, ValueError) as e:
         raise cli_app.ToolError(str(e)) from None
     scale_note = {"auto": f" (native or enlarged per image; model scale x{predictor.enlarge})",
@@ -117,7 +123,7 @@ def main(argv: list[str]) -> int:
           f"{predictor.overlap}, batch {predictor.batch_size}, blend {predictor.blend}, "
           f"tta {predictor.tta}, threshold {predictor.threshold}, input "
           f"{options['input_scale']}{scale_note}")
-    model = {"model_dir": FLAGS.model_dir, "tile_size": predictor.tile_size,
+    model = {"model_dir": model_dir, "tile_size": predictor.tile_size,
              "overlap": predictor.overlap, "blend": predictor.blend, "tta": predictor.tta,
              "input_scale": options["input_scale"]}
     try:

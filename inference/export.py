@@ -1,6 +1,6 @@
 """`vessel-export`: a SavedModel for TF Serving, core TF ops only.
 
-  vessel-export --model_dir M --output_dir S [--config C --set tiledinfer.tta=d4]
+  vessel-export [--model stare_small|M] --output_dir S [--config C --set tiledinfer.tta=d4]
 
 serving_default: image_bytes (scalar string, PNG or JPEG; GIF/BMP also decode) ->
   probabilities float32 [H, W], mask_png_bytes (scalar string, 8-bit PNG, 0/255).
@@ -55,7 +55,9 @@ def graph_op_types(saved_model_dir: str) -> set[str]:
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("model_dir", None, "Model dir written by vessel-train (local or gs://).")
+    from tiled_vessel_seg import models
+    flags.DEFINE_string("model", None, models.MODEL_FLAG_HELP)
+    flags.DEFINE_alias("model_dir", "model")
     flags.DEFINE_string("output_dir", None, "SavedModel directory to write (local or gs://).")
     predictor_flags.define_flags()
 
@@ -65,16 +67,20 @@ def main(argv: list[str]) -> int:
     from tiled_vessel_seg.inference import predictor as predictor_lib
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    for name in ("model_dir", "output_dir"):
-        if not getattr(FLAGS, name):
-            raise app.UsageError(f"--{name} is required")
+    from tiled_vessel_seg import models
+    try:  # first: with no --model this prints that the shipped model is used
+        model_dir = models.resolve_model_flag("vessel-export", FLAGS.model)
+    except models.UnknownModelError as e:
+        raise cli_app.ToolError(str(e)) from None
+    if not FLAGS.output_dir:
+        raise app.UsageError("--output_dir is required")
     options = predictor_flags.predictor_options()
     if options["input_scale"] == "auto":  # decided per image: a SavedModel serves one scale
         options["input_scale"] = "enlarged"
         print("vessel-export: input scale enlarged (auto is decided per image; a SavedModel "
               "serves one scale: pass --input_scale native for photos as taken)")
     try:
-        predictor = predictor_lib.load_predictor(FLAGS.model_dir, **options)
+        predictor = predictor_lib.load_predictor(model_dir, **options)
     except (model_info.ModelDirError, ValueError) as e:
         raise cli_app.ToolError(str(e)) from None
     try:

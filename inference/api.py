@@ -1,0 +1,66 @@
+"""The notebook API: segment a photograph held in a numpy array.
+
+    from tiled_vessel_seg.inference.api import segment
+    probabilities, mask = segment(image)                  # the shipped "stare_small"
+    probabilities, mask = segment(image, model="runs/x/model", tta="d4")
+
+Tiling, blending and test-time augmentation are the one TensorFlow graph of
+`inference.predictor.TiledPredictor`; the predictor of a (model, settings) pair is built
+once and reused by later calls.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import numpy as np
+
+
+@functools.lru_cache(maxsize=4)
+def _predictor(model_dir: str, overlap: Optional[int], batch_size: int, blend: str,
+               tta: str, threshold: Optional[float], input_scale: str):
+    from tiled_vessel_seg.inference import predictor as predictor_lib
+    return predictor_lib.load_predictor(model_dir, overlap=overlap, batch_size=batch_size,
+                                        blend=blend, tta=tta, threshold=threshold,
+                                        input_scale=input_scale)
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """uint8 RGB [H, W, 3] from uint8 RGB, float RGB in [0, 1], or RGBA (alpha dropped)."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] not in (3, 4):
+        raise ValueError(f"image must be RGB [height, width, 3], got shape {image.shape}")
+    image = image[..., :3]
+    if image.dtype == np.uint8:
+        return np.ascontiguousarray(image)
+    if np.issubdtype(image.dtype, np.floating):
+        if image.size and (np.nanmin(image) < 0 or np.nanmax(image) > 1):
+            raise ValueError("a float image must be RGB in [0, 1]")
+        return np.round(np.nan_to_num(image) * 255.0).astype(np.uint8)
+    raise ValueError(f"image dtype {image.dtype} is not supported: give uint8 or float in [0, 1]")
+
+
+def segment(image: np.ndarray, model: Optional[str] = None, *, tta: str = "none",
+            threshold: Optional[float] = None, overlap: Optional[int] = None,
+            batch_size: int = 4, blend: str = "gaussian",
+            input_scale: str = "native") -> tuple[np.ndarray, np.ndarray]:
+    """Vessel probabilities and mask of one fundus photograph.
+
+    Args:
+      image: RGB [H, W, 3], uint8 or float in [0, 1] (RGBA: alpha ignored).
+      model: a shipped model name ("stare_small", the default) or a model directory.
+      tta: none | flips | d4 test-time augmentation (d4: 8x the work, slightly better).
+      threshold: vessel where probability > threshold; default model_info.json's
+        (for stare_small: the F1-maximising threshold on its validation image).
+      overlap, batch_size, blend: tiling (overlap default: model_info.json's).
+      input_scale: "native" (photos as taken; a model trained on enlarged tiles enlarges
+        in the graph) or "enlarged" (already at the model's training scale).
+
+    Returns:
+      (probabilities float32 [H, W] in [0, 1], mask bool [H, W]).
+    """
+    from tiled_vessel_seg.models import resolve_model
+    predictor = _predictor(resolve_model(model), overlap, batch_size, blend, tta,
+                           threshold, input_scale)
+    probabilities, mask = predictor(as_rgb_uint8(image))
+    return probabilities.numpy(), mask.numpy() > 0

@@ -28,7 +28,8 @@ TINY = ["preprocess.tile_size=32", "model.base_filters=4",
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("dist_shards"))
-    write_fake_dataset(out, tile_size=32, tiles={"train": 16, "valid": 4, "test": 4},
+    # 5 validation tiles on 2 replicas: batches of 2, 1, 1, 1 (each tile counted once).
+    write_fake_dataset(out, tile_size=32, tiles={"train": 16, "valid": 5, "test": 4},
                        shards=2, seed=2)
     return out
 
@@ -73,7 +74,7 @@ except ValueError as e:
     refused = str(e)
 one = train.train(load_config(None, tiny + steps + ["train.batch_size=4"]), data_dir,
                   out + "/one", num_cpu_replicas=0, verbose=0)
-print(json.dumps({"two": two["loss"], "one": one["loss"], "refused": refused}))
+print(json.dumps({"two": two, "one": one, "refused": refused}))
 """
 
 
@@ -83,10 +84,17 @@ def test_two_replicas_train_exactly_like_one(data_dir, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert "2 replica(s), global batch 4" in result.stderr
-    assert "1 replica(s), global batch 4" in result.stderr
+    assert ("strategy mirrored: 1 worker(s), 2 replica(s) in sync, global batch 4 "
+            "(2 per replica)") in result.stderr
+    assert ("strategy one_device: 1 worker(s), 1 replica(s) in sync, global batch 4 "
+            "(4 per replica)") in result.stderr
     assert "global batch 5 cannot be split evenly over 2 replicas" in report["refused"]
-    assert report["two"][0] == pytest.approx(report["one"][0], rel=1e-5)
+    two, one = report["two"], report["one"]
+    assert two["loss"][0] == pytest.approx(one["loss"][0], rel=1e-5)
+    # Pixel counts do not depend on how tiles are batched: equal when each of the 5
+    # validation tiles counts exactly once on 2 replicas as on one device.
+    for name in ("val_accuracy", "val_specificity", "val_sensitivity", "val_auc"):
+        assert two[name][0] == pytest.approx(one[name][0], rel=1e-6, abs=1e-7), name
     from tiled_vessel_seg.trainer.model import load_model
     one, two = (load_model(str(tmp_path / name / "best_model.keras")).get_weights()
                 for name in ("one", "two"))

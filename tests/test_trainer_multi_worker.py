@@ -41,6 +41,75 @@ def data_dir(tmp_path_factory):
     return out
 
 
+def test_tf_config_names_this_task_and_the_chief():
+    from tiled_vessel_seg.trainer import cluster
+    assert cluster.read_tf_config({}) is None
+    two = cluster.read_tf_config({"TF_CONFIG": tf_config([5000, 5001], 1)})
+    assert (two.num_workers, two.this_task, two.is_chief) == (2, 1, False)
+    with_chief = cluster.read_tf_config({"TF_CONFIG": json.dumps({
+        "cluster": {"chief": ["c:1"], "worker": ["w:1", "w:2"]},
+        "task": {"type": "worker", "index": 0}})})
+    assert with_chief.addresses == ("c:1", "w:1", "w:2") and with_chief.this_task == 1
+    for bad, reason in [("{", "not valid JSON"),
+                        ('{"cluster": {"worker": ["a:1"], "ps": ["b:1"]}, '
+                         '"task": {"type": "worker", "index": 0}}', r"job\(s\) ps"),
+                        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", '
+                         '"index": 3}}', "task index 3"),
+                        ('{"cluster": {"worker": ["a:1"]}}', 'no "task"')]:
+        with pytest.raises(cluster.ClusterError, match=reason):
+            cluster.read_tf_config({"TF_CONFIG": bad})
+
+
+def test_auto_strategy_choice():
+    from tiled_vessel_seg.trainer import cluster, strategy
+    two = cluster.read_tf_config({"TF_CONFIG": tf_config([5000, 5001], 0)})
+    one = cluster.read_tf_config({"TF_CONFIG": tf_config([5000], 0)})
+    assert strategy.resolve_strategy("auto", two, num_gpus=0) == "multi_worker"
+    assert strategy.resolve_strategy("auto", one, num_gpus=4) == "mirrored"
+    assert strategy.resolve_strategy("auto", None, num_gpus=1) == "one_device"
+    assert strategy.resolve_strategy("auto", None, num_gpus=0, num_cpu_replicas=2) == "mirrored"
+    assert strategy.resolve_strategy("one_device", two, num_gpus=2) == "one_device"
+    with pytest.raises(ValueError, match="num_cpu_replicas 2 .* multi_worker"):
+        strategy.resolve_strategy("auto", two, num_gpus=0, num_cpu_replicas=2)
+    with pytest.raises(ValueError, match="--strategy must be one of"):
+        strategy.resolve_strategy("tpu", None, num_gpus=0)
+
+
+def test_validation_batches_give_every_replica_the_same_steps_and_each_tile_once():
+    from tiled_vessel_seg.trainer.distributed_input import validation_batches
+    for records in range(4, 40):
+        for pipelines, replicas, batch in [(2, 1, 2), (2, 2, 1), (3, 1, 4), (1, 4, 2)]:
+            if records < pipelines * replicas:
+                continue
+            layout = validation_batches(records, pipelines, replicas, batch)
+            assert sum(map(sum, layout.sizes)) == records
+            for p, sizes in enumerate(layout.sizes):
+                assert len(sizes) == layout.steps * replicas and min(sizes) >= 1
+                assert sum(sizes) == len(range(p, records, pipelines))  # round-robin share
+                assert max(sizes) - min(sizes) <= 1 and max(sizes) <= 2 * batch
+    assert validation_batches(5, 2, 1, 2).sizes == ((2, 1), (1, 1))
+    with pytest.raises(ValueError, match="3 validation tile.* 4 replicas"):
+        validation_batches(3, 2, 2, 2)
+
+
+def test_validation_dataset_splits_the_tiles_between_workers(data_dir):
+    import tensorflow as tf
+    from tiled_vessel_seg.tfrecords import dataset_info, reader
+    from tiled_vessel_seg.trainer.distributed_input import validation_dataset
+    info = dataset_info.read_dataset_info(data_dir)
+    seen, steps = [], []
+    for worker in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=worker,
+                                             num_replicas_in_sync=2)
+        batches = list(validation_dataset(data_dir, info, 4, context, tile_shape=(32, 32)))
+        steps.append(len(batches))
+        seen += [image.tobytes() for x, _ in batches for image in x.numpy()]
+    everything = [image.tobytes() for x, _ in reader.make_dataset(data_dir, "valid", 8,
+                                                                   training=False)
+                  for image in x.numpy()]
+    assert steps == [2, 2] and sorted(seen) == sorted(everything) and len(seen) == 5
+
+
 def free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:

@@ -189,21 +189,23 @@ def global_batch_size(per_replica: int, num_replicas: int,
 
 
 
-def adapt_for_multi_worker(model) -> None:
-    """Works around two failures of Keras 3 (3.5 to 3.15 at least) under
-    MultiWorkerMirroredStrategy with several workers (keras-team/keras#20585); call it
-    on the compiled model before `fit`.
+
+def adapt_keras(model, distribution: Distribution) -> None:
+    """Works around two failures of Keras 3 (3.5 to 3.15 at least) under tf.distribute;
+    call it on the compiled model before `fit`.
 
     1. `fit`/`evaluate` build the metrics and loss from the first batch, which Keras first
-       averages over all replicas with `strategy.reduce`: that fails across workers
-       ("Attempt to convert a value (PerReplica ...)"). Only the batch's shapes and dtypes
-       matter, so the model takes them from this worker's first replica instead.
-    2. Each step's logged values (scalars) are averaged across workers with
-       `strategy.reduce("MEAN", v, axis=0)`, which needs a batch axis: the train and test
-       steps return them with shape [1], so that mean is over the replicas.
+       averages over the replicas with `strategy.reduce`: that fails when replicas hold
+       batches of different sizes (validation's last steps, see distributed_input) and
+       across workers ("Attempt to convert a value (PerReplica ...)",
+       keras-team/keras#20585). Only the batch's shapes and dtypes matter, so the model
+       takes them from this process' first replica instead.
+    2. With several workers, each step's logged values (scalars) are averaged across them
+       with `strategy.reduce("MEAN", v, axis=0)`, which needs a batch axis: the train and
+       test steps return them with shape [1], so that mean is over the replicas.
 
     The epoch's logs (what callbacks, history and the CSVs see) are read from the metric
-    variables, summed over every replica of every worker, as on one machine.
+    variables, summed over every replica of every worker, as on one device.
     """
     import types
 
@@ -223,6 +225,8 @@ def adapt_for_multi_worker(model) -> None:
             return tf.nest.map_structure(lambda v: tf.reshape(v, [1]), step(data))
         return step_with_axis
 
-    model._maybe_symbolic_build = types.MethodType(maybe_symbolic_build, model)
-    model.train_step = types.MethodType(with_replica_axis(model.train_step), model)
-    model.test_step = types.MethodType(with_replica_axis(model.test_step), model)
+    if distribution.num_replicas > 1:
+        model._maybe_symbolic_build = types.MethodType(maybe_symbolic_build, model)
+    if distribution.num_workers > 1:
+        model.train_step = types.MethodType(with_replica_axis(model.train_step), model)
+        model.test_step = types.MethodType(with_replica_axis(model.test_step), model)

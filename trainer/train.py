@@ -337,8 +337,7 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
                       metrics=metrics.segmentation_metrics(config.tiledinfer.threshold))
     if config.model.show_summary:
         model.summary()
-    if distribution.num_workers > 1:
-        strategy_lib.adapt_for_multi_worker(model)
+    strategy_lib.adapt_keras(model, distribution)
 
     def train_fn(context):
         return reader.make_dataset(

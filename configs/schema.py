@@ -130,6 +130,13 @@ class TiledInferConfig:
     # 3500x3025 mini_test); "native": the graph enlarges them by the model's scale;
     # "auto": chosen per image from the training photos' sizes (inference/input_scale.py).
     input_scale: str = "auto"
+    # When set, replaces `overlap`: per image the smallest tile grid whose tiles overlap by
+    # >= min_overlap px, with no reflected margin (42 tiles at 3500x3025 for <= 9 px, where
+    # overlap 64 takes 56).
+    min_overlap: Optional[int] = None
+    # How the graph cuts tiles: "slices" (fastest on a CPU), "extract_patches" (the
+    # design's op, for GPUs) or "auto" (extract_patches when TensorFlow sees a GPU).
+    tiler: str = "auto"
 
     @property
     def overlapping(self) -> int:
@@ -146,6 +153,11 @@ class TiledInferConfig:
                              f"got {self.input_scale!r}")
         if self.tta not in ("none", "flips", "d4"):
             raise ValueError(f"[tiledinfer] tta must be none, flips or d4, got {self.tta!r}")
+        if self.min_overlap is not None and self.min_overlap < 0:
+            raise ValueError(f"[tiledinfer] min_overlap must be >= 0, got {self.min_overlap}")
+        if self.tiler not in ("auto", "extract_patches", "slices"):
+            raise ValueError(f"[tiledinfer] tiler must be auto, extract_patches or slices, "
+                             f"got {self.tiler!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -119,8 +119,10 @@ def main(argv: list[str]) -> int:
     scale_note = {"auto": f" (native or enlarged per image; model scale x{predictor.enlarge})",
                   "native": f" (x{predictor.enlarge} in the graph)" if predictor.enlarge > 1
                   else ""}.get(options["input_scale"], "")
-    print(f"segmenting {len(files)} image(s): tile {predictor.tile_size}, overlap "
-          f"{predictor.overlap}, batch {predictor.batch_size}, blend {predictor.blend}, "
+    grid = "min overlap" if predictor.fitted else "overlap"
+    print(f"segmenting {len(files)} image(s): tile {predictor.tile_size}, {grid} "
+          f"{predictor.overlap}, tiler {predictor.tiler}, batch {predictor.batch_size}, "
+          f"blend {predictor.blend}, "
           f"tta {predictor.tta}, threshold {predictor.threshold}, input "
           f"{options['input_scale']}{scale_note}")
     model = {"model_dir": model_dir, "tile_size": predictor.tile_size,

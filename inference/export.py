@@ -94,7 +94,9 @@ def main(argv: list[str]) -> int:
         print(f"error: the export holds non-core ops {foreign}", file=sys.stderr)
         return 1
     print(f"wrote {FLAGS.output_dir}: serving_default(image_bytes: PNG/JPEG string) -> "
-          "probabilities float32 [H, W], mask_png_bytes")
+          f"probabilities float32 [H, W], mask_png_bytes; tiles cut by {predictor.tiler}"
+          + (" (auto, decided here: pass --tiler extract_patches for a GPU server)"
+             if options.get("tiler") == "auto" else ""))
     return 0
 
 

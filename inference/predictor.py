@@ -2,10 +2,14 @@
 
 Graph (no Python loop over tiles, no host round trip):
   uint8 [H, W, 3] -> (input_scale "native": bicubic enlargement by the model's scale)
-  -> reflect padding to a tile grid
-  -> tf.while_loop over chunks of `batch_size` tiles: slices of the padded uint8 image
-     (tiling.gather_tiles; same tiles as tf.image.extract_patches, ~50x cheaper on CPU),
-     /255, test-time augmentation, model, inverse augmentation, mean, x blend window
+  -> reflect padding to a tile grid: with an overlap_margin (`overlap`), overlap // 2
+     reflected pixels around the image and tiles overlapping by `overlap`; with
+     `min_overlap`, per image the smallest grid whose tiles overlap by >= min_overlap
+  -> tf.while_loop over chunks of `batch_size` tiles, cut from the padded uint8 image by
+     the `tiler`: "slices" (tiling.gather_tiles, per chunk; ~50x cheaper than
+     extract_patches on a CPU) or "extract_patches" (tf.image.extract_patches once, the
+     design's op, for GPUs); "auto" picks extract_patches when a GPU is visible
+  -> /255, test-time augmentation, model, inverse augmentation, mean, x blend window
   -> overlap-add of the weighted tile probabilities / summed weights -> crop
   -> ("native": area-average back to H x W) -> probabilities float32 [H, W],
      mask uint8 [H, W] (0 / 255).
@@ -27,6 +31,17 @@ from tiled_vessel_seg import model_info as model_info_lib
 
 TTAS = ("none", "flips", "d4")
 INPUT_SCALES = ("enlarged", "native")
+TILERS = ("auto", "extract_patches", "slices")
+
+
+def resolve_tiler(tiler: str) -> str:
+    """"auto" -> "extract_patches" when TensorFlow sees a GPU (where the graph will run),
+    else "slices"; the others as they are."""
+    if tiler not in TILERS:
+        raise ValueError(f"tiler must be one of {', '.join(TILERS)}, got {tiler!r}")
+    if tiler != "auto":
+        return tiler
+    return "extract_patches" if tf.config.list_logical_devices("GPU") else "slices"
 
 
 def _identity(x):
@@ -98,7 +113,12 @@ class TiledPredictor:
     model: takes float32 [B, T, T, 3] RGB in [0, 1], returns [B, T, T, 1] probabilities
       (any float dtype; cast to float32).
     tile_size: T; default the model's static input size (required if it is dynamic).
-    overlap: pixels shared by neighbouring tiles, in [0, T). batch_size: tiles per model call.
+    overlap: pixels shared by neighbouring tiles, in [0, T), with overlap // 2 reflected
+      pixels around the image (tiling.tile_grid).
+    min_overlap: if given, replaces `overlap`: per image, the smallest grid whose tiles
+      overlap by >= min_overlap, no margin (tiling.fitted_grid): fewer tiles.
+    tiler: auto | extract_patches | slices (how tiles are cut; identical tiles).
+    batch_size: tiles per model call.
     blend: gaussian | linear | none (see blend.py). tta: none | flips | d4.
     threshold: mask = probabilities > threshold.
     scale, input_scale: with input_scale "native" the image is enlarged by `scale` (the
@@ -111,7 +131,8 @@ class TiledPredictor:
 
     def __init__(self, model, *, tile_size: Optional[int] = None, overlap: int = 64,
                  batch_size: int = 4, blend: str = "gaussian", tta: str = "none",
-                 threshold: float = 0.5, scale: int = 1, input_scale: str = "enlarged"):
+                 threshold: float = 0.5, scale: int = 1, input_scale: str = "enlarged",
+                 min_overlap: Optional[int] = None, tiler: str = "auto"):
         static = model_tile_size(model)
         if tile_size is None:
             if static is None:
@@ -128,7 +149,12 @@ class TiledPredictor:
             raise ValueError(f"scale must be >= 1, got {scale}")
         self.model = model
         self.tile_size = int(tile_size)
-        self.overlap = int(overlap)
+        self.fitted = min_overlap is not None
+        self.overlap = int(min_overlap if self.fitted else overlap)
+        if not 0 <= self.overlap < self.tile_size:
+            raise ValueError(f"{'min_overlap' if self.fitted else 'overlap'} must be in "
+                             f"[0, tile size {self.tile_size}), got {self.overlap}")
+        self.tiler = resolve_tiler(tiler)
         self.batch_size = int(batch_size)
         self.blend = blend
         self.tta = tta
@@ -162,18 +188,24 @@ class TiledPredictor:
         if self.enlarge > 1:
             image = imaging.enlarge_image_graph(image, self.enlarge)  # = the Beam job's cv2 kernel
         h, w = tf.shape(image)[0], tf.shape(image)[1]
-        ny, top, bottom = tiling.tile_grid(h, T, O)
-        nx, left, right = tiling.tile_grid(w, T, O)
+        grid = tiling.fitted_grid if self.fitted else tiling.tile_grid
+        ny, top, bottom = grid(h, T, O)
+        nx, left, right = grid(w, T, O)
         padded = tiling.reflect_pad(image, ((top, bottom), (left, right)))
         n = ny * nx
         offsets = tiling.tile_offsets((ny, nx), T, O)
         chunks = (n + B - 1) // B
         window = tf.constant(np.outer(self._profile, self._profile))
+        if self.tiler == "extract_patches":  # all uint8 tiles at once, row-major
+            every_tile = tiling.extract_tiles(padded, T, O)
 
         def body(i, acc):
             # The last chunk may be short: clamp its indices, then drop the repeats.
             index = tf.minimum(i * B + tf.range(B), n - 1)
-            tiles = tiling.gather_tiles(padded, tf.gather(offsets, index), T)
+            if self.tiler == "extract_patches":
+                tiles = tf.gather(every_tile, index)
+            else:
+                tiles = tiling.gather_tiles(padded, tf.gather(offsets, index), T)
             probs = self.tile_probabilities(tiles[:tf.minimum(B, n - i * B)])
             return i + 1, acc.write(i, probs * window)
 
@@ -226,8 +258,10 @@ def load_model(model_dir: str):
 def load_predictor(model_dir: str, *, overlap: Optional[int] = None, batch_size: int = 4,
                    blend: str = "gaussian", tta: str = "none",
                    threshold: Optional[float] = None,
-                   input_scale: str = "enlarged") -> TiledPredictor:
-    """A TiledPredictor for `model_dir`; overlap and threshold default to model_info.json.
+                   input_scale: str = "enlarged", min_overlap: Optional[int] = None,
+                   tiler: str = "auto") -> TiledPredictor:
+    """A TiledPredictor for `model_dir`; overlap and threshold default to model_info.json;
+    min_overlap (the fitted grid) replaces overlap when given.
 
     input_scale "auto" gives an input_scale.AutoScalePredictor: native or enlarged chosen
     per image from the training photos' sizes in model_info.json.
@@ -239,7 +273,7 @@ def load_predictor(model_dir: str, *, overlap: Optional[int] = None, batch_size:
             model, tile_size=model_tile_size(model) or info.tile_size,
             overlap=info.overlap if overlap is None else overlap, batch_size=batch_size,
             blend=blend, tta=tta, threshold=info.threshold if threshold is None else threshold,
-            scale=info.scale, input_scale=scale)
+            scale=info.scale, input_scale=scale, min_overlap=min_overlap, tiler=tiler)
 
     if input_scale == "auto":
         from tiled_vessel_seg.inference import input_scale as input_scale_lib

@@ -15,12 +15,23 @@ FLAGS = flags.FLAGS
 _DEFAULTS = schema.TiledInferConfig()
 # flag name -> [tiledinfer] key
 CONFIG_KEYS = {"overlap": "overlap", "batch_size": "batch_size", "blend": "blend",
-               "tta": "tta", "threshold": "threshold", "input_scale": "input_scale"}
+               "tta": "tta", "threshold": "threshold", "input_scale": "input_scale",
+               "min_overlap": "min_overlap", "tiler": "tiler"}
 
 
 def define_flags() -> None:
     flags.DEFINE_integer("overlap", None, "Tile overlap in px (default: [tiledinfer] "
                          "overlap with --config/--set, else model_info.json).")
+    flags.DEFINE_integer("min_overlap", None, "Instead of --overlap: per image, the smallest "
+                         "tile grid whose tiles overlap by at least this many px, without a "
+                         "reflected margin (fewer tiles: 42 instead of 56 for a 3500x3025 photo "
+                         "with 512 tiles at <= 9 px) (default: [tiledinfer] min_overlap, unset).",
+                         lower_bound=0)
+    flags.DEFINE_enum("tiler", None, ["auto", "extract_patches", "slices"],
+                      "How the graph cuts tiles: slices (fastest on a CPU), extract_patches "
+                      "(tf.image.extract_patches, for GPUs), auto: extract_patches when "
+                      "TensorFlow sees a GPU, else slices; same probabilities either way "
+                      f"(default: [tiledinfer] tiler, {_DEFAULTS.tiler}).")
     flags.DEFINE_integer("batch_size", None, "Tiles per model call (default: [tiledinfer] "
                          f"batch_size, {_DEFAULTS.batch_size}).", lower_bound=1)
     flags.DEFINE_enum("blend", None, ["gaussian", "linear", "none"],

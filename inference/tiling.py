@@ -26,6 +26,22 @@ def tile_grid(size: tf.Tensor, tile_size: int, overlap: int):
     return count, before, padded - size - before
 
 
+def fitted_grid(size: tf.Tensor, tile_size: int, min_overlap: int):
+    """The smallest tile grid along one axis whose tiles overlap by >= min_overlap px.
+
+    count = ceil((size - min_overlap) / (T - min_overlap)) tiles (at least 1) at stride
+    T - min_overlap cover (count - 1) * stride + T >= size pixels; the few pixels over
+    are reflected padding, split evenly before/after (no margin beyond that). At STARE's
+    enlarged 3025 x 3500 and T = 512 that is 6 x 7 = 42 tiles for min_overlap <= 9, where
+    `tile_grid` with overlap 64 takes 7 x 8 = 56. Returns (count, pad_before, pad_after).
+    """
+    stride = tile_size - min_overlap
+    count = tf.maximum(1, (size - min_overlap + stride - 1) // stride)
+    padded = (count - 1) * stride + tile_size
+    before = (padded - size) // 2
+    return count, before, padded - size - before
+
+
 def reflect_indices(size: tf.Tensor, before: tf.Tensor, after: tf.Tensor) -> tf.Tensor:
     """int32 [before + size + after]: source index of every padded position under
     reflection (edge pixel not repeated, as numpy/TF 'reflect'), for ANY pad amount.

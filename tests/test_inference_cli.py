@@ -229,10 +229,14 @@ def test_tiling_options_precedence_flag_then_config_then_model_info(tmp_path):
         return json.loads(result.stdout)
 
     assert options() == {"overlap": None, "batch_size": 4, "blend": "gaussian", "tta": "none",
-                         "threshold": None, "input_scale": "auto"}
+                         "threshold": None, "input_scale": "auto", "min_overlap": None,
+                         "tiler": "auto"}
     config = tmp_path / "c.config"
     config.write_text("[tiledinfer]\noverlap = 32\nblend = 'linear'\nthreshold = 0.4\n")
     assert options("--config", config, "--set", "tiledinfer.tta=d4", "--blend", "none") == {
         "overlap": 32, "batch_size": 4, "blend": "none", "tta": "d4", "threshold": 0.4,
-        "input_scale": "auto"}
+        "input_scale": "auto", "min_overlap": None, "tiler": "auto"}
     assert options("--set", "tiledinfer.batch_size=2")["overlap"] == 64  # the config default
+    fitted = options("--min_overlap", "8", "--tiler", "extract_patches")
+    assert (fitted["min_overlap"], fitted["tiler"]) == (8, "extract_patches")
+    assert options("--set", "tiledinfer.min_overlap=4")["min_overlap"] == 4

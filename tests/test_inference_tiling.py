@@ -216,3 +216,97 @@ def test_mixed_precision_model_outputs_float32():
         keras.mixed_precision.set_global_policy("float32")
     probabilities, _ = TiledPredictor(model, overlap=4)(random_image(20, 30))
     assert probabilities.dtype == tf.float32 and probabilities.shape == (20, 30)
+
+
+# ---------------------------------------------------------------- fitted grids, tilers
+
+@pytest.mark.parametrize("size", [1, 37, 512, 513, 3025, 3500])
+@pytest.mark.parametrize("tile,min_overlap", [(512, 8), (512, 64), (64, 16), (64, 0)])
+def test_fitted_grid_is_the_smallest_with_enough_overlap(size, tile, min_overlap):
+    stride = tile - min_overlap
+    # independent: the first count whose tiles at this stride cover the axis
+    count = next(n for n in range(1, 10_000) if (n - 1) * stride + tile >= size)
+    got_count, before, after = (int(v) for v in tiling.fitted_grid(tf.constant(size), tile,
+                                                                    min_overlap))
+    assert got_count == count
+    assert before + size + after == (count - 1) * stride + tile and 0 <= after - before <= 1
+    assert after < stride or count == 1  # never a whole tile of padding
+
+
+def test_reference_size_takes_42_fitted_tiles_instead_of_56():
+    def tiles(grid, overlap):
+        return int(grid(tf.constant(3025), 512, overlap)[0]) * int(grid(tf.constant(3500), 512, overlap)[0])
+    assert tiles(tiling.tile_grid, 64) == 56
+    assert tiles(tiling.fitted_grid, 8) == 42  # = ceil(3025/512) x ceil(3500/512)
+    assert tiles(tiling.fitted_grid, 64) == 56
+
+
+def numpy_tiled(model, image, tile, overlap, blend_name, fitted):
+    """The tiling and blending written out in numpy, one model call per tile."""
+    def grid(size):
+        if fitted:
+            stride = tile - overlap
+            n = next(k for k in range(1, 10_000) if (k - 1) * stride + tile >= size)
+            pad = (n - 1) * stride + tile - size
+            return n, pad // 2, pad - pad // 2
+        margin, stride = overlap // 2, tile - overlap
+        n = next(k for k in range(1, 10_000) if (k - 1) * stride + tile >= size + 2 * margin)
+        extra = (n - 1) * stride + tile - size - 2 * margin
+        return n, margin + extra // 2, margin + extra - extra // 2
+    (ny, top, bottom), (nx, left, right) = grid(image.shape[0]), grid(image.shape[1])
+    padded = np.pad(image, ((top, bottom), (left, right), (0, 0)),
+                    mode="reflect" if min(image.shape[:2]) > 1 else "edge")
+    window = blend.blend_window(tile, overlap, blend_name).astype(np.float64)
+    canvas = np.zeros(padded.shape[:2])
+    weights = np.zeros(padded.shape[:2])
+    stride = tile - overlap
+    for i in range(ny):
+        for j in range(nx):
+            y, x = i * stride, j * stride
+            crop = padded[y:y + tile, x:x + tile][None].astype(np.float32) / 255.0
+            canvas[y:y + tile, x:x + tile] += model(crop)[0, ..., 0].numpy() * window
+            weights[y:y + tile, x:x + tile] += window
+    h, w = image.shape[:2]
+    return (canvas / weights)[top:top + h, left:left + w]
+
+
+@pytest.mark.parametrize("fitted", [False, True])
+@pytest.mark.parametrize("blend_name", ["gaussian", "linear"])
+def test_conv_net_tiling_and_blending_equal_numpy_reference(conv_model, fitted, blend_name):
+    """With a model that sees tile borders (zero-padded 3x3 convs), the predictor's seams
+    are exactly those of the numpy tiling + blending: the weights are normalised, every
+    tile lands where it was cut, and the fitted grid needs fewer tiles."""
+    image = random_image(101, 150, seed=7)
+    overlap = 8 if fitted else 16
+    predictor = TiledPredictor(conv_model, tile_size=48, batch_size=4, blend=blend_name,
+                               **({"min_overlap": overlap} if fitted else {"overlap": overlap}))
+    got, _ = predictor(image)
+    expected = numpy_tiled(conv_model, image, 48, overlap, blend_name, fitted)
+    np.testing.assert_allclose(got.numpy(), expected, atol=2e-6)
+    # no seam: across any tile boundary, the map is as smooth as the whole-image one
+    whole = whole_image(conv_model, image)
+    jump = lambda a: max(np.abs(np.diff(a, axis=0)).max(), np.abs(np.diff(a, axis=1)).max())  # noqa: E731
+    assert jump(got.numpy()) <= 1.05 * jump(whole) + 1e-3
+
+
+def test_fitted_grid_pointwise_model_equals_whole_image(pointwise_model):
+    predictor = TiledPredictor(pointwise_model, tile_size=64, min_overlap=8, batch_size=3)
+    assert_matches_whole_image(pointwise_model, predictor, SIZES)
+
+
+@pytest.mark.parametrize("fitted", [False, True])
+def test_tilers_give_identical_probabilities(conv_model, fitted):
+    image = random_image(90, 131, seed=9)
+    grid = {"min_overlap": 8} if fitted else {"overlap": 12}
+    outputs = [TiledPredictor(conv_model, tile_size=40, batch_size=3, tta="flips", tiler=t,
+                              **grid)(image)[0].numpy() for t in ("slices", "extract_patches")]
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_auto_tiler_slices_on_a_cpu(conv_model):
+    from tiled_vessel_seg.inference import predictor as predictor_lib
+    assert not tf.config.list_logical_devices("GPU")
+    assert TiledPredictor(conv_model, tile_size=32, overlap=4).tiler == "slices"
+    assert predictor_lib.resolve_tiler("extract_patches") == "extract_patches"
+    with pytest.raises(ValueError, match="tiler"):
+        predictor_lib.resolve_tiler("scissors")

@@ -286,10 +286,13 @@ def write_cv_report(path: str, rows: list[dict], folds: list[Fold], records: lis
 
 
 def run_cv(config, stare_dir: str, workdir: str, folds: int, seed: int = 0,
-           options=None, command: str = "vessel-cv", say=print, final: str = "no") -> dict:
+           options=None, command: str = "vessel-cv", say=print, final: str = "no",
+           robustness: bool = False) -> dict:
     """Runs every fold (skipping finished ones), writes cv_metrics.csv and cv_report.md;
     returns {metric: (mean, std) over folds}. final "also" / "only": (also) train the
-    recipe on every image into W/final/model (train_final); "only" returns {}."""
+    recipe on every image into W/final/model (train_final); "only" returns {}.
+    robustness: also score every fold's held-out photos resized, recoloured and JPEG'd
+    (pipeline/robustness.py) into W/cv_robustness.csv and a table in the report."""
     from tiled_vessel_seg.beam_jobs import inputs
     from tiled_vessel_seg.pipeline import run as run_lib
     options = options or run_lib.RunOptions()
@@ -313,8 +316,25 @@ def run_cv(config, stare_dir: str, workdir: str, folds: int, seed: int = 0,
                                 say=lambda m: say(f"{prefix} {m}")))
     rows = [r for fold in assignment for r in read_fold_rows(workdir, fold)]
     write_cv_metrics(os.path.join(workdir, CV_METRICS), rows)
-    return write_cv_report(os.path.join(workdir, CV_REPORT), rows, assignment, records,
-                           config, command)
+    overall = write_cv_report(os.path.join(workdir, CV_REPORT), rows, assignment, records,
+                              config, command)
+    if robustness:
+        from tiled_vessel_seg.pipeline import robustness as robustness_lib
+        say("[robustness] segmenting the held-out photos changed 4 ways")
+        summary = robustness_lib.evaluate_folds(config, workdir, assignment, pairs)
+        report = os.path.join(workdir, CV_REPORT)
+        with open(report, encoding="utf-8") as f:
+            text = f.read()
+        table = ["## Robustness: held-out photos changed", "",
+                 f"F1 inside the FOV, mean +- std over folds ({robustness_lib.ROBUSTNESS_CSV}; "
+                 "pipeline/robustness.py says what each change is).", "",
+                 "| " + " | ".join(robustness_lib.PERTURBATIONS) + " |",
+                 "|" + "---|" * len(robustness_lib.PERTURBATIONS),
+                 "| " + " | ".join(f"{summary[n][0]:.3f} +- {summary[n][1]:.3f}"
+                                   for n in robustness_lib.PERTURBATIONS) + " |", ""]
+        marker = "## Config"
+        storage.write_text_atomic(report, text.replace(marker, "\n".join(table) + "\n" + marker, 1))
+    return overall
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -338,6 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--final", choices=("no", "also", "only"), default="no",
                         help="also / only: train the recipe on every image (the config's "
                              "valid_ids image validates) into WORKDIR/final/model, first")
+    parser.add_argument("--robustness", action="store_true",
+                        help="also score the held-out photos resized by 0.75 and 1.5, "
+                             "recoloured and JPEG-compressed (quality 70) with their fold's "
+                             "model: W/cv_robustness.csv and a table in the report")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     return parser
 
@@ -359,7 +383,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         config = configs.load_config(args.config, overrides)
         overall = run_cv(config, args.stare_dir, args.workdir, args.folds, args.seed,
-                         options, command, final=args.final)
+                         options, command, final=args.final,
+                         robustness=args.robustness)
     except (configs.ConfigError, run_lib.StageError, DatasetError, ModelDirError,
             FileNotFoundError, ValueError) as e:
         print(f"vessel-cv: error: {e}", file=sys.stderr)

@@ -44,6 +44,29 @@ def test_refuses_impossible_assignments(ids, k, match):
         cv.assign_folds(ids, k)
 
 
+def test_perturbations_by_hand():
+    from tiled_vessel_seg.pipeline import robustness
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    truth = np.zeros((40, 60), bool)
+    truth[:, 20:24] = True  # a 4 px vertical vessel
+    same = robustness.perturb("as is", image, truth)
+    assert same[0] is image and same[1] is truth
+    small, small_truth = robustness.perturb("scale 0.75", image, truth)
+    assert small.shape == (30, 45, 3) and small_truth.shape == (30, 45)
+    assert small_truth[:, 15:18].all() and small_truth.sum() == 30 * 3
+    big, big_truth = robustness.perturb("scale 1.5", image, truth)
+    assert big.shape == (60, 90, 3) and big_truth[:, 31:35].all()
+    colour, colour_truth = robustness.perturb("colour", image, truth)
+    expected = np.round(np.clip(image / 255.0 * np.array([1.08, 0.92, 0.80]), 0, 1) ** 1.2
+                        * 255)
+    assert np.abs(colour.astype(int) - expected).max() <= 1 and colour_truth is truth
+    jpeg, _ = robustness.perturb("jpeg 70", image, truth)
+    assert jpeg.shape == image.shape and 0 < np.abs(jpeg.astype(int) - image).mean() < 60
+    with pytest.raises(ValueError, match="unknown perturbation"):
+        robustness.perturb("blur", image, truth)
+
+
 TINY = ["preprocess.scale=1", "preprocess.tile_size=32", "preprocess.tile_stride=32",
         "preprocess.augmentations=['hflip']", "preprocess.shards=1",
         "model.image_height=32", "model.image_width=32", "model.base_filters=2",
@@ -59,7 +82,8 @@ def test_tiny_cross_validation_end_to_end_and_resume(tmp_path, capsys):
     stare_layout.write_synthetic_stare(str(stare), 4, width=64, height=56, seed=1)
     work = tmp_path / "cv"
     argv = ["--config", os.devnull, "--stare_dir", str(stare), "--workdir", str(work),
-            "--folds", "2", "--quiet", "--deterministic", "--final", "also"] + [
+            "--folds", "2", "--quiet", "--deterministic", "--final", "also",
+            "--robustness"] + [
                 a for item in TINY for a in ("--set", item)]
     assert cv.main(argv) == 0
     folds = cv.assign_folds([f"im{n:04d}" for n in range(1, 5)], 2, seed=0)
@@ -93,6 +117,13 @@ def test_tiny_cross_validation_end_to_end_and_resume(tmp_path, capsys):
     assert model_info.read_model_info(str(final / "model")).threshold == threshold
     assert 0 < threshold < 1
     report = (work / cv.CV_REPORT).read_text()
+    assert "## Robustness" in report and "jpeg 70" in report
+    with open(work / "cv_robustness.csv", newline="") as f:
+        robust = {r["image"]: r for r in csv.DictReader(f)}
+    # "as is" is the plain held-out figure.
+    for r in images:
+        assert float(robust[r["image"]]["as is"]) == pytest.approx(float(r["fov_dice"]),
+                                                                 abs=1e-5)
     assert "F1 inside the FOV" in report and "[model]" in report and "| 1 |" in report
     # A rerun skips both finished folds and rewrites the same figures.
     before = (work / cv.CV_METRICS).read_text()

@@ -54,7 +54,14 @@ class RunPaths:
         return self.source or datasets.Source(root=self.stare_dir, layout="stare")
 
     def describe_source(self) -> str:
-        return ", ".join(f"{k} {v}" for k, v in self.pairs_source.parameters().items())
+        """'runs/demo/stare (stare layout)', 'manifest pairs.csv', ..."""
+        source = self.pairs_source
+        if source.manifest:
+            return f"manifest {source.manifest}"
+        fov = f", FOV masks {source.fov_dir}" if source.fov_dir else ""
+        if source.root:
+            return f"{source.root} ({source.layout or 'stare'} layout{fov})"
+        return f"{source.images_dir} with masks {source.masks_dir}{fov}"
 
     @property
     def data_dir(self) -> str:
@@ -147,9 +154,11 @@ def stage_train(config, paths: RunPaths, options: RunOptions) -> str:
     if options.overwrite and os.path.isdir(paths.model_dir):
         shutil.rmtree(paths.model_dir)
     start = time.time()
+    from tiled_vessel_seg.inference import epoch_callback
     train.train(config, paths.data_dir, paths.model_dir,
                 num_cpu_replicas=options.num_cpu_replicas, precision=options.precision,
-                verbose=options.verbose, callbacks=validation_image_callbacks(config, paths))
+                verbose=options.verbose, callbacks=validation_image_callbacks(config, paths)
+                + epoch_callback.from_config(config, paths.model_dir))
     history = callbacks.read_history(os.path.join(paths.model_dir, callbacks.HISTORY_FILE))
     epochs = len(history.get("epoch", []))
     best = min(history.get("val_loss", [float("nan")]))

@@ -76,3 +76,50 @@ class ValidationImageSummary(keras.callbacks.Callback):
                              description="white: vessel found; red: false vessel; blue: "
                                          "missed vessel")
         self._writer.flush()
+
+
+def dataset_source(parameters: dict):
+    """The datasets.Source a dataset was made from, from its dataset_info.json
+    parameters (vessel-preprocess and vessel-run record the input flags there); None if
+    they do not say."""
+    from tiled_vessel_seg import datasets
+    root = parameters.get("root") or parameters.get("stare_dir")
+    source = datasets.Source(
+        root=root, layout=parameters.get("layout") or ("stare" if root else None),
+        images_dir=parameters.get("images_dir"), masks_dir=parameters.get("masks_dir"),
+        manifest=parameters.get("manifest"), fov_dir=parameters.get("fov_dir"))
+    try:
+        source.check()
+    except ValueError:
+        return None
+    return source
+
+
+def from_dataset(config, data_dir: str, log_dir: str) -> list:
+    """[ValidationImageSummary] of the first validation photo of the dataset in data_dir
+    (found again from the inputs recorded in its dataset_info.json), writing to log_dir;
+    [] when the dataset has no validation image or its photo cannot be found or read.
+
+    config: the run's configs.schema.Config ([preprocess] tile_size, [tiledinfer]).
+    """
+    from tiled_vessel_seg import datasets, imaging
+    from tiled_vessel_seg.tfrecords import dataset_info
+    info = dataset_info.read_dataset_info(data_dir)
+    valid = info.splits["valid"].image_ids if "valid" in info.splits else []
+    source = dataset_source(info.parameters.values)
+    if not valid or source is None:
+        return []
+    try:
+        pairs, _ = datasets.find_pairs(source)
+        pair = next((p for p in pairs if p.image_id == valid[0]), None)
+        if pair is None:
+            return []
+        photo, truth = imaging.read_image(pair.image_path), imaging.read_mask(pair.mask_path)
+    except (ValueError, OSError) as e:  # InputDirError, ImageReadError, StorageError
+        logging.warning("no validation image for TensorBoard: %s", e)
+        return []
+    tiled = config.tiledinfer
+    return [ValidationImageSummary(
+        pair.image_id, photo, truth, log_dir, tile_size=config.preprocess.tile_size,
+        overlap=tiled.overlap, scale=info.parameters.scale, batch_size=tiled.batch_size,
+        blend=tiled.blend, threshold=tiled.threshold)]

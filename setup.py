@@ -47,8 +47,8 @@ setuptools.setup(
         "console_scripts": [
             "vessel-synth=tiled_vessel_seg.synthetic.cli:run",
             "vessel-preprocess=tiled_vessel_seg.beam_jobs.cli:run",
-            "vessel-train=tiled_vessel_seg.trainer.train:run",
-            "vessel-evaluate=tiled_vessel_seg.trainer.evaluate:run",
+            "vessel-train=tiled_vessel_seg.pipeline.train_cli:run",
+            "vessel-evaluate=tiled_vessel_seg.trainer.evaluate_cli:run",
             "vessel-segment=tiled_vessel_seg.inference.cli:run",
             "vessel-export=tiled_vessel_seg.inference.export:run",
             "vessel-download-stare=tiled_vessel_seg.pipeline.download_stare:run",

@@ -154,9 +154,11 @@ def stage_train(config, paths: RunPaths, options: RunOptions) -> str:
     if options.overwrite and os.path.isdir(paths.model_dir):
         shutil.rmtree(paths.model_dir)
     start = time.time()
+    from tiled_vessel_seg.inference import epoch_callback
     train.train(config, paths.data_dir, paths.model_dir,
                 num_cpu_replicas=options.num_cpu_replicas, precision=options.precision,
-                verbose=options.verbose, callbacks=validation_image_callbacks(config, paths))
+                verbose=options.verbose, callbacks=validation_image_callbacks(config, paths)
+                + epoch_callback.from_config(config, paths.model_dir))
     history = callbacks.read_history(os.path.join(paths.model_dir, callbacks.HISTORY_FILE))
     epochs = len(history.get("epoch", []))
     best = min(history.get("val_loss", [float("nan")]))

@@ -188,18 +188,21 @@ def test_export_round_trip(model_dir, tmp_path):
 
 
 def test_epoch_callback_writes_masks(synthetic_stare_dir, tmp_path):
-    from tiled_vessel_seg.inference.epoch_callback import EpochChangeTiledInference
+    from tiled_vessel_seg.inference import epoch_callback
+    # The model's facts come from its model_info.json (scale 2), not the config (scale 1).
     config = schema.Config(
         train=schema.TrainConfig(num_infer_images=2, epoch_change_tiledinfer=True),
         tiledinfer=schema.TiledInferConfig(images_dir=str(synthetic_stare_dir / "stare-images"),
-                                           overlap=OVERLAP, input_scale="native"),
-        preprocess=schema.PreprocessConfig(scale=SCALE))
+                                           input_scale="native"),
+        preprocess=schema.PreprocessConfig(scale=1))
+    write_model_info(str(tmp_path), ModelInfo(tile_size=TILE, scale=SCALE, overlap=OVERLAP))
     model = tiny_model()
     model.compile(optimizer="adam", loss="binary_crossentropy")
     x = np.random.default_rng(0).random((4, TILE, TILE, 3)).astype(np.float32)
     y = (x[..., :1] > 0.5).astype(np.float32)
-    callback = EpochChangeTiledInference(config, str(tmp_path))
-    model.fit(x, y, epochs=2, batch_size=2, verbose=0, callbacks=[callback])
+    callbacks = epoch_callback.from_config(config, str(tmp_path))
+    assert len(callbacks) == 1
+    model.fit(x, y, epochs=2, batch_size=2, verbose=0, callbacks=callbacks)
     written = sorted(p.name for p in (tmp_path / "epoch_change_tiledinfer").iterdir())
     assert written == ["Epoch_1_im0001.png", "Epoch_1_im0002.png",
                        "Epoch_2_im0001.png", "Epoch_2_im0002.png"]

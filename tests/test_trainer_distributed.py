@@ -2,7 +2,7 @@
 (compared with an uninterrupted run, weights and optimizer state).
 
 Logical CPU devices are process-wide and must be set before TF initialises, hence
-subprocesses (`python -m trainer.train ...`).
+subprocesses (`python -m tiled_vessel_seg.pipeline.train_cli ...`).
 """
 import json
 import os
@@ -35,8 +35,8 @@ def data_dir(tmp_path_factory):
 
 
 def command(data_dir, model_dir, overrides, *flags):
-    cmd = [sys.executable, "-m", "tiled_vessel_seg.trainer.train", "--data_dir", data_dir,
-           "--model_dir", model_dir, "--verbose", "2", *flags]
+    cmd = [sys.executable, "-m", "tiled_vessel_seg.pipeline.train_cli", "--data_dir", data_dir,
+           "--model_dir", model_dir, "--keras_verbose", "2", *flags]
     for item in TINY + overrides:
         cmd += ["--set", item]
     return cmd

@@ -22,7 +22,7 @@ from tiled_vessel_seg.trainer import train as train_lib  # noqa: E402
 from tiled_vessel_seg.trainer.fake_data import write_fake_dataset  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLI = "tiled_vessel_seg.trainer.train"
+CLI = "tiled_vessel_seg.pipeline.train_cli"
 TINY = ["preprocess.tile_size=32", "model.base_filters=4", "model.num_layers=3",
         "model.base_kernels=(3,3)", "model.dilation=(1,1)", "model.dropout_rate=0.0",
         "model.learning_rate=0.01", "train.batch_size=2", "train.shuffle_buffer=1",
@@ -131,7 +131,7 @@ def start_worker(ports, index, data_dir, model_dir, overrides, tmp_dir, *flags):
                PYTHONUNBUFFERED="1", TF_NUM_INTEROP_THREADS="1", TF_NUM_INTRAOP_THREADS="1",
                CUDA_VISIBLE_DEVICES="")
     cmd = [sys.executable, "-m", CLI, "--data_dir", data_dir, "--model_dir", model_dir,
-           "--verbose", "2", *flags]
+           "--keras_verbose", "2", *flags]
     for item in TINY + overrides:
         cmd += ["--set", item]
     log = open(os.path.join(tmp_dir, f"worker{index}.log"), "w")

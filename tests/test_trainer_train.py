@@ -12,7 +12,9 @@ keras = pytest.importorskip("keras")
 from tiled_vessel_seg.configs import ConfigError, load_config, to_dict  # noqa: E402
 from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib  # noqa: E402
 from tiled_vessel_seg.tfrecords import reader  # noqa: E402
+from tiled_vessel_seg.pipeline import train_cli  # noqa: E402
 from tiled_vessel_seg.trainer import evaluate as evaluate_lib  # noqa: E402
+from tiled_vessel_seg.trainer import evaluate_cli  # noqa: E402
 from tiled_vessel_seg.trainer import losses, metrics  # noqa: E402
 from tiled_vessel_seg.trainer import model as model_lib  # noqa: E402
 from tiled_vessel_seg import model_info as model_info_lib  # noqa: E402
@@ -235,13 +237,44 @@ def test_clear_errors(data_dir, tmp_path, capsys):
     with pytest.raises(model_info_lib.ModelDirError, match="schema 999"):
         train_lib.train(config, data_dir, str(old), verbose=0)
     # CLI: a config value of the wrong type and a missing data dir exit 2 with the reason.
-    assert train_lib.run(["--data_dir", data_dir, "--set", "train.epochs='two'"]) == 2
+    assert train_cli.main(["--data_dir", data_dir, "--set", "train.epochs='two'"]) == 2
     assert "[train] epochs" in capsys.readouterr().err
-    assert train_lib.run(["--data_dir", str(tmp_path / "none"), "--model_dir",
-                          str(tmp_path / "m3")] + sum((["--set", s] for s in TINY), [])) == 2
+    assert train_cli.main(["--data_dir", str(tmp_path / "none"), "--model_dir",
+                           str(tmp_path / "m3")] + sum((["--set", s] for s in TINY), [])) == 2
     assert "dataset_info.json: not found" in capsys.readouterr().err
-    assert evaluate_lib.run(["--model_dir", str(tmp_path / "m3"), "--data_dir", data_dir]) == 2
+    assert evaluate_cli.main(["--model_dir", str(tmp_path / "m3"), "--data_dir",
+                              data_dir]) == 2
     assert "model_info.json: not found" in capsys.readouterr().err
+
+
+def test_cli_help_flags_and_the_epoch_callback(data_dir, tmp_path, capsys):
+    assert train_cli.main(["--help"]) == 0
+    usage = capsys.readouterr().out
+    for flag in ("--strategy", "--worker_timeout", "--num_cpu_replicas", "--precision",
+                 "--global_batch_size", "--keras_verbose", "--config", "--set", "--data_dir",
+                 "--model_dir", "--[no]deterministic"):
+        assert flag in usage, flag
+    assert "multi_worker" in usage and "TF_CONFIG" in usage
+    assert evaluate_cli.main(["--help"]) == 0
+    assert "--split" in capsys.readouterr().out
+    # The argparse spellings still run; [train] epoch_change_tiledinfer still writes masks.
+    import cv2
+    images = tmp_path / "photos"
+    images.mkdir()
+    cv2.imwrite(str(images / "photo.png"), np.full((40, 48, 3), 128, np.uint8))
+    model_dir = tmp_path / "model"
+    sets = TINY + ["train.epochs=1", "train.steps_per_epoch=2",
+                   "train.epoch_change_tiledinfer=True", f"tiledinfer.images_dir={str(images)!r}",
+                   "tiledinfer.input_scale='enlarged'"]
+    assert train_cli.main(["--data_dir", data_dir, "--model_dir", str(model_dir),
+                           "--verbose", "0", "--num_cpu_replicas", "0", "--precision",
+                           "float32", "--strategy", "one_device"]
+                          + sum((["--set", s] for s in sets), [])) == 0
+    assert "--verbose 0 is spelled --keras_verbose 0 now" in capsys.readouterr().err
+    assert os.listdir(model_dir / "epoch_change_tiledinfer") == ["Epoch_1_photo.png"]
+    assert evaluate_cli.main(["--model_dir", str(model_dir), "--data_dir", data_dir,
+                              "--split", "valid", "--verbose=0"]) == 0
+    assert evaluate_lib.read_evaluation(str(model_dir))["accuracy"] > 0.5
 
 
 def test_held_out_test_images_never_reach_training_or_validation(data_dir, tmp_path):

@@ -1,40 +1,20 @@
-"""vessel-evaluate: scores the best model of a model dir on one split of a dataset.
-
-    vessel-evaluate --model_dir M --data_dir D [--split test]
+"""Scores the best model of a model dir on one split of a dataset (vessel-evaluate's
+library; the tool is trainer/evaluate_cli.py).
 
 Loads M/best_model.keras with safe_mode=True, evaluates every tile of the split once and
 writes M/evaluation.csv ("metric,value": loss, dice_coef, dice, iou, sensitivity,
-specificity, accuracy, auc), which it also prints.
+specificity, accuracy, auc).
 
 loss and dice_coef are the reference's per-batch values averaged over batches (the loss
 weighted by batch size); the thresholded metrics and AUC count every pixel of the split.
 """
 from __future__ import annotations
 
-import argparse
-import logging
 import os
-import sys
 import warnings
-from typing import Optional, Sequence
+from typing import Optional
 
 EVALUATION_FILE = "evaluation.csv"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vessel-evaluate",
-        description="Evaluate M/best_model.keras (written by vessel-train) on one split of "
-                    "a dataset written by vessel-preprocess; writes M/evaluation.csv.")
-    parser.add_argument("--model_dir", required=True, help="model dir written by vessel-train")
-    parser.add_argument("--data_dir", required=True,
-                        help="dataset directory with dataset_info.json (local path or gs://)")
-    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
-    parser.add_argument("--batch_size", type=int, default=None,
-                        help="batch (default: the training config's per-replica batch_size)")
-    parser.add_argument("--verbose", default="auto", choices=("auto", "0", "1", "2"),
-                        help="Keras verbosity (auto = progress bar on a terminal)")
-    return parser
 
 
 def write_evaluation(model_dir: str, results: dict[str, float]) -> str:
@@ -113,29 +93,3 @@ def evaluate(model_dir: str, data_dir: str, split: str = "test", *,
     ordered = {name: float(results[name]) for name in ("loss",) + metrics.METRIC_NAMES}
     write_evaluation(model_dir, ordered)
     return ordered
-
-
-def run(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    # Our progress at INFO; TensorFlow's own INFO chatter (per-variable reduce logs) stays out.
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    logging.getLogger("vessel-train").setLevel(logging.INFO)
-    from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
-    from tiled_vessel_seg.model_info import ModelDirError
-    from tiled_vessel_seg.trainer.train import resolve_verbose
-    try:
-        results = evaluate(args.model_dir, args.data_dir, args.split,
-                           batch_size=args.batch_size,
-                           verbose=resolve_verbose(args.verbose))
-    except (DatasetError, ModelDirError, ValueError) as e:
-        print(f"vessel-evaluate: error: {e}", file=sys.stderr)
-        return 2
-    print(f"{args.split} split of {args.data_dir}:")
-    for name, value in results.items():
-        print(f"  {name:12s} {value:.4f}")
-    print(f"vessel-evaluate: wrote {os.path.join(args.model_dir, EVALUATION_FILE)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run())

@@ -1,7 +1,6 @@
-"""vessel-train: trains the U-Net on the TFRecord shards of a dataset directory.
-
-    vessel-train --config configs/stare.config --data_dir D --model_dir M \
-        [--set section.key=value ...] [--num_cpu_replicas N] [--precision auto]
+"""Trains the U-Net on the TFRecord shards of a dataset directory (vessel-train's library;
+the tool is pipeline/train_cli.py, which also builds the per-epoch tiled-inference
+callback: the trainer never imports inference/).
 
 Writes into M:
     best_model.keras        best val_loss (ModelCheckpoint)
@@ -15,17 +14,16 @@ Writes into M:
                             started again with the same command and config continues from
                             the last finished epoch. Removed when training ends.
 
-`[train] batch_size` is per replica: the global batch is batch_size x replicas x workers.
+`[train] batch_size` is per replica: the global batch is batch_size x replicas (all the
+replicas of all workers).
 With several workers (`--strategy multi_worker`, TF_CONFIG) only the chief writes M; the
 others write the same files into temporary directories that are removed, and restore
 from the chief's backup/.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import warnings
 from typing import Optional, Sequence
 
@@ -39,59 +37,6 @@ EVAL_DIR = "eval"
 LOGS_DIR = "logs"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vessel-train",
-        description="Train the vessel-segmentation U-Net on TFRecord shards written by "
-                    "vessel-preprocess, on all GPUs (MirroredStrategy) or on CPU.",
-        epilog="Example: vessel-train --config configs/stare.config --data_dir data/stare "
-               "--model_dir models/stare --set train.epochs=2 --set model.base_filters=8")
-    parser.add_argument("--config", default=None,
-                        help="experiment config in the reference INI format (default: the "
-                             "built-in defaults, i.e. the reference STARE U-Net)")
-    parser.add_argument("--data_dir", required=True,
-                        help="dataset directory with dataset_info.json and the train/valid "
-                             "shards (local path or gs://)")
-    parser.add_argument("--model_dir", default=None,
-                        help="output directory (default: [train] model_dir of the config)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="SECTION.KEY=VALUE",
-                        help="override one config value, a Python literal; repeatable, "
-                             "e.g. --set train.epochs=2 --set model.base_kernels=(5,5)")
-    parser.add_argument("--strategy", default=None,
-                        choices=("auto", "one_device", "mirrored", "multi_worker"),
-                        help="auto = multi_worker if TF_CONFIG lists several workers, "
-                             "mirrored with several GPUs (or --num_cpu_replicas > 1), else "
-                             "one_device; multi_worker = MultiWorkerMirroredStrategy over the "
-                             "machines of TF_CONFIG (default: [train] strategy, auto)")
-    parser.add_argument("--worker_timeout", type=float, default=600.0,
-                        help="multi_worker: seconds to wait for every worker of TF_CONFIG to "
-                             "come up before giving up with an error (default: 600)")
-    parser.add_argument("--num_cpu_replicas", type=int, default=0,
-                        help="split the CPU into N logical devices and mirror over them "
-                             "(tests the multi-replica path without GPUs); 0 = GPUs if any")
-    parser.add_argument("--precision", default="auto",
-                        choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
-                        help="auto = mixed_float16 on GPU, float32 on CPU (default: auto)")
-    parser.add_argument("--global_batch_size", type=int, default=None,
-                        help="global batch (must be a multiple of the replica count); "
-                             "default: [train] batch_size x replicas")
-    parser.add_argument("--deterministic", action="store_true",
-                        help="reproducible bit for bit: seeded, ordered input and "
-                             "tf.config.experimental.enable_op_determinism() (slower); "
-                             "same as --set train.deterministic=True")
-    parser.add_argument("--verbose", default="auto", choices=("auto", "0", "1", "2"),
-                        help="Keras verbosity: 1 = progress bar, 2 = one line per epoch; "
-                             "auto = 1 on a terminal, else 2")
-    return parser
-
-
-def resolve_verbose(verbose: str) -> int:
-    if verbose == "auto":
-        return 1 if sys.stdout.isatty() else 2
-    return int(verbose)
-
-
 def _check_tile_size(config, data_dir: str, info) -> tuple[int, int]:
     from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
     from tiled_vessel_seg.tfrecords import reader
@@ -101,9 +46,9 @@ def _check_tile_size(config, data_dir: str, info) -> tuple[int, int]:
     if tile != model:
         raise dataset_info_lib.DatasetError(
             f"{dataset_info_lib.join(data_dir, dataset_info_lib.INFO_FILE)}: tiles are "
-            f"{tile[0]}x{tile[1]} but the model input ([model] image_height x image_width) is "
-            f"{model[0]}x{model[1]}; set them equal (e.g. --set model.image_height={tile[0]} "
-            f"--set model.image_width={tile[1]}) or re-run vessel-preprocess")
+            f"{tile[0]}x{tile[1]} but the model input ([preprocess] tile_size) is "
+            f"{model[0]}x{model[1]}; set them equal (e.g. --set preprocess.tile_size={tile[0]}) "
+            f"or re-run vessel-preprocess")
     return tile
 
 
@@ -236,15 +181,6 @@ def make_callbacks(config, model_dir: str, resume_epoch: int, *,
                                                  profile_batch=0))
     if write_dir == model_dir:
         callbacks.extend(extra)
-    if (write_dir == model_dir and config.train.epoch_change_tiledinfer
-            and config.tiledinfer.images_dir):
-        try:
-            from tiled_vessel_seg.inference.epoch_callback import EpochChangeTiledInference
-        except ImportError as e:
-            _LOG.warning("epoch-change tiled inference is unavailable (%s); training "
-                         "without it", e)
-        else:
-            callbacks.append(EpochChangeTiledInference(config, model_dir))
     backup_dir = storage.join(model_dir, BACKUP_DIR)
     if write_dir == model_dir:
         callbacks.append(keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True))
@@ -384,34 +320,3 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
             and storage.exists(model_info.model_path(model_dir))):
         threshold_lib.store_valid_threshold(model_dir, valid_fn(None))
     return history.history
-
-
-def run(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    # Our progress at INFO; TensorFlow's own INFO chatter (per-variable reduce logs) stays out.
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    logging.getLogger("vessel-train").setLevel(logging.INFO)
-    from tiled_vessel_seg.configs import ConfigError, load_config
-    from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
-    from tiled_vessel_seg.model_info import ModelDirError
-    from tiled_vessel_seg.trainer.cluster import WorkerLostError
-    try:
-        config = load_config(args.config, args.overrides + (
-            ["train.deterministic=True"] if args.deterministic else []))
-        model_dir = args.model_dir or config.train.model_dir
-        train(config, args.data_dir, model_dir, strategy=args.strategy,
-              num_cpu_replicas=args.num_cpu_replicas, precision=args.precision,
-              global_batch=args.global_batch_size, worker_timeout=args.worker_timeout,
-              verbose=resolve_verbose(args.verbose))
-    except (ConfigError, DatasetError, ModelDirError, ValueError) as e:
-        print(f"vessel-train: error: {e}", file=sys.stderr)
-        return 2
-    except WorkerLostError as e:
-        print(f"vessel-train: error: {e}", file=sys.stderr)
-        return 1
-    print(f"vessel-train: model and logs in {model_dir}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run())

@@ -1,0 +1,48 @@
+"""Flags shared by the trainer's tools (vessel-train, vessel-evaluate), for cli_app.
+
+Keras' progress output is `--keras_verbose auto|0|1|2`: every tool's `--verbose` is
+cli_app's switch for debug logs. The argparse versions of these tools spelled Keras'
+verbosity `--verbose N`; `accept_old_verbose` keeps such command lines working.
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+KERAS_VERBOSITY = ("auto", "0", "1", "2")
+
+
+def define_keras_verbose() -> None:
+    flags.DEFINE_enum("keras_verbose", "auto", list(KERAS_VERBOSITY),
+                      "Keras progress: 1 = a progress bar, 2 = one line per epoch, 0 = none; "
+                      "auto = 1 on a terminal, else 2 (formerly --verbose N).")
+
+
+def keras_verbose() -> int:
+    """--keras_verbose as the `verbose` argument of Keras' fit/evaluate."""
+    if FLAGS.keras_verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(FLAGS.keras_verbose)
+
+
+def accept_old_verbose(argv: list[str]) -> list[str]:
+    """`--verbose N` / `--verbose=N` (N in auto, 0, 1, 2) -> `--keras_verbose=N`, with a
+    note; a bare `--verbose` stays cli_app's debug switch."""
+    out, i = [], 0
+    while i < len(argv):
+        arg, value = argv[i], None
+        if arg.startswith("--verbose=") and arg.split("=", 1)[1] in KERAS_VERBOSITY:
+            value = arg.split("=", 1)[1]
+        elif arg == "--verbose" and i + 1 < len(argv) and argv[i + 1] in KERAS_VERBOSITY:
+            value = argv[i + 1]
+            i += 1
+        if value is None:
+            out.append(arg)
+        else:
+            print(f"note: --verbose {value} is spelled --keras_verbose {value} now; accepted",
+                  file=sys.stderr)
+            out.append(f"--keras_verbose={value}")
+        i += 1
+    return out

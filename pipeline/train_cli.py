@@ -62,18 +62,29 @@ def define_flags() -> None:
     flags.declare_key_flag("keras_verbose")  # listed by --help with this tool's flags
 
 
+def _log_progress(name: str) -> None:
+    """The trainer's progress lines at INFO as "vessel-train: ..." on stderr; TensorFlow's
+    own INFO chatter (per-variable reduce logs) stays out."""
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.DEBUG if FLAGS.verbose else logging.INFO)
+
+
 def _main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.data_dir:
         raise app.UsageError("--data_dir is required")
-    # Our progress at INFO; TensorFlow's own INFO chatter (per-variable reduce logs) stays out.
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    logging.getLogger("vessel-train").setLevel(logging.INFO)
+    _log_progress("vessel-train")
     config = cli_app.load_config({"train.strategy": FLAGS.strategy,
                                   "train.deterministic": FLAGS.deterministic or None})
     model_dir = FLAGS.model_dir or config.train.model_dir
 
+    from tiled_vessel_seg import storage
     from tiled_vessel_seg.configs import ConfigError
     from tiled_vessel_seg.inference import epoch_callback
     from tiled_vessel_seg.model_info import ModelDirError
@@ -86,7 +97,8 @@ def _main(argv: list[str]) -> int:
                     worker_timeout=FLAGS.worker_timeout,
                     callbacks=epoch_callback.from_config(config, model_dir),
                     verbose=cli_flags.keras_verbose())
-    except (ConfigError, DatasetError, ModelDirError, ValueError) as e:
+    except (ConfigError, DatasetError, ModelDirError, ValueError,
+            storage.StorageError) as e:  # StorageError: a model dir that cannot be written
         raise cli_app.ToolError(str(e)) from None
     except WorkerLostError as e:
         print(f"error: {e}", file=sys.stderr)

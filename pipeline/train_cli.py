@@ -72,6 +72,8 @@ def _log_progress(name: str) -> None:
         logger.addHandler(handler)
         logger.propagate = False
     logger.setLevel(logging.DEBUG if FLAGS.verbose else logging.INFO)
+    if not FLAGS.verbose:  # absl's handler passes INFO: per-step all-reduce lines
+        logging.getLogger("tensorflow").setLevel(logging.WARNING)
 
 
 def _main(argv: list[str]) -> int:

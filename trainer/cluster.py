@@ -47,7 +47,11 @@ def worker_lost_message(error: Exception, model_dir: str) -> str:
     paragraph naming the task, e.g. "Task /job:worker/replica:0/task:1 heartbeat timeout")."""
     text = str(getattr(error, "message", error))
     match = re.search(r"Task \S+ heartbeat timeout", text)
-    reason = match.group(0) if match else text.strip().splitlines()[0][:200]
+    if match:
+        reason = match.group(0)
+    else:
+        text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text).strip()
+        reason = text.split("aborted by: ", 1)[-1].splitlines()[0][:200]
     return (f"a worker of the cluster stopped during training ({reason}); restart every "
             f"worker with the same command: training resumes from "
             f"{model_dir.rstrip('/')}/backup/ at the last finished epoch")

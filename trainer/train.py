@@ -319,4 +319,9 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
     if (config.train.select_threshold and distribution.is_chief
             and storage.exists(model_info.model_path(model_dir))):
         threshold_lib.store_valid_threshold(model_dir, valid_fn(None))
+    if distribution.cluster is not None:
+        # Every worker leaves together: a worker exiting while the chief still works makes
+        # the chief's coordination service log a heartbeat error (tensorflow#58434).
+        ones = tf.function(lambda: strategy.run(lambda: tf.constant(1.0)))()
+        strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
     return history.history

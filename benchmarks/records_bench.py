@@ -238,12 +238,12 @@ def main() -> None:
     runs = [((), args.images, DEFAULT)] + [(REFERENCE_AUGMENTATIONS, args.aug_images, name)
                                            for name in ("png", "jpeg", "raw")]
     for augmentations, count, name in runs:
-        for workers in (1, 2):
+        for workers, mode in ((1, "in_memory"), (1, "multi_processing"), (2, "multi_processing")):
             enc = ENCODINGS[name]
-            rows.append(preprocess_bench.run_once(pairs[:count], augmentations, workers,
-                                                  "multi_processing", "none", enc.image,
-                                                  enc.mask, shards=args.shards))
-            print(f"  done: augment={rows[-1]['augment']} {name} workers={workers} "
+            rows.append(preprocess_bench.run_once(pairs[:count], augmentations, workers, mode,
+                                                  "none", enc.image, enc.mask,
+                                                  shards=args.shards))
+            print(f"  done: augment={rows[-1]['augment']} {name} workers={workers} {mode} "
                   f"{rows[-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
     print(f"\n[3] vessel-preprocess, scale 5, tile 512, {args.shards or 'auto'} shards, "
           f"DirectRunner multi_processing; load average {os.getloadavg()[0]:.1f} at the end")

@@ -95,18 +95,20 @@ def dataset_source(parameters: dict):
     return source
 
 
-def from_dataset(config, data_dir: str, log_dir: str) -> list:
-    """[ValidationImageSummary] of the first validation photo of the dataset in data_dir
-    (found again from the inputs recorded in its dataset_info.json), writing to log_dir;
-    [] when the dataset has no validation image or its photo cannot be found or read.
+def from_dataset(config, data_dir: str, log_dir: str, source=None) -> list:
+    """[ValidationImageSummary] of the first validation photo of the dataset in data_dir,
+    writing to log_dir; [] when the dataset has no validation image or its photo cannot
+    be found or read.
 
     config: the run's configs.schema.Config ([preprocess] tile_size, [tiledinfer]).
+    source: the datasets.Source the dataset was made from; by default found again from
+    the inputs recorded in its dataset_info.json.
     """
     from tiled_vessel_seg import datasets, imaging
     from tiled_vessel_seg.tfrecords import dataset_info
     info = dataset_info.read_dataset_info(data_dir)
     valid = info.splits["valid"].image_ids if "valid" in info.splits else []
-    source = dataset_source(info.parameters.values)
+    source = source or dataset_source(info.parameters.values)
     if not valid or source is None:
         return []
     try:

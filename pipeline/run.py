@@ -169,23 +169,12 @@ def stage_train(config, paths: RunPaths, options: RunOptions) -> str:
 def validation_image_callbacks(config, paths: RunPaths) -> list:
     """[ValidationImageSummary] of the first validation photo (TensorBoard, each epoch:
     its probability and error maps under W/model/logs/validation_image); [] without one."""
-    from tiled_vessel_seg import datasets, imaging
     from tiled_vessel_seg.inference import validation_images
-    from tiled_vessel_seg.tfrecords import dataset_info
     from tiled_vessel_seg.trainer import train
-    info = dataset_info.read_dataset_info(paths.data_dir)
-    valid = info.splits["valid"].image_ids if "valid" in info.splits else []
-    pairs, _ = datasets.find_pairs(paths.pairs_source)
-    pair = next((p for p in pairs if valid and p.image_id == valid[0]), None)
-    if pair is None:
-        return []
-    tiled = config.tiledinfer
-    return [validation_images.ValidationImageSummary(
-        pair.image_id, imaging.read_image(pair.image_path), imaging.read_mask(pair.mask_path),
+    return validation_images.from_dataset(
+        config, paths.data_dir,
         os.path.join(paths.model_dir, train.LOGS_DIR, validation_images.LOG_SUBDIR),
-        tile_size=config.preprocess.tile_size, overlap=tiled.overlap,
-        scale=info.parameters.scale, batch_size=tiled.batch_size, blend=tiled.blend,
-        threshold=tiled.threshold)]
+        source=paths.pairs_source)
 
 
 def _training_finished(model_dir: str) -> bool:

@@ -87,7 +87,9 @@ def define_flags() -> None:
     flags.DEFINE_list("valid_ids", None, f"Image ids for valid, comma list (overrides --split) {job}.")
     flags.DEFINE_list("test_ids", None, f"Image ids for test, comma list (overrides --split) {job}.")
     flags.DEFINE_integer("seed", None, f"Seed of the split shuffle and augmentations {job}.")
-    flags.DEFINE_integer("shards", None, f"TFRecord shards per split {job}.")
+    flags.DEFINE_integer("shards", None, "TFRecord shards per split; 0: one per writing "
+                         "worker, the fastest (a fixed count shuffles every record into it) "
+                         f"{job}.", lower_bound=0)
     flags.DEFINE_enum("compression", None, ["gzip", "none"], f"Shard compression {job}.")
     flags.DEFINE_enum("image_encoding", None, ["jpeg", "png", "raw"], "Tile pixels in the "
                       "records: jpeg (~5x faster to decode than png), png (lossless) or raw "

@@ -59,7 +59,7 @@ def job_config(augmentations, shards: int, compression: str = "none",
 
 def run_once(pairs, augmentations, workers: int, mode: str = "multi_processing",
              compression: str = "none", image_encoding: str = "jpeg",
-             mask_encoding: str = "packed", shards: int = 4) -> dict:
+             mask_encoding: str = "packed", shards: int = 0) -> dict:
     """One whole job in a fresh output folder; its timings and counts."""
     from apache_beam.options.pipeline_options import PipelineOptions
     config = job_config(augmentations, shards, compression, image_encoding, mask_encoding)
@@ -169,7 +169,7 @@ def main() -> None:
     p.add_argument("--compression", default="none", choices=("gzip", "none"))
     p.add_argument("--image_encoding", default="jpeg", choices=("jpeg", "png", "raw"))
     p.add_argument("--mask_encoding", default="packed", choices=("packed", "png"))
-    p.add_argument("--shards", type=int, default=4, help="shards per split (0: one per "
+    p.add_argument("--shards", type=int, default=0, help="shards per split (0: one per "
                                                          "writing worker, no shuffle)")
     p.add_argument("--profile", action="store_true",
                    help="print cProfile's top entries of one augmented image's tile work")

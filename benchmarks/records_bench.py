@@ -185,7 +185,7 @@ def main() -> None:
     parser.add_argument("--skip_preprocess", action="store_true", help="only [1] and [2]")
     parser.add_argument("--images", type=int, default=7, help="[3] images without augmentation")
     parser.add_argument("--aug_images", type=int, default=2, help="[3] images with augmentation")
-    parser.add_argument("--shards", type=int, default=4, help="[3] shards per split (0: auto)")
+    parser.add_argument("--shards", type=int, default=0, help="[3] shards per split (0: auto)")
     args = parser.parse_args()
     if not os.path.isdir(os.path.join(args.stare_dir, "stare-images")):
         sys.exit(f"records_bench: no STARE folder at {args.stare_dir}")

@@ -179,10 +179,12 @@ class PreprocessConfig:
     valid_ids: tuple[str, ...] = ()
     test_ids: tuple[str, ...] = ()
     seed: int = 0
-    # TFRecord files per split. 0: one per bundle of the writing workers, written where the
-    # records are made (no shuffle of every record to a fixed number of files: ~1 CPU s
-    # less per augmented STARE image on the DirectRunner); the count depends on the runner.
-    shards: int = 4
+    # TFRecord files per split. 0 (Beam's advice): one per bundle of the writing workers,
+    # written where the records are made; the count depends on the runner (DirectRunner:
+    # one per worker). A fixed count N shuffles every record through the runner into N
+    # files: on 2 DirectRunner workers that took 2.4 instead of 1.85 CPU s per augmented
+    # STARE image and a second worker no longer sped the job up (benchmarks/).
+    shards: int = 0
     # PNG tiles barely shrink under gzip (~9 %) but gzip costs ~7 ms per 512 tile.
     compression: str = "none"
     whole_image: bool = False

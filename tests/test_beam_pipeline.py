@@ -284,3 +284,21 @@ def test_shards_0_writes_where_records_are_made(synthetic_stare_dir, tmp_path):
     assert records[0] == records[3]
     with pytest.raises(ValueError, match="shards must be >= 0"):
         dataclasses.replace(config, shards=-1)
+
+
+def test_two_worker_processes_write_the_same_records(synthetic_stare_dir, tmp_path):
+    """The fan-out across real worker processes (tasks pickled between them) gives the
+    records of the in-memory run."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    pairs, problems = inputs.discover_stare(str(synthetic_stare_dir))
+    config = dataclasses.replace(CONFIG, augmentations=("hflip", "elastic"), shards=0)
+    records = {}
+    for mode, workers in (("in_memory", 1), ("multi_processing", 2)):
+        out = str(tmp_path / mode)
+        pipeline.run_job(config, pairs, problems, out, PipelineOptions([
+            f"--direct_running_mode={mode}", f"--direct_num_workers={workers}",
+            "--default_sdk_harness_log_level=WARNING"]))
+        _, raw, _ = _records(out)
+        records[mode] = {s: sorted(r) for s, r in raw.items()}
+    assert records["in_memory"] == records["multi_processing"]
+    assert sum(len(r) for r in records["in_memory"].values()) > 0

@@ -144,6 +144,8 @@ def stage_preprocess(config, paths: RunPaths, options: RunOptions) -> str:
     splits = ", ".join(f"{name} {len(s.image_ids)} images/{s.records} records"
                        for name, s in sorted(summary.info.splits.items()))
     rejected = f"; {len(summary.errors)} input(s) rejected" if summary.errors else ""
+    for warning in summary.warnings:  # e.g. a requested split left empty
+        _say("preprocess", f"WARNING: {warning}")
     return f"wrote {splits} to {paths.data_dir}{rejected}"
 
 

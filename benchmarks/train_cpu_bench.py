@@ -10,7 +10,9 @@ settings only take effect in a fresh process), and prints:
 
 Variants: the default (what vessel-train does), steps_per_execution (several steps per
 tf.function call: the Python/Keras per-step overhead is paid once), a larger batch,
-and explicit thread settings. Figures are noisy when other jobs share the cores: run
+explicit thread settings, and XLA (jit_compile: fuses the many tiny element-wise ops of a
+small model - batch norm, activations, the optimizer's per-variable updates - which
+Keras leaves off on CPU-only machines). Figures are noisy when other jobs share the cores: run
 the variants side by side in one invocation and compare ratios.
 
     python benchmarks/train_cpu_bench.py --data_dir runs/h3/s_unet_e30/data \
@@ -35,6 +37,9 @@ VARIANTS = {
     "batch=16": {"batch": 16},
     "batch=16+steps_per_execution=10": {"batch": 16, "steps_per_execution": 10},
     "intra=2/inter=1": {"intra": 2, "inter": 1},
+    "intra=1/inter=1": {"intra": 1, "inter": 1},
+    "jit_compile (XLA)": {"jit_compile": True},
+    "jit_compile+steps_per_execution=10": {"jit_compile": True, "steps_per_execution": 10},
     "input pipeline only": {"input_only": True},
 }
 
@@ -73,7 +78,8 @@ def measure(config_path: str, data_dir: str, steps: int, warmup: int, variant: d
                                                     clipvalue=config.model.clipvalue),
                     loss=losses.get_loss(config.model.loss),
                     metrics=metrics.segmentation_metrics(),
-                    steps_per_execution=variant.get("steps_per_execution", 1))
+                    steps_per_execution=variant.get("steps_per_execution", 1),
+                    jit_compile=variant.get("jit_compile", False))
         net.fit(data, steps_per_epoch=warmup, epochs=1, verbose=0)
         start, cpu = time.perf_counter(), _cpu()
         net.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)

@@ -40,6 +40,9 @@ VARIANTS = {
     "intra=1/inter=1": {"intra": 1, "inter": 1},
     "jit_compile (XLA)": {"jit_compile": True},
     "jit_compile+steps_per_execution=10": {"jit_compile": True, "steps_per_execution": 10},
+    "deterministic (--deterministic)": {"deterministic": True},
+    "oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)": {"env": {"TF_ENABLE_ONEDNN_OPTS": "0"}},
+    "intra=3/inter=1": {"intra": 3, "inter": 1},
     "input pipeline only": {"input_only": True},
 }
 
@@ -55,6 +58,9 @@ def measure(config_path: str, data_dir: str, steps: int, warmup: int, variant: d
         tf.config.threading.set_intra_op_parallelism_threads(variant["intra"])
         tf.config.threading.set_inter_op_parallelism_threads(variant["inter"])
     import keras
+    if variant.get("deterministic"):  # what vessel-train --deterministic turns on
+        keras.utils.set_random_seed(0)
+        tf.config.experimental.enable_op_determinism()
 
     from tiled_vessel_seg.configs import load_config
     from tiled_vessel_seg.tfrecords import reader
@@ -63,7 +69,8 @@ def measure(config_path: str, data_dir: str, steps: int, warmup: int, variant: d
     batch = variant.get("batch", config.train.batch_size)
     tile = (config.model.image_height, config.model.image_width)
     data = reader.make_dataset(data_dir, "train", batch, training=True, seed=0,
-                               tile_shape=tile)
+                               tile_shape=tile,
+                               deterministic=True if variant.get("deterministic") else None)
     if variant.get("input_only"):
         iterator = iter(data)
         for _ in range(warmup):
@@ -110,7 +117,8 @@ def main() -> None:
         out = subprocess.run(
             [sys.executable, __file__, "--config", args.config, "--data_dir", args.data_dir,
              "--steps", str(args.steps), "--warmup", str(args.warmup), "--_one", name],
-            capture_output=True, text=True, check=True)
+            capture_output=True, text=True, check=True,
+            env={**os.environ, **VARIANTS[name].get("env", {})})
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{name:34s} {r['tiles_per_s']:8.1f} {r['cores_busy']:10.2f} "
               f"{r['cpu_ms_per_tile']:11.2f}", flush=True)

@@ -93,10 +93,10 @@ def _main(argv: list[str]) -> int:
     from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
     from tiled_vessel_seg.trainer import train
     from tiled_vessel_seg.trainer.cluster import WorkerLostError
-    callbacks = epoch_callback.from_config(config, model_dir) + validation_images.from_dataset(
-        config, FLAGS.data_dir,
-        storage.join(model_dir, train.LOGS_DIR, validation_images.LOG_SUBDIR))
     try:
+        callbacks = epoch_callback.from_config(config, model_dir) + validation_images.from_dataset(
+            config, FLAGS.data_dir,
+            storage.join(model_dir, train.LOGS_DIR, validation_images.LOG_SUBDIR))
         train.train(config, FLAGS.data_dir, model_dir, num_cpu_replicas=FLAGS.num_cpu_replicas,
                     precision=FLAGS.precision, global_batch=FLAGS.global_batch_size,
                     worker_timeout=FLAGS.worker_timeout,

@@ -1,4 +1,4 @@
-"""`vessel-cv`: K-fold cross-validation BY IMAGE, as one command.
+r"""`vessel-cv`: K-fold cross-validation BY IMAGE, as one command.
 
     vessel-cv --config configs/stare_small.config --stare_dir ../shared/data/stare \
         --workdir runs/cv --folds 7
@@ -19,7 +19,6 @@ resumes from its last finished epoch); `--overwrite` redoes every fold.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import io
@@ -31,8 +30,11 @@ import time
 from typing import Optional, Sequence
 
 import numpy as np
+from absl import app, flags
 
-from tiled_vessel_seg import storage
+from tiled_vessel_seg import cli_app, storage
+
+FLAGS = flags.FLAGS
 
 CV_METRICS = "cv_metrics.csv"
 CV_REPORT = "cv_report.md"
@@ -337,70 +339,63 @@ def run_cv(config, stare_dir: str, workdir: str, folds: int, seed: int = 0,
     return overall
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vessel-cv", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="experiment config (INI + literals)")
-    parser.add_argument("--stare_dir", required=True,
-                        help="photos + labels in STARE layout (stare-images/, labels-ah/)")
-    parser.add_argument("--workdir", required=True, help="folder for the folds and reports")
-    parser.add_argument("--folds", type=int, default=5,
-                        help="K; K = number of images is leave-one-out (default: 5)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
-    parser.add_argument("--deterministic", action="store_true",
-                        help="seeded, ordered input and op determinism in training "
-                             "(repeatable bit for bit, slower)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="redo every fold even when its outputs exist")
-    parser.add_argument("--final", choices=("no", "also", "only"), default="no",
-                        help="also / only: train the recipe on every image (the config's "
-                             "valid_ids image validates) into WORKDIR/final/model, first")
-    parser.add_argument("--robustness", action="store_true",
-                        help="also score the held-out photos resized by 0.75 and 1.5, "
-                             "recoloured and JPEG-compressed (quality 70) with their fold's "
-                             "model: W/cv_robustness.csv and a table in the report")
-    parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
-    return parser
+def define_flags() -> None:
+    """vessel-cv's own flags (--config, --set and --verbose come from cli_app)."""
+    flags.DEFINE_string("stare_dir", None, "Photos + labels in STARE layout (stare-images/, "
+                        "labels-ah/). Required.")
+    flags.DEFINE_string("workdir", None, "Folder for the folds and reports. Required.")
+    flags.DEFINE_integer("folds", 5, "K; K = number of images is leave-one-out.", lower_bound=2)
+    flags.DEFINE_integer("seed", 0, "Seed of the fold assignment.")
+    flags.DEFINE_bool("deterministic", False, "Seeded, ordered input and op determinism in "
+                      "training (repeatable bit for bit).")
+    flags.DEFINE_bool("overwrite", False, "Redo every fold even when its outputs exist.")
+    flags.DEFINE_enum("final", "no", ["no", "also", "only"], "also / only: train the recipe on "
+                      "every image (the config's valid_ids image validates) into "
+                      "WORKDIR/final/model, first.")
+    flags.DEFINE_bool("robustness", False, "Also score the held-out photos resized by 0.75 "
+                      "and 1.5, recoloured and JPEG-compressed (quality 70) with their fold's "
+                      "model: W/cv_robustness.csv and a table in the report.")
+    flags.DEFINE_bool("quiet", False, "No per-epoch lines.")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import logging
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from tiled_vessel_seg import configs
+def _main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    for name in ("config", "stare_dir", "workdir"):
+        if not getattr(FLAGS, name):
+            raise app.UsageError(f"--{name} is required")
     from tiled_vessel_seg.pipeline import run as run_lib
     from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
     from tiled_vessel_seg.model_info import ModelDirError
-    overrides = list(args.overrides) + (["train.deterministic=True"] if args.deterministic
-                                        else [])
-    options = run_lib.RunOptions(overwrite=args.overwrite, verbose=0 if args.quiet else 2)
-    command = " ".join(["vessel-cv"] + list(sys.argv[1:] if argv is None else argv))
+    config = cli_app.load_config({"train.deterministic": FLAGS.deterministic or None})
+    options = run_lib.RunOptions(overwrite=FLAGS.overwrite, verbose=0 if FLAGS.quiet else 2)
+    command = " ".join(["vessel-cv"] + sys.argv[1:])
     start = time.time()
     try:
-        config = configs.load_config(args.config, overrides)
-        overall = run_cv(config, args.stare_dir, args.workdir, args.folds, args.seed,
-                         options, command, final=args.final,
-                         robustness=args.robustness)
-    except (configs.ConfigError, run_lib.StageError, DatasetError, ModelDirError,
-            FileNotFoundError, ValueError) as e:
-        print(f"vessel-cv: error: {e}", file=sys.stderr)
-        return 2
+        overall = run_cv(config, FLAGS.stare_dir, FLAGS.workdir, FLAGS.folds, FLAGS.seed,
+                         options, command, final=FLAGS.final, robustness=FLAGS.robustness)
+    except (run_lib.StageError, DatasetError, ModelDirError, FileNotFoundError,
+            ValueError) as e:
+        raise cli_app.ToolError(str(e)) from None
     if not overall:
-        print(f"vessel-cv: final model in {os.path.join(args.workdir, FINAL_DIR, 'model')} "
+        print(f"vessel-cv: final model in {os.path.join(FLAGS.workdir, FINAL_DIR, 'model')} "
               f"({time.time() - start:.0f} s)")
         return 0
     print(f"vessel-cv: F1 inside the FOV {overall['fov_dice'][0]:.4f} +- "
-          f"{overall['fov_dice'][1]:.4f} over {args.folds} folds; report: "
-          f"{os.path.join(args.workdir, CV_REPORT)} ({time.time() - start:.0f} s)")
+          f"{overall['fov_dice'][1]:.4f} over {FLAGS.folds} folds; report: "
+          f"{os.path.join(FLAGS.workdir, CV_REPORT)} ({time.time() - start:.0f} s)")
     return 0
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs vessel-cv in this process (tests, notebooks); argv without the program name."""
+    args = ["vessel-cv", *(sys.argv[1:] if argv is None else argv)]
+    return cli_app.invoke(__name__, __doc__, define_flags, _main, args)
+
+
 def run() -> None:
-    sys.exit(main())
+    """Console entry point `vessel-cv`."""
+    cli_app.run(__name__, __doc__, define_flags, _main)
 
 
 if __name__ == "__main__":

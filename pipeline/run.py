@@ -222,9 +222,11 @@ def stage_segment(config, paths: RunPaths, options: RunOptions) -> str:
     if not pairs:
         raise StageError(f"the dataset in {paths.data_dir} has no test images to segment")
     tiled = config.tiledinfer
+    # threshold None: model_info.json's, which is [tiledinfer] threshold unless training
+    # chose one on the validation data ([train] select_threshold).
     predictor = predictor_lib.load_predictor(
         paths.model_dir, overlap=tiled.overlap, batch_size=tiled.batch_size,
-        blend=tiled.blend, tta=tiled.tta, threshold=tiled.threshold, input_scale="native")
+        blend=tiled.blend, tta=tiled.tta, threshold=None, input_scale="native")
     from tiled_vessel_seg import imaging
     model = {"model_dir": paths.model_dir, "overlap": predictor.overlap,
              "blend": predictor.blend, "tta": predictor.tta, "input_scale": "native"}

@@ -121,3 +121,27 @@ def test_bad_stage_and_missing_stare_dir_are_one_line_errors(finished_run, capsy
     assert run_lib.main(["--config", str(config), "--workdir", str(tmp_path),
                          "--stare_dir", str(tmp_path / "nope")]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_segment_stage_uses_the_threshold_in_model_info(finished_run, tmp_path):
+    """[train] select_threshold writes the chosen threshold into model_info.json, so the
+    segment stage must binarise at that one, not at [tiledinfer] threshold (0.5)."""
+    import json
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    config, w = finished_run
+    copy = tmp_path / "w"
+    shutil.copytree(w, copy)
+    info_path = copy / "model" / "model_info.json"
+    info = json.loads(info_path.read_text())
+    info["threshold"] = 0.0  # every pixel has probability > 0: all vessel
+    info_path.write_text(json.dumps(info))
+    assert run_lib.main(["--config", str(config), "--workdir", str(copy), "--quiet",
+                         "--stages", "segment", "--overwrite"]) == 0
+    for image_id in ("im0003", "im0004"):
+        mask = cv2.imread(str(copy / "segment" / f"{image_id}.png"), cv2.IMREAD_GRAYSCALE)
+        assert mask is not None and mask.shape == (80, 96)
+        assert np.all(mask == 255), image_id

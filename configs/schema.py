@@ -83,6 +83,14 @@ class TrainConfig:
     reducer_patience: int = 4
     shuffle_buffer: int = 256
     online_augmentation: bool = False
+    # Robustness to other cameras (tfrecords/robust_augment.py), drawn per tile and epoch:
+    # zoom on vessel widths (low, high), per-channel gains 1 +- g, gamma (low, high), blur
+    # sigma up to s px and JPEG quality down to q on half the tiles. Defaults: off.
+    augment_zoom: tuple[float, float] = (1.0, 1.0)
+    augment_channel_gain: float = 0.0
+    augment_gamma: tuple[float, float] = (1.0, 1.0)
+    augment_blur_sigma: float = 0.0
+    augment_jpeg_quality: int = 100
     seed: int = 0
     # tf.data element order reproducible run to run (slower input pipeline), and
     # tf.config.experimental.enable_op_determinism() (vessel-train --deterministic).
@@ -114,6 +122,15 @@ class TrainConfig:
             raise ValueError(f"[train] lr_schedule must be plateau or cosine, got {self.lr_schedule!r}")
         if self.cosine_cycle_epochs < 1:
             raise ValueError(f"[train] cosine_cycle_epochs must be >= 1, got {self.cosine_cycle_epochs}")
+        for name in ("augment_zoom", "augment_gamma"):
+            low, high = getattr(self, name)
+            if not 0.0 < low <= high:
+                raise ValueError(f"[train] {name} must be (low, high) with 0 < low <= high, "
+                                 f"got {getattr(self, name)}")
+        if not (0.0 <= self.augment_channel_gain < 1.0 and self.augment_blur_sigma >= 0.0
+                and 1 <= self.augment_jpeg_quality <= 100):
+            raise ValueError("[train] augment_channel_gain must be in [0, 1), "
+                             "augment_blur_sigma >= 0 and augment_jpeg_quality in [1, 100]")
 
 
 @dataclasses.dataclass(frozen=True)

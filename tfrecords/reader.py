@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
+from tiled_vessel_seg.tfrecords import robust_augment as robust_lib
 from tiled_vessel_seg.tfrecords import schema
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -102,6 +103,7 @@ def check_shards_exist(paths: Iterable[str]) -> None:
 
 def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
                  shuffle_buffer: int = 256, augment: bool = False,
+                 robust: Optional[robust_lib.RobustAugmentation] = None,
                  deterministic: Optional[bool] = None, seed: Optional[int] = None,
                  input_context: Optional[tf.distribute.InputContext] = None,
                  info: Optional[dataset_info_lib.DatasetInfo] = None,
@@ -120,6 +122,8 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
       shuffle_buffer: records in the shuffle buffer (training only).
       augment: in-graph random symmetry of the square, brightness and contrast
         (`augment_tile`; training only).
+      robust: zoom, blur, gamma, channel gains, JPEG (`robust_augment`; training only),
+        after `augment`.
       deterministic: element order reproducible; default: True unless training.
       seed: seed of the shard/record shuffles and of the augmentation.
       input_context: from `strategy.distribute_datasets_from_function`; with several
@@ -186,11 +190,16 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
         records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
 
     parse = schema.tile_decoder(info.record_format)
-    if training and augment:  # decode and augment in one map: one element pass, not two
+    robust = robust if robust is not None and not robust.is_identity else None
+    if training and (augment or robust):  # decode and augment in one map: one element pass
+        def decode_and_augment(serialized, tile_seed):
+            seeds = tf.random.experimental.stateless_split(tile_seed, num=2)
+            image, mask = parse(serialized)
+            image, mask = augment_tile(image, mask, seeds[0]) if augment else to_float(image, mask)
+            return robust_lib.robust_augment(image, mask, seeds[1], robust) if robust else (image, mask)
         seeds = tf.data.Dataset.random(seed=seed).batch(2)
         tiles = tf.data.Dataset.zip((records, seeds)).map(
-            lambda serialized, s: augment_tile(*parse(serialized), s),
-            num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+            decode_and_augment, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     else:
         tiles = records.map(lambda serialized: to_float(*parse(serialized)),
                             num_parallel_calls=AUTOTUNE, deterministic=deterministic)

@@ -238,7 +238,7 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
     # (The training stream repeats forever, so it never runs out.)
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
-    from tiled_vessel_seg.tfrecords import reader
+    from tiled_vessel_seg.tfrecords import reader, robust_augment
     from tiled_vessel_seg.trainer import losses, metrics
     from tiled_vessel_seg.trainer import model as model_lib
     from tiled_vessel_seg import model_info as model_info_lib
@@ -279,6 +279,12 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
         return reader.make_dataset(
             data_dir, "train", batch, training=True, shuffle_buffer=config.train.shuffle_buffer,
             augment=config.train.online_augmentation,
+            robust=robust_augment.RobustAugmentation(
+                zoom_range=config.train.augment_zoom,
+                channel_gain=config.train.augment_channel_gain,
+                gamma_range=config.train.augment_gamma,
+                blur_sigma=config.train.augment_blur_sigma,
+                jpeg_quality=config.train.augment_jpeg_quality),
             deterministic=config.train.deterministic or None, seed=config.train.seed,
             input_context=context, info=info, tile_shape=tile_size)
 

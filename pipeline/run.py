@@ -319,6 +319,8 @@ def define_flags() -> None:
                       "auto: mixed_float16 on GPU, float32 on CPU.")
     flags.DEFINE_integer("direct_num_workers", 1, "Beam DirectRunner workers for the "
                          "preprocess stage.", lower_bound=1)
+    flags.DEFINE_bool("deterministic", False, "Seeded, ordered input and op determinism in "
+                      "training (repeatable bit for bit); same as --set train.deterministic=True.")
     flags.DEFINE_bool("quiet", False, "No per-epoch or per-image lines.")
 
 
@@ -354,7 +356,7 @@ def _main(argv: list[str]) -> int:
                          precision=FLAGS.precision, verbose=0 if FLAGS.quiet else 2,
                          direct_num_workers=FLAGS.direct_num_workers)
     start = time.time()
-    config = cli_app.load_config()
+    config = cli_app.load_config({"train.deterministic": FLAGS.deterministic or None})
     from tiled_vessel_seg import datasets
     if sum(bool(x) for x in (FLAGS.stare_dir, FLAGS.dataset_dir, FLAGS.manifest)) > 1:
         raise app.UsageError("give at most one of --stare_dir, --dataset_dir, --manifest")

@@ -47,7 +47,8 @@ def finished_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run")
     config = workdir / "tiny.config"
     config.write_text(TINY_CONFIG)
-    code = run_lib.main(["--config", str(config), "--workdir", str(workdir / "w"), "--quiet"])
+    code = run_lib.main(["--config", str(config), "--workdir", str(workdir / "w"), "--quiet",
+                         "--deterministic"])
     assert code == 0
     return config, workdir / "w"
 
@@ -64,6 +65,13 @@ def test_every_stage_writes_its_outputs(finished_run):
                  "model/evaluation.csv", "segment/im0003.png", "segment/im0004.png",
                  "segment/metrics.csv", "report.md", "montage.png", "training_curves.png"]:
         assert (w / name).exists(), name
+
+
+def test_deterministic_flag_reaches_the_training_config(finished_run):
+    import json
+    _, workdir = finished_run
+    with open(workdir / "model" / "model_info.json") as f:
+        assert json.load(f)["config"]["train"]["deterministic"] is True
 
 
 def test_segment_stage_covers_exactly_the_test_images_at_native_size(finished_run):

@@ -28,9 +28,6 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    from tiled_vessel_seg import models
-    flags.DEFINE_string("model", None, models.MODEL_FLAG_HELP)
-    flags.DEFINE_alias("model_dir", "model")
     flags.DEFINE_multi_string("input", None, "Image files, folders or globs (local or "
                               "gs://). Repeat the flag or list paths after it: --input a.jpg "
                               "b/ 'c/*.ppm.gz'. Formats: png jpg gif bmp ppm pgm tif, "
@@ -73,11 +70,7 @@ def main(argv: list[str]) -> int:
     from tiled_vessel_seg import model_info
     from tiled_vessel_seg.inference import predictor as predictor_lib
     from tiled_vessel_seg import datasets
-    from tiled_vessel_seg import models
-    try:  # first: with no --model this prints that the shipped model is used
-        model_dir = models.resolve_model_flag("vessel-segment", FLAGS.model)
-    except models.UnknownModelError as e:
-        raise cli_app.ToolError(str(e)) from None
+    model_dir = predictor_flags.model_dir("vessel-segment")
     if not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required")
     patterns = list(FLAGS.input or []) + list(argv[1:])

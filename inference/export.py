@@ -55,9 +55,6 @@ def graph_op_types(saved_model_dir: str) -> set[str]:
 
 
 def define_flags() -> None:
-    from tiled_vessel_seg import models
-    flags.DEFINE_string("model", None, models.MODEL_FLAG_HELP)
-    flags.DEFINE_alias("model_dir", "model")
     flags.DEFINE_string("output_dir", None, "SavedModel directory to write (local or gs://).")
     predictor_flags.define_flags()
 
@@ -67,11 +64,7 @@ def main(argv: list[str]) -> int:
     from tiled_vessel_seg.inference import predictor as predictor_lib
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from tiled_vessel_seg import models
-    try:  # first: with no --model this prints that the shipped model is used
-        model_dir = models.resolve_model_flag("vessel-export", FLAGS.model)
-    except models.UnknownModelError as e:
-        raise cli_app.ToolError(str(e)) from None
+    model_dir = predictor_flags.model_dir("vessel-export")
     if not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required")
     options = predictor_flags.predictor_options()

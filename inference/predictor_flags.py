@@ -20,6 +20,10 @@ CONFIG_KEYS = {"overlap": "overlap", "batch_size": "batch_size", "blend": "blend
 
 
 def define_flags() -> None:
+    """--model (alias --model_dir) and the tiling flags."""
+    from tiled_vessel_seg import models
+    flags.DEFINE_string("model", None, models.MODEL_FLAG_HELP)
+    flags.DEFINE_alias("model_dir", "model")
     flags.DEFINE_integer("overlap", None, "Tile overlap in px (default: [tiledinfer] "
                          "overlap with --config/--set, else model_info.json).")
     flags.DEFINE_integer("min_overlap", None, "Instead of --overlap: per image, the smallest "
@@ -49,6 +53,16 @@ def define_flags() -> None:
                       "input size; auto: per image, whichever of the two its size fits (the "
                       "training photos' sizes are in model_info.json), said in the per-image "
                       f"line (default: [tiledinfer] input_scale, {_DEFAULTS.input_scale}).")
+
+
+def model_dir(tool: str) -> str:
+    """The directory of --model (a shipped name or a directory). Call it first: with no
+    --model it prints, as the tool's first line, that the shipped model is used."""
+    from tiled_vessel_seg import models
+    try:
+        return models.resolve_model_flag(tool, FLAGS.model)
+    except models.UnknownModelError as e:
+        raise cli_app.ToolError(str(e)) from None
 
 
 def predictor_options() -> dict:

@@ -12,6 +12,9 @@ JSON fields:
     compression: "gzip" | "none"
     encoding: {"image": "jpeg"|"png"|"raw", "mask": "png"|"packed", "jpeg_quality": int}
               (absent in version 1 files: PNG images and masks)
+    has_fov: bool, every record carries a field-of-view plane (schema.FOV_KEY), made from
+             the dataset's FOV files or computed from the photograph (images.jsonl says
+             which per image); absent (false) in older files
     parameters: {key: value}, every job parameter (config [preprocess] + inputs), read
                 into DatasetParameters (typed tile_size, scale, split_assignment)
     splits: {split: {"image_ids": [str], "tiles": int, "augmented_tiles": int,
@@ -99,6 +102,7 @@ class DatasetInfo:
     # dataclasses.asdict(TileEncoding); None only in version-1 files (PNG image and mask).
     encoding: Optional[dict[str, Any]] = None
     source_sizes: list[list[int]] = dataclasses.field(default_factory=list)
+    has_fov: bool = False
 
     def __post_init__(self):
         if not isinstance(self.parameters, DatasetParameters):
@@ -110,8 +114,11 @@ class DatasetInfo:
         if self.encoding is None:
             if self.schema_version != 1:
                 raise ValueError(f"schema version {self.schema_version} needs an encoding")
+            if self.has_fov:
+                raise ValueError("schema version 1 has no FOV plane")
             return schema.VERSION_1
-        return schema.RecordFormat(self.schema_version, encoding_lib.TileEncoding(**self.encoding))
+        return schema.RecordFormat(self.schema_version, encoding_lib.TileEncoding(**self.encoding),
+                                   has_fov=bool(self.has_fov))
 
     @property
     def tfrecord_compression(self) -> str:
@@ -158,6 +165,15 @@ def read_dataset_info(data_dir: str) -> DatasetInfo:
     except (ValueError, TypeError) as e:
         raise DatasetError(f"{path}: bad encoding {info.encoding}: {e}") from None
     return info
+
+
+def require_fov(data_dir: str, info: DatasetInfo, needed_by: str) -> None:
+    """Raises DatasetError naming the dataset when its records carry no FOV plane."""
+    if not info.has_fov:
+        raise DatasetError(
+            f"{join(data_dir, INFO_FILE)}: the records carry no FOV masks, which {needed_by} "
+            f"needs; re-run vessel-preprocess with [preprocess] fov_masks = True "
+            f"(vessel-run: --overwrite)")
 
 
 def write_dataset_info(data_dir: str, info: DatasetInfo) -> str:

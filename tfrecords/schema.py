@@ -8,6 +8,9 @@ One `tf.train.Example` per tile. Schema version 2 (written today):
 | image/encoding     | bytes  | b"jpeg", b"png" or b"raw" (C-order bytes)               |
 | mask/encoded       | bytes  | binary vessel mask [H, W], in `mask/encoding`           |
 | mask/encoding      | bytes  | b"png" (grey 0/255) or b"packed" (np.packbits, 1 bit/px)|
+| fov/encoded        | bytes  | optional: field-of-view mask [H, W], 1 inside, in       |
+|                    |        | `mask/encoding`; every record of a dataset whose        |
+|                    |        | dataset_info.json says has_fov, none otherwise          |
 | image_id           | bytes  | source image id, e.g. b"im0001"                         |
 | tile_y, tile_x     | int64  | tile origin in the enlarged image; -1 for whole image   |
 | height, width      | int64  | tile height and width in px                             |
@@ -20,7 +23,10 @@ One `tf.train.Example` per tile. Schema version 2 (written today):
 Schema version 1 (still read) had the same metadata and PNG pixels under `image/png` and
 `mask/png`. Encodings are described in `encoding.py`; all records of a dataset share one
 (`dataset_info.json` records it), so the reader builds one parse function per dataset
-(`tile_decoder`) instead of branching per record.
+(`tile_decoder`) instead of branching per record. The FOV plane went through exactly the
+same cut, enlargement and augmentation as the vessel mask (beam_jobs/tile_tasks.py); the
+decoder returns the two as label planes [H, W, 2] (vessels, FOV) when asked, which is
+what `[train] loss_mask = "fov"` trains on. Records without it read as before.
 
 `encode_example` needs neither TensorFlow nor a graph (OpenCV codecs and a hand-written
 protobuf serialiser), so a Beam worker can use it; the parse functions are pure TF graph
@@ -29,7 +35,7 @@ code for `Dataset.map`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -47,6 +53,7 @@ IMAGE_KEY = "image/encoded"
 MASK_KEY = "mask/encoded"
 IMAGE_ENCODING_KEY = "image/encoding"
 MASK_ENCODING_KEY = "mask/encoding"
+FOV_KEY = "fov/encoded"  # schema version 2, optional; encoded like the mask
 V1_IMAGE_KEY = "image/png"
 V1_MASK_KEY = "mask/png"
 _INT_KEYS = ("tile_y", "tile_x", "height", "width", "scale", "schema_version")
@@ -56,9 +63,11 @@ _FLOAT_KEYS = ("vessel_fraction",)
 
 @dataclasses.dataclass(frozen=True)
 class RecordFormat:
-    """How the records of one dataset are laid out: schema version and pixel encodings."""
+    """How the records of one dataset are laid out: schema version, pixel encodings, and
+    whether every record carries a FOV plane (`FOV_KEY`)."""
     schema_version: int = SCHEMA_VERSION
     encoding: TileEncoding = TileEncoding()
+    has_fov: bool = False
 
     def __post_init__(self):
         if self.schema_version not in READABLE_VERSIONS:
@@ -66,6 +75,8 @@ class RecordFormat:
                              f"{', '.join(map(str, READABLE_VERSIONS))}")
         if self.schema_version == 1 and (self.encoding.image, self.encoding.mask) != ("png", "png"):
             raise ValueError("record schema version 1 stores PNG images and masks only")
+        if self.schema_version == 1 and self.has_fov:
+            raise ValueError("record schema version 1 has no FOV plane")
 
     @property
     def image_key(self) -> str:
@@ -84,6 +95,7 @@ class TileRecord:
     """One tile as the Beam job produces it (numpy, no TF).
 
     image: uint8 [H, W, 3] RGB. mask: uint8 [H, W] or [H, W, 1], values {0, 1} or {0, 255}.
+    fov: like mask, non-zero inside the field of view; None writes no FOV plane.
     """
     image: np.ndarray
     mask: np.ndarray
@@ -93,6 +105,7 @@ class TileRecord:
     scale: int
     augmentation: str
     source_path: str
+    fov: Optional[np.ndarray] = None
 
     @property
     def vessel_fraction(self) -> float:
@@ -109,7 +122,15 @@ def encode_example(record: TileRecord, encoding: TileEncoding = TileEncoding()) 
         mask = mask[..., 0]
     if mask.shape != image.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} does not match image {image.shape[:2]}")
+    planes = {}
+    if record.fov is not None:
+        fov = np.asarray(record.fov)
+        fov = fov[..., 0] if fov.ndim == 3 else fov
+        if fov.shape != image.shape[:2]:
+            raise ValueError(f"fov shape {fov.shape} does not match image {image.shape[:2]}")
+        planes[FOV_KEY] = encoding_lib.encode_mask(fov, encoding)
     return serialize_example({
+        **planes,
         IMAGE_KEY: encoding_lib.encode_image(image, encoding),
         IMAGE_ENCODING_KEY: encoding.image.encode(),
         MASK_KEY: encoding_lib.encode_mask(mask, encoding),
@@ -127,17 +148,24 @@ def encode_example(record: TileRecord, encoding: TileEncoding = TileEncoding()) 
     })
 
 
-def feature_spec(record_format: RecordFormat = RecordFormat(), metadata: bool = True) -> dict:
+def feature_spec(record_format: RecordFormat = RecordFormat(), metadata: bool = True,
+                 with_fov: bool = False) -> dict:
     """The `tf.io.parse_single_example` spec of `record_format`.
 
     metadata=False keeps only what decoding needs (pixels, height, width): parsing fewer
-    features is cheaper in the training input pipeline.
+    features is cheaper in the training input pipeline. with_fov adds the FOV plane
+    (the format must have one).
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     spec = {record_format.image_key: tf.io.FixedLenFeature([], tf.string),
             record_format.mask_key: tf.io.FixedLenFeature([], tf.string),
             "height": tf.io.FixedLenFeature([], tf.int64),
             "width": tf.io.FixedLenFeature([], tf.int64)}
+    if with_fov:
+        if not record_format.has_fov:
+            raise ValueError("these records carry no FOV plane (dataset_info.json: has_fov "
+                             "is false)")
+        spec[FOV_KEY] = tf.io.FixedLenFeature([], tf.string)
     if metadata:
         spec.update({k: tf.io.FixedLenFeature([], tf.int64) for k in _INT_KEYS})
         spec.update({k: tf.io.FixedLenFeature([], tf.string) for k in _BYTES_KEYS})
@@ -181,7 +209,8 @@ def _mask_decoder(encoding: TileEncoding) -> Callable:
     return unpack
 
 
-def tile_decoder(record_format: RecordFormat, metadata: bool = False) -> Callable:
+def tile_decoder(record_format: RecordFormat, metadata: bool = False,
+                 with_fov: bool = False) -> Callable:
     """The parse function of one dataset: serialized Example -> decoded tile (graph ops).
 
     Built once per dataset: the decode ops are chosen here, in Python, from
@@ -189,10 +218,11 @@ def tile_decoder(record_format: RecordFormat, metadata: bool = False) -> Callabl
 
     Returns fn(serialized scalar string) -> (image uint8 [H, W, 3], mask uint8 [H, W, 1]
     in {0, 1}), plus the metadata dict of scalar tensors as a third element when
-    `metadata` is True.
+    `metadata` is True. With `with_fov` the mask is the label planes uint8 [H, W, 2]
+    in {0, 1}: vessels, then the field of view (ValueError if the format has no FOV).
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    spec = feature_spec(record_format, metadata)
+    spec = feature_spec(record_format, metadata, with_fov)
     decode_image = _image_decoder(record_format.encoding)
     decode_mask = _mask_decoder(record_format.encoding)
 
@@ -204,6 +234,10 @@ def tile_decoder(record_format: RecordFormat, metadata: bool = False) -> Callabl
                                 [None, None, 3])
         mask = tf.ensure_shape(decode_mask(parsed.pop(record_format.mask_key), height, width),
                                [None, None, 1])
+        if with_fov:
+            fov = tf.ensure_shape(decode_mask(parsed.pop(FOV_KEY), height, width),
+                                  [None, None, 1])
+            mask = tf.concat([mask, tf.cast(fov, mask.dtype)], axis=-1)
         if not metadata:
             return image, mask
         return image, mask, parsed
@@ -222,26 +256,31 @@ def record_format_of(serialized: bytes) -> RecordFormat:
     version = features["schema_version"].int64_list.value[0]
     return RecordFormat(int(version), TileEncoding(
         image=features[IMAGE_ENCODING_KEY].bytes_list.value[0].decode(),
-        mask=features[MASK_ENCODING_KEY].bytes_list.value[0].decode()))
+        mask=features[MASK_ENCODING_KEY].bytes_list.value[0].decode()),
+        has_fov=FOV_KEY in features)
 
 
-def parse_example(serialized, record_format: RecordFormat = RecordFormat()):
+def parse_example(serialized, record_format: RecordFormat = RecordFormat(),
+                  with_fov: bool = False):
     """Parses one serialized Example of `record_format` (TF graph op; use inside `Dataset.map`).
 
     Returns:
-      image: uint8 [H, W, 3]; mask: uint8 [H, W, 1] with values {0, 255};
+      image: uint8 [H, W, 3]; mask: uint8 [H, W, 1] with values {0, 255} ([H, W, 2]:
+      vessels, FOV with `with_fov`);
       metadata: dict of scalar tensors (image_id, tile_y, tile_x, height, width, scale,
       augmentation, vessel_fraction, source_path, schema_version; version 2 also
       image/encoding and mask/encoding).
     """
-    image, mask, parsed = tile_decoder(record_format, metadata=True)(serialized)
+    image, mask, parsed = tile_decoder(record_format, metadata=True, with_fov=with_fov)(serialized)
     return image, mask * 255, parsed
 
 
-def decode_example_numpy(serialized: bytes) -> tuple[np.ndarray, np.ndarray, dict]:
+def decode_example_numpy(serialized: bytes, with_fov: bool = False
+                         ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Eager/numpy convenience for tests and tools: (image, mask {0, 255}, metadata as Python
-    values), decoded by the same graph ops as training, in the record's own format."""
-    image, mask, meta = parse_example(serialized, record_format_of(serialized))
+    values), decoded by the same graph ops as training, in the record's own format.
+    with_fov: the mask is [H, W, 2], vessels then FOV (the record must carry one)."""
+    image, mask, meta = parse_example(serialized, record_format_of(serialized), with_fov)
     out = {}
     for key, value in meta.items():
         v = value.numpy()

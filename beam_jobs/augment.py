@@ -4,7 +4,8 @@ Each augmentation is one geometric map. Random maps are drawn from a numpy Gener
 seeded by a stable hash of (seed, image id, tile origin, augmentation name), so a tile's
 augmented copies are the same on every run and every worker. Image and mask are warped
 with one fixed-point map (cv2.convertMaps), so they get the same field by
-construction; the mask channel is re-thresholded at half afterwards.
+construction; the mask channel is re-thresholded at half afterwards. "mask" may be
+label planes uint8 [H, W, 2] (vessels, field of view): both planes take the one map.
 
 Augmentation names (configs.schema.REFERENCE_AUGMENTATIONS):
   hflip, vflip, rot90, rot180, rot270        exact numpy flips / rotations (counter-clockwise)
@@ -153,11 +154,13 @@ def draw_map(variant: Variant, shape: tuple[int, int], rng: np.random.Generator,
 
 def remap_pair(image: np.ndarray, mask: np.ndarray, map_x: np.ndarray,
                map_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Warps image uint8 [H, W, 3] and mask [H, W] {0, 1} with the SAME bilinear map.
+    """Warps image uint8 [H, W, 3] and mask [H, W] {0, 1} (or label planes [H, W, 2]) with
+    the SAME bilinear map.
 
     The float maps are converted once to OpenCV's fixed-point form and that one map
     warps both arrays, so image and mask sample identical positions and weights.
-    Returns image uint8 [H, W, 3] and mask uint8 [H, W] {0, 1} (re-thresholded at half).
+    Returns image uint8 [H, W, 3] and mask uint8 [H, W] {0, 1} (re-thresholded at half),
+    [H, W, 2] for label planes.
     """
     import cv2
     fixed_xy, fixed_frac = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
@@ -172,7 +175,8 @@ def remap_pair(image: np.ndarray, mask: np.ndarray, map_x: np.ndarray,
 def augment(image: np.ndarray, mask: np.ndarray, variant: Variant, rng: np.random.Generator,
             elastic_alpha: float = 1300.0,
             elastic_sigma: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
-    """One augmented copy of (image uint8 [H, W, 3], mask uint8 [H, W] {0, 1})."""
+    """One augmented copy of (image uint8 [H, W, 3], mask uint8 [H, W] {0, 1} or label
+    planes [H, W, 2])."""
     if variant.kind in FLIPS_AND_ROTATIONS:
         return (flip_or_rotate(np.ascontiguousarray(image), variant.kind),
                 flip_or_rotate(np.ascontiguousarray(mask), variant.kind))

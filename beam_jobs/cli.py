@@ -31,7 +31,7 @@ PROGRAM = "vessel-preprocess"
 # flag -> [preprocess] key, for the job flags that override the config one to one.
 CONFIG_KEYS = ("scale", "tile_size", "tile_stride", "min_vessel_fraction", "split", "seed",
                "shards", "compression", "image_encoding", "jpeg_quality", "mask_encoding",
-               "whole_image")
+               "whole_image", "fov_masks")
 
 
 def parse_augmentations(text: str) -> tuple[str, ...]:
@@ -99,6 +99,10 @@ def define_flags() -> None:
                       f"lossless: packed (1 bit per pixel) or png {job}.")
     flags.DEFINE_bool("whole_image", None, "Also write each whole image letterboxed and "
                       f"resized to a tile {job}.")
+    flags.DEFINE_bool("fov_masks", None, "Also store each tile's field-of-view plane (the "
+                      "--fov_dir/layout/manifest FOV file, else computed from the photo), cut "
+                      "and augmented with the vessel mask, for [train] loss_mask = \"fov\" "
+                      f"{job}.")
     flags.DEFINE_bool("allow_errors", False, "Exit 0 even when some inputs were rejected.")
     flags.DEFINE_bool("overwrite", False, "Replace a dataset already in --output_dir.")
     flags.DEFINE_string("runner", "DirectRunner", "Beam runner, e.g. DirectRunner or "

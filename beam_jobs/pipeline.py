@@ -13,9 +13,12 @@ tiles; any failure there makes the image one dead letter, and it happens before 
 first tile task is emitted, so a bad image is never half present in the shards. Each
 task carries the tile's small source window, not the enlarged tile (see tile_tasks.py).
 `TileRecordsFn` rebuilds the tile, augments training tiles and encodes the records
-(tfrecords/encoding.py). After the pipeline finishes, `finalize_dataset` writes
-statistics.png and, last and atomically, dataset_info.json from images.jsonl,
-errors.jsonl and the shard files actually written.
+(tfrecords/encoding.py). With [preprocess] fov_masks every record also carries the
+tile's field-of-view plane: the pair's FOV file, else computed from the photograph
+(tiled_vessel_seg/fov.py), moved with the vessel mask as one array (tile_tasks.py).
+After the pipeline finishes, `finalize_dataset` writes statistics.png and, last and
+atomically, dataset_info.json from images.jsonl, errors.jsonl and the shard files
+actually written.
 """
 from __future__ import annotations
 
@@ -48,11 +51,13 @@ TASKS_TAG = "tasks"
 
 @dataclasses.dataclass(frozen=True)
 class WorkItem:
-    """One image to process: a pair and the split it was assigned to."""
+    """One image to process: a pair and the split it was assigned to; fov_path: the
+    dataset's FOV mask (None: computed from the photograph when FOV planes are written)."""
     image_id: str
     image_path: str
     mask_path: str
     split: str
+    fov_path: str | None = None
 
 
 def error_line(path: str, stage: str, reason: str, image_id: str | None = None) -> str:
@@ -79,6 +84,26 @@ def load_pair(item: WorkItem) -> tuple[object, object, dict]:
     return image, mask, checksums
 
 
+FOV_FROM_FILE = "file"
+FOV_COMPUTED = "computed"
+
+
+def load_fov(item: WorkItem, image) -> tuple[object, dict, str]:
+    """The field of view of one pair: (uint8 [H, W] {0, 1}, checksums {path: sha256},
+    source FOV_FROM_FILE or FOV_COMPUTED). From item.fov_path when the pair has one,
+    else computed from the photograph. Raises ImageReadError naming the FOV file."""
+    if item.fov_path is None:
+        from tiled_vessel_seg import fov as fov_lib  # OpenCV: loaded by the worker only
+        return fov_lib.fov_mask(image).astype("uint8"), {}, FOV_COMPUTED
+    data = imaging.read_image_bytes(item.fov_path)
+    fov = imaging.decode_mask_bytes(item.fov_path, data)
+    if fov.shape[:2] != image.shape[:2]:
+        raise imaging.ImageReadError(
+            item.fov_path, f"size mismatch: FOV mask is {fov.shape[1]}x{fov.shape[0]}, "
+                           f"image {item.image_path} is {image.shape[1]}x{image.shape[0]} (WxH)")
+    return fov, {item.fov_path: imaging.sha256_hex(data)}, FOV_FROM_FILE
+
+
 def tile_encoding(config: PreprocessConfig) -> TileEncoding:
     """The record encodings the [preprocess] config asks for."""
     return TileEncoding(config.image_encoding, config.mask_encoding, config.jpeg_quality)
@@ -102,8 +127,12 @@ class PlanImageFn(beam.DoFn):
         _single_threaded_opencv()
 
     def process(self, item: WorkItem):
+        fov, fov_source = None, None
         try:
             image, mask, checksums = load_pair(item)
+            if self._config.fov_masks:
+                fov, fov_checksums, fov_source = load_fov(item, image)
+                checksums.update(fov_checksums)
         except imaging.ImageReadError as e:
             self._errors.inc()
             yield beam.pvalue.TaggedOutput(ERRORS_TAG, error_line(e.path, "read", e.reason,
@@ -111,7 +140,7 @@ class PlanImageFn(beam.DoFn):
             return
         try:
             plan = tile_tasks.plan_image(item.image_id, item.image_path, item.split, image,
-                                         mask, self._config)
+                                         mask, self._config, fov)
         except Exception as e:  # noqa: BLE001 - one bad image must not stop the job
             self._errors.inc()
             yield beam.pvalue.TaggedOutput(ERRORS_TAG, error_line(
@@ -121,7 +150,9 @@ class PlanImageFn(beam.DoFn):
         self._kept.inc(plan.tiles_kept)
         self._dropped.inc(plan.tiles_dropped)
         yield from plan.tasks
+        fov_stats = {"fov_source": fov_source, "fov_path": item.fov_path} if fov_source else {}
         yield beam.pvalue.TaggedOutput(STATS_TAG, json.dumps({
+            **fov_stats,
             "image_id": item.image_id, "split": item.split, "image_path": item.image_path,
             "mask_path": item.mask_path, "tiles_total": plan.tiles_total,
             "tiles_kept": plan.tiles_kept, "tiles_dropped": plan.tiles_dropped,
@@ -254,6 +285,8 @@ class JobSummary:
     warnings: list[str] = dataclasses.field(default_factory=list)
     # errors.jsonl of this run, None when it was not kept (an old dataset stayed in place).
     errors_file: str | None = None
+    # Images whose FOV plane came from the dataset's FOV file (the others' was computed).
+    fov_files: int = 0
 
 
 def requested_splits(config: PreprocessConfig) -> list[str]:
@@ -312,6 +345,7 @@ def finalize_dataset(output_dir: str, config: PreprocessConfig, parameters: dict
             input_checksums=dict(sorted(checksums.items())),
             source_sizes=[list(t) for t in sorted({tuple(s["source_size"]) for s in stats
                                                   if "source_size" in s})],
+            has_fov=config.fov_masks,
             versions={"tensorflow": tf.__version__, "apache_beam": beam.__version__,
                       "python": platform.python_version()},
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
@@ -324,7 +358,8 @@ def finalize_dataset(output_dir: str, config: PreprocessConfig, parameters: dict
         tiles_dropped=sum(s["tiles_dropped"] for s in stats),
         augmented=sum(s["augmented"] for s in stats), errors=errors, output_dir=output_dir,
         warnings=empty_split_warnings(config, assignment, splits),
-        errors_file=info_lib.join(output_dir, info_lib.ERRORS_FILE))
+        errors_file=info_lib.join(output_dir, info_lib.ERRORS_FILE),
+        fov_files=sum(s.get("fov_source") == FOV_FROM_FILE for s in stats))
 
 
 def format_summary(summary: JobSummary) -> str:
@@ -332,6 +367,9 @@ def format_summary(summary: JobSummary) -> str:
              f"images written to {summary.output_dir}",
              f"  tiles kept {summary.tiles_kept}, dropped (vessel-free) {summary.tiles_dropped}, "
              f"augmented copies {summary.augmented}"]
+    if summary.info is not None and summary.info.has_fov:
+        lines.append(f"  FOV planes in every record: {summary.fov_files} image(s) from FOV "
+                     f"files, {summary.images_written - summary.fov_files} computed from the photo")
     if summary.info is not None:
         for name, s in summary.info.splits.items():
             lines.append(f"  {name:5s}: {len(s.image_ids)} images, {s.tiles} tiles + "
@@ -469,8 +507,8 @@ def run_job(config: PreprocessConfig, pairs: Iterable[inputs.ImagePair],
     problems = list(problems)
     assignment = split.assign_splits([p.image_id for p in pairs], config.split, config.seed,
                                      config.valid_ids, config.test_ids)
-    items = [WorkItem(p.image_id, p.image_path, p.mask_path, assignment[p.image_id])
-             for p in pairs]
+    items = [WorkItem(p.image_id, p.image_path, p.mask_path, assignment[p.image_id],
+                      p.fov_path) for p in pairs]
     replacing = prepare_output_dir(output_dir, overwrite)
     # A dataset already there stays whole until the new one is complete beside it.
     job_dir = (storage.join(output_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}")

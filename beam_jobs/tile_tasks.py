@@ -14,11 +14,17 @@ photograph the tile is enlarged from plus MARGIN px around them (~110 x 110 x 3 
 bilinear interpolation at an integer scale read at most 2 source pixels on either side,
 so the window's enlargement equals the whole image's enlargement on the tile exactly
 (tested, on real photographs too).
+
+Label planes: when the job writes field-of-view planes ([preprocess] fov_masks), the
+vessel mask and the FOV travel as ONE array [h, w, 2] (vessels, FOV) through enlargement,
+cutting, padding and every augmentation, so the FOV gets exactly the mask's geometry
+(same tiles, flips, rotations, the same elastic field) by construction. Without FOV the
+labels are the mask [h, w], as before.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -37,7 +43,8 @@ class TileTask:
     (y, x): tile origin in the enlarged image of `enlarged_shape` (H, W); (-1, -1) is the
     whole-image sample. image uint8 [h, w, 3] / mask uint8 [h, w] {0, 1}: the source
     window whose top-left source pixel is `window_origin`, or, when `finished`, the tile
-    itself (the whole-image sample, made from the whole enlarged image).
+    itself (the whole-image sample, made from the whole enlarged image). With FOV planes,
+    mask is the label planes uint8 [h, w, 2] {0, 1}: vessels, then field of view.
     """
     image_id: str
     source_path: str
@@ -76,14 +83,34 @@ def source_window(start: int, tile_size: int, enlarged_length: int, source_lengt
     return first, last
 
 
+def label_planes(mask: np.ndarray, fov: Optional[np.ndarray]) -> np.ndarray:
+    """mask uint8 [h, w] {0, 1} and fov (same, or None) -> uint8 [h, w, 2] (vessels, FOV),
+    or the mask itself when fov is None."""
+    if fov is None:
+        return mask
+    if fov.shape[:2] != mask.shape[:2]:
+        raise ValueError(f"FOV {fov.shape[:2]} and mask {mask.shape[:2]} differ in size")
+    return np.dstack([mask, (fov > 0).astype(mask.dtype)])
+
+
+def split_planes(labels: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """The inverse of `label_planes`: (mask [h, w], fov [h, w] or None)."""
+    if labels.ndim == 2:
+        return labels, None
+    return labels[..., 0], labels[..., 1]
+
+
 def plan_image(image_id: str, source_path: str, split: str, image: np.ndarray,
-               mask: np.ndarray, config: PreprocessConfig) -> ImagePlan:
+               mask: np.ndarray, config: PreprocessConfig,
+               fov: Optional[np.ndarray] = None) -> ImagePlan:
     """Stages 1-3 and 7 of one decoded pair: the kept tiles as tasks, and the counts.
 
-    image uint8 [h, w, 3]; mask uint8 [h, w] {0, 1} of the same size.
+    image uint8 [h, w, 3]; mask uint8 [h, w] {0, 1} of the same size; fov uint8 [h, w]
+    {0, 1} or None (no FOV plane in the records). Tiles are kept on the vessels alone.
     """
     if image.shape[:2] != mask.shape[:2]:
         raise ValueError(f"image {image.shape[:2]} and mask {mask.shape[:2]} differ in size")
+    labels = label_planes(mask, fov)
     scale, size = config.scale, config.tile_size
     h, w = mask.shape
     big_mask = enlarge.enlarge_mask(mask, scale)
@@ -98,11 +125,12 @@ def plan_image(image_id: str, source_path: str, split: str, image: np.ndarray,
         x0, x1 = source_window(x, size, width, w, scale)
         tasks.append(TileTask(image_id, source_path, split, y, x, (height, width), (y0, x0),
                               np.ascontiguousarray(image[y0:y1, x0:x1]),
-                              np.ascontiguousarray(mask[y0:y1, x0:x1])))
+                              np.ascontiguousarray(labels[y0:y1, x0:x1])))
     kept = len(tasks)
     if config.whole_image:
         big_image = enlarge.enlarge_image(image, scale)
-        small_image, small_mask = tiling.whole_image_sample(big_image, big_mask, size)
+        big_labels = big_mask if fov is None else enlarge.enlarge_mask(labels, scale)
+        small_image, small_mask = tiling.whole_image_sample(big_image, big_labels, size)
         tasks.append(TileTask(image_id, source_path, split, schema.WHOLE_IMAGE_ORIGIN,
                               schema.WHOLE_IMAGE_ORIGIN, (height, width), (0, 0),
                               small_image, small_mask, finished=True))
@@ -119,7 +147,8 @@ def augment_variants(split: str, config: PreprocessConfig) -> list[augment.Varia
 
 
 def build_tile(task: TileTask, config: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The task's tile: image uint8 [T, T, 3], mask uint8 [T, T] {0, 1}."""
+    """The task's tile: image uint8 [T, T, 3], labels uint8 [T, T] {0, 1} (or [T, T, 2],
+    vessels and FOV: see the module docstring)."""
     if task.finished:
         return task.image, task.mask
     scale = config.scale
@@ -133,15 +162,17 @@ def build_tile(task: TileTask, config: PreprocessConfig) -> tuple[np.ndarray, np
 def task_records(task: TileTask, config: PreprocessConfig,
                  encoding: TileEncoding) -> Iterator[bytes]:
     """Serialized records of one task: the tile, then its augmented copies (train only)."""
-    image, mask = build_tile(task, config)
+    image, labels = build_tile(task, config)
 
-    def record(tile_image, tile_mask, name):
+    def record(tile_image, tile_labels, name):
+        tile_mask, tile_fov = split_planes(tile_labels)
         return schema.encode_example(schema.TileRecord(
             tile_image, tile_mask, task.image_id, task.y, task.x, config.scale, name,
-            task.source_path), encoding)
+            task.source_path, fov=tile_fov), encoding)
 
-    yield record(image, mask, schema.NO_AUGMENTATION)
-    for name, aug_image, aug_mask in augment.augmented_copies(
-            image, mask, augment_variants(task.split, config), config.seed, task.image_id,
+    yield record(image, labels, schema.NO_AUGMENTATION)
+    # The label planes are augmented as one array: the FOV moves exactly like the mask.
+    for name, aug_image, aug_labels in augment.augmented_copies(
+            image, labels, augment_variants(task.split, config), config.seed, task.image_id,
             task.y, task.x, config.elastic_alpha, config.elastic_sigma):
-        yield record(aug_image, aug_mask, name)
+        yield record(aug_image, aug_labels, name)

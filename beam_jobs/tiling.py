@@ -68,7 +68,8 @@ def cut_tile(image: np.ndarray, mask: np.ndarray, y: int, x: int, tile_size: int
     columns origin[1] .. of the full image of `shape` (H, W) (default: they ARE the full
     image); they must contain every source pixel the tile needs (`padded_indices`).
     Returns image uint8 [T, T, 3] (a view when the tile lies inside the image) and
-    mask [T, T] (zeros past the image).
+    mask [T, T] (zeros past the image). mask may also be label planes [h, w, C]: every
+    plane is cut alike ([T, T, C]).
     """
     height, width = shape or mask.shape[:2]
     oy, ox = origin
@@ -79,7 +80,7 @@ def cut_tile(image: np.ndarray, mask: np.ndarray, y: int, x: int, tile_size: int
         rows = padded_indices(y, tile_size, height) - oy
         cols = padded_indices(x, tile_size, width) - ox
         tile_image = image[np.ix_(rows, cols)]
-    tile_mask = np.zeros((tile_size, tile_size), mask.dtype)
+    tile_mask = np.zeros((tile_size, tile_size) + mask.shape[2:], mask.dtype)
     tile_mask[:inside_h, :inside_w] = mask[y - oy:y - oy + inside_h, x - ox:x - ox + inside_w]
     return tile_image, tile_mask
 
@@ -116,7 +117,8 @@ def whole_image_sample(image: np.ndarray, mask: np.ndarray,
     """Stage 7: letterboxes image/mask to a centred square (0 borders) and resizes to size.
 
     Returns image uint8 [size, size, 3] (INTER_AREA) and mask uint8 [size, size] {0, 1}
-    (INTER_AREA on 0/255, re-thresholded at half).
+    (INTER_AREA on 0/255, re-thresholded at half); label planes [h, w, C] give
+    [size, size, C], every plane alike.
     """
     import cv2
     h, w = mask.shape[:2]

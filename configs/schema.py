@@ -109,8 +109,14 @@ class TrainConfig:
     select_image_threshold: bool = False
     # auto | one_device | mirrored | multi_worker (trainer/strategy.py); vessel-train --strategy.
     strategy: str = "auto"
+    # "fov": pixels outside the field of view count in neither the loss nor the training
+    # metrics (the records must carry FOV planes: [preprocess] fov_masks, which this turns
+    # on). "none": every pixel of the tile counts.
+    loss_mask: str = "none"
 
     def __post_init__(self):
+        if self.loss_mask not in ("none", "fov"):
+            raise ValueError(f"[train] loss_mask must be none or fov, got {self.loss_mask!r}")
         if self.strategy not in ("auto", "one_device", "mirrored", "multi_worker"):
             raise ValueError(f"[train] strategy must be auto, one_device, mirrored or "
                              f"multi_worker, got {self.strategy!r}")
@@ -210,6 +216,10 @@ class PreprocessConfig:
     image_encoding: str = "jpeg"
     jpeg_quality: int = 95
     mask_encoding: str = "packed"
+    # Write each tile's field-of-view plane (the dataset's FOV file, else computed from the
+    # photograph), cut and augmented with the vessel mask; on whenever [train] loss_mask
+    # is "fov".
+    fov_masks: bool = False
 
     def __post_init__(self):
         if self.scale < 1:
@@ -262,6 +272,13 @@ class Config:
     tiledinfer: TiledInferConfig = TiledInferConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
     synth: SynthConfig = SynthConfig()
+
+    def __post_init__(self):
+        # A FOV-masked loss needs FOV planes in the records: the one config that trains
+        # with it also makes vessel-preprocess (and vessel-run's preprocess stage) write them.
+        if self.train.loss_mask == "fov" and not self.preprocess.fov_masks:
+            object.__setattr__(self, "preprocess",
+                               dataclasses.replace(self.preprocess, fov_masks=True))
 
 
 def section_classes() -> dict[str, type]:

@@ -316,7 +316,7 @@ def enlarge_mask(mask: np.ndarray, scale: int) -> np.ndarray:
     """Binary uint8 [H, W] {0, 1} -> binary uint8 [H*scale, W*scale] {0, 1}.
 
     Bilinear on 0/255, then thresholded at MASK_THRESHOLD, so edges stay smooth and
-    values binary.
+    values binary. Label planes [H, W, C] (C <= 4) are enlarged plane by plane alike.
     """
     import cv2
     if scale == 1:

@@ -6,7 +6,9 @@
 
 The parse + decode function is built once per dataset from the record format in
 dataset_info.json (schema version 1: PNG; version 2: the dataset's image and mask
-encodings), so no per-record branch on the encoding runs in the graph.
+encodings), so no per-record branch on the encoding runs in the graph. With `with_fov`
+(datasets written with FOV planes) the "mask" is the label planes [H, W, 2]: vessels,
+then field of view; every geometric step (flips, transposes, zoom) moves both alike.
 
 Nothing is materialised beyond the buffers: the shuffle buffer holds serialized (encoded)
 records, not decoded tiles, and the number of open shards is the interleave's cycle
@@ -43,10 +45,10 @@ def to_float(image: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.cast(image, tf.float32) / 255.0, tf.cast(mask, tf.float32)
 
 
-def tile_decoder(record_format: schema.RecordFormat):
+def tile_decoder(record_format: schema.RecordFormat, with_fov: bool = False):
     """The dataset's decode function: serialized record -> (image float32 [H, W, 3] in
-    [0, 1], mask float32 {0, 1} [H, W, 1])."""
-    parse = schema.tile_decoder(record_format)
+    [0, 1], mask float32 {0, 1} [H, W, 1], or [H, W, 2] vessels and FOV with `with_fov`)."""
+    parse = schema.tile_decoder(record_format, with_fov=with_fov)
     return lambda serialized: to_float(*parse(serialized))
 
 
@@ -56,8 +58,9 @@ def augment_tile(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor,
     """A random symmetry of the square (flips only for non-square tiles) and mild
     brightness/contrast; pure TF, stateless.
 
-    image: uint8 [H, W, 3] (or float32 in [0, 1]); mask [H, W, 1] {0, 1}, any dtype;
-    seed: int64 [2]. Returns float32 image [H', W', 3] in [0, 1] and float32 mask.
+    image: uint8 [H, W, 3] (or float32 in [0, 1]); mask [H, W, C] {0, 1}, any dtype (C
+    label planes, e.g. vessels and FOV, all moved alike); seed: int64 [2]. Returns float32
+    image [H', W', 3] in [0, 1] and float32 mask [H', W', C].
 
     The 8 symmetries are drawn uniformly as (transpose or not) x (reverse rows or not) x
     (reverse columns or not), the same transform for image and mask. Brightness
@@ -79,8 +82,10 @@ def augment_tile(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor,
         x = tf.cond(flip_rows, lambda: tf.gather(x, tf.range(tf.shape(x)[0] - 1, -1, -1)),
                     lambda: x)
         return tf.cond(flip_columns, lambda: tf.reverse(x, [1]), lambda: x)
-    # The mask moves as [H, W]: TF's CPU kernels move a trailing axis of 1 ~2x slower.
-    image, mask = move(image, [1, 0, 2]), move(mask[..., 0], [1, 0])[..., None]
+    # One mask plane moves as [H, W]: TF's CPU kernels move a trailing axis of 1 ~2x slower.
+    image = move(image, [1, 0, 2])
+    mask = (move(mask[..., 0], [1, 0])[..., None] if mask.shape[-1] == 1
+            else move(mask, [1, 0, 2]))
 
     unit = 1.0 / 255.0 if image.dtype == tf.uint8 else 1.0
     x = tf.cast(image, tf.float32)
@@ -109,7 +114,7 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
                  info: Optional[dataset_info_lib.DatasetInfo] = None,
                  take_batches: Optional[int] = None,
                  tile_shape: Optional[tuple[int, int]] = None,
-                 fill_replicas: bool = False) -> tf.data.Dataset:
+                 fill_replicas: bool = False, with_fov: bool = False) -> tf.data.Dataset:
     """The batched (image, mask) dataset of one split.
 
     Args:
@@ -137,14 +142,20 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
         pipeline) wrap the last global step around to the first tiles so no replica gets
         an empty batch - TF cannot run a dilated convolution on an empty batch. A few
         tiles then count twice: use it for validation, not for final figures.
+      with_fov: the mask gets the tile's field of view as a second plane (the dataset must
+        have been written with FOV planes, [preprocess] fov_masks).
 
     Returns:
-      Dataset of (image float32 [b, H, W, 3] in [0, 1], mask float32 [b, H, W, 1] in {0, 1}).
+      Dataset of (image float32 [b, H, W, 3] in [0, 1], mask float32 [b, H, W, 1] in {0, 1};
+      [b, H, W, 2], vessels then FOV, with `with_fov`).
 
     Raises:
-      DatasetError: no dataset_info.json, no such split, or a listed shard is missing.
+      DatasetError: no dataset_info.json, no such split, a listed shard is missing, or
+        with_fov on a dataset without FOV planes.
     """
     info = info or dataset_info_lib.read_dataset_info(data_dir)
+    if with_fov:
+        dataset_info_lib.require_fov(data_dir, info, "reading tiles with their FOV")
     paths = info.shard_paths(data_dir, split)
     if not paths:
         raise dataset_info_lib.DatasetError(
@@ -189,7 +200,7 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
         # The stream is endless (repeated above), so no per-iteration reshuffle is needed.
         records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
 
-    parse = schema.tile_decoder(info.record_format)
+    parse = schema.tile_decoder(info.record_format, with_fov=with_fov)
     robust = robust if robust is not None and not robust.is_identity else None
     if training and (augment or robust):  # decode and augment in one map: one element pass
         def decode_and_augment(serialized, tile_seed):
@@ -205,8 +216,9 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
                             num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     if tile_shape is not None:
         height, width = tile_shape
+        planes = 2 if with_fov else 1
         tiles = tiles.map(lambda image, mask: (tf.ensure_shape(image, [height, width, 3]),
-                                               tf.ensure_shape(mask, [height, width, 1])))
+                                               tf.ensure_shape(mask, [height, width, planes])))
     replicas = (input_context.num_replicas_in_sync // input_context.num_input_pipelines
                 if input_context is not None else 1)
     if fill_replicas and not training and replicas > 1:
@@ -231,7 +243,7 @@ def find_unreadable_shards(paths: Iterable[str], compression_type: str,
     Returns [(path, "record N: error message")] for each shard that fails; [] if all read.
     """
     bad = []
-    decode = tile_decoder(record_format)
+    decode = tile_decoder(record_format, with_fov=record_format.has_fov)
     for path in paths:
         if not tf.io.gfile.exists(path):
             bad.append((path, "file not found"))

@@ -95,11 +95,12 @@ def _cumulative(sizes):
 def validation_dataset(data_dir: str, info: dataset_info_lib.DatasetInfo, global_batch: int,
                        context: Optional[tf.distribute.InputContext], *,
                        tile_shape: tuple[int, int], take_steps: Optional[int] = None,
-                       split: str = "valid") -> tf.data.Dataset:
+                       split: str = "valid", with_fov: bool = False) -> tf.data.Dataset:
     """The validation batches of one input pipeline (see the module docstring).
 
     Returns (image float32 [b, H, W, 3] in [0, 1], mask float32 [b, H, W, 1]) batches,
     b varying by at most one between batches. `take_steps` keeps the first N global steps.
+    with_fov: masks [b, H, W, 2], vessels then field of view (reader.make_dataset).
     Raises DatasetError if some replica would get no tile at all.
     """
     pipelines = context.num_input_pipelines if context else 1
@@ -107,7 +108,7 @@ def validation_dataset(data_dir: str, info: dataset_info_lib.DatasetInfo, global
     if pipelines * replicas == 1:
         return reader.make_dataset(data_dir, split, global_batch, training=False,
                                    input_context=context, info=info, take_batches=take_steps,
-                                   tile_shape=tile_shape)
+                                   tile_shape=tile_shape, with_fov=with_fov)
     per_replica = context.get_per_replica_batch_size(global_batch)
     try:
         layout = validation_batches(info.splits[split].records, pipelines, replicas,
@@ -123,10 +124,13 @@ def validation_dataset(data_dir: str, info: dataset_info_lib.DatasetInfo, global
     if pipelines > 1:
         records = records.shard(pipelines, context.input_pipeline_id)
     height, width = tile_shape
-    decode = reader.tile_decoder(info.record_format)
+    if with_fov:
+        dataset_info_lib.require_fov(data_dir, info, "validating with FOV masks")
+    decode = reader.tile_decoder(info.record_format, with_fov=with_fov)
+    planes = 2 if with_fov else 1
     tiles = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).map(
         lambda image, mask: (tf.ensure_shape(image, [height, width, 3]),
-                             tf.ensure_shape(mask, [height, width, 1])))
+                             tf.ensure_shape(mask, [height, width, planes])))
     pipeline = context.input_pipeline_id if pipelines > 1 else 0
     batches = _batch_by_sizes(tiles, layout.sizes[pipeline])
     if take_steps is not None:

@@ -10,6 +10,9 @@ thresholded at `threshold` (p > threshold is vessel) and the label at 0.5:
     specificity  TN / (TN + FP)
     accuracy     (TP + TN) / all
 
+With label planes [..., 2] (vessels, field of view; trainer.losses.split_labels) only the
+pixels inside the FOV count, in every metric here.
+
 A ratio whose denominator is 0 is 1.0: nothing to find and nothing found (e.g. Dice on
 all-background tiles predicted all background) is a perfect score, not a division error.
 ROC AUC is Keras' `AUC` (200 thresholds). `DiceCoef` logs the reference's `dice_coef`
@@ -51,12 +54,15 @@ class ConfusionMetric(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None:
             raise ValueError(f"{self.name}: sample weights are not supported")
-        truth = tf.cast(y_true, tf.float32) >= 0.5
+        vessels, fov = losses.split_labels(y_true)
+        truth = vessels >= 0.5
         predicted = tf.cast(final_output(y_pred), tf.float32) > self.threshold
         cells = [tf.logical_and(predicted, truth),
                  tf.logical_and(predicted, tf.logical_not(truth)),
                  tf.logical_and(tf.logical_not(predicted), truth),
                  tf.logical_and(tf.logical_not(predicted), tf.logical_not(truth))]
+        if fov is not None:
+            cells = [tf.logical_and(cell, fov >= 0.5) for cell in cells]
         for variable, cell in zip(self.counts, cells):
             variable.assign_add(tf.reduce_sum(tf.cast(cell, tf.float64)))
 
@@ -167,14 +173,18 @@ def segmentation_metrics(threshold: float = 0.5) -> list:
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class FinalOutputAUC(keras.metrics.AUC):
-    """Keras' ROC AUC (200 thresholds) of the last output channel (see final_output)."""
+    """Keras' ROC AUC (200 thresholds) of the last output channel (see final_output),
+    over the FOV pixels (weight 0 outside) when the labels carry a FOV plane."""
 
     def __init__(self, name: str = "auc", num_thresholds: int = 200, curve: str = "ROC",
                  **kwargs):
         super().__init__(name=name, num_thresholds=num_thresholds, curve=curve, **kwargs)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        return super().update_state(y_true, final_output(y_pred), sample_weight)
+        vessels, fov = losses.split_labels(y_true)
+        if fov is not None:
+            sample_weight = fov if sample_weight is None else sample_weight * fov
+        return super().update_state(vessels, final_output(y_pred), sample_weight)
 
 
 def f1_by_threshold(positive_counts, negative_counts) -> tuple[float, float]:
@@ -201,7 +211,8 @@ THRESHOLD_BINS = 100
 
 def score_histograms(model, dataset, bins: int = THRESHOLD_BINS):
     """Histograms (vessel, background) of the model's final-output probabilities over
-    a dataset of (image [b, H, W, 3], mask [b, H, W, 1]) batches; two int64 [bins]."""
+    a dataset of (image [b, H, W, 3], mask [b, H, W, 1]) batches; two int64 [bins].
+    Masks [b, H, W, 2] (vessels, FOV) count the pixels inside the FOV only."""
     import numpy as np
     pos = np.zeros(bins, np.int64)
     neg = np.zeros(bins, np.int64)
@@ -210,10 +221,12 @@ def score_histograms(model, dataset, bins: int = THRESHOLD_BINS):
     def step(image, mask):
         p = tf.cast(final_output(model(image, training=False)), tf.float32)
         index = tf.clip_by_value(tf.cast(p * bins, tf.int32), 0, bins - 1)
-        truth = mask >= 0.5
-        return (tf.math.bincount(tf.boolean_mask(index, truth), minlength=bins,
+        vessels, fov = losses.split_labels(mask)
+        truth = vessels >= 0.5
+        counted = tf.ones_like(truth) if fov is None else fov >= 0.5
+        return (tf.math.bincount(tf.boolean_mask(index, truth & counted), minlength=bins,
                                  maxlength=bins, dtype=tf.int64),
-                tf.math.bincount(tf.boolean_mask(index, ~truth), minlength=bins,
+                tf.math.bincount(tf.boolean_mask(index, ~truth & counted), minlength=bins,
                                  maxlength=bins, dtype=tf.int64))
 
     for image, mask in dataset:

@@ -206,7 +206,8 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
     Raises:
       ConfigError: a config value training or inference would refuse later.
       ClusterError: an unusable TF_CONFIG.
-      DatasetError: no dataset_info.json, a missing split or shard, tile size mismatch.
+      DatasetError: no dataset_info.json, a missing split or shard, tile size mismatch,
+        [train] loss_mask = "fov" on records without FOV planes.
       ModelDirError: model_dir was written for another record schema, or its backup/
         with another config.
       ShardReadError: a shard cannot be read (the message names it).
@@ -248,6 +249,9 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
     for split in ("train", "valid"):
         info.shard_paths(data_dir, split)  # raises naming the file and the splits it has
     tile_size = _check_tile_size(config, data_dir, info)
+    with_fov = config.train.loss_mask == "fov"  # labels [b, H, W, 2]: vessels, FOV
+    if with_fov:
+        dataset_info_lib.require_fov(data_dir, info, '[train] loss_mask = "fov"')
     _check_model_dir(model_dir)
     check_backup_config(model_dir, config)
     if distribution.is_chief:
@@ -286,12 +290,12 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
                 blur_sigma=config.train.augment_blur_sigma,
                 jpeg_quality=config.train.augment_jpeg_quality),
             deterministic=config.train.deterministic or None, seed=config.train.seed,
-            input_context=context, info=info, tile_shape=tile_size)
+            input_context=context, info=info, tile_shape=tile_size, with_fov=with_fov)
 
     def valid_fn(context):  # every validation tile counted once, whatever the replicas
         return distributed_input.validation_dataset(
             data_dir, info, batch, context, tile_shape=tile_size,
-            take_steps=config.train.validation_steps)
+            take_steps=config.train.validation_steps, with_fov=with_fov)
 
     train_data = strategy.distribute_datasets_from_function(train_fn)
     valid_data = strategy.distribute_datasets_from_function(valid_fn)

@@ -488,6 +488,24 @@ def swap_in(staging_dir: str, output_dir: str) -> None:
     storage.remove_tree(staging_dir)
 
 
+def local_runner(options) -> beam.runners.PipelineRunner | None:
+    """The DirectRunner without its Prism attempt, or None (Beam's runner of `options`).
+
+    Since Beam 2.68 the DirectRunner first tries Prism, a Go binary it downloads from
+    GitHub at run time; offline it logs the failure and falls back to its Python
+    FnApiRunner, which is what this job is measured and tested on. Marking the runner
+    interactive is the DirectRunner's one switch that skips Prism (it changes nothing
+    else), so a laptop runs the same engine online and offline, without a download.
+    """
+    from apache_beam.options.pipeline_options import StandardOptions
+    from apache_beam.runners.direct.direct_runner import DirectRunner
+    if options.view_as(StandardOptions).runner not in (None, "DirectRunner", "direct"):
+        return None
+    runner = DirectRunner()
+    runner.is_interactive()
+    return runner
+
+
 def run_job(config: PreprocessConfig, pairs: Iterable[inputs.ImagePair],
             problems: Iterable[inputs.InputProblem], output_dir: str,
             pipeline_options=None, parameters: dict | None = None,
@@ -517,7 +535,8 @@ def run_job(config: PreprocessConfig, pairs: Iterable[inputs.ImagePair],
     params["split_assignment"] = assignment
     try:
         storage.makedirs(job_dir)
-        with beam.Pipeline(options=pipeline_options or PipelineOptions([])) as pipeline:
+        options = pipeline_options or PipelineOptions([])
+        with beam.Pipeline(runner=local_runner(options), options=options) as pipeline:
             build_pipeline(pipeline, items,
                            [error_line(p.path, p.stage, p.reason) for p in problems],
                            config, job_dir)

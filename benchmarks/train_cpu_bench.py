@@ -44,6 +44,7 @@ VARIANTS = {
     "oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)": {"env": {"TF_ENABLE_ONEDNN_OPTS": "0"}},
     "intra=3/inter=1": {"intra": 3, "inter": 1},
     "input pipeline only": {"input_only": True},
+    "robust augmentation (the config's [train] augment_*)": {"robust": True},
 }
 
 
@@ -68,8 +69,10 @@ def measure(config_path: str, data_dir: str, steps: int, warmup: int, variant: d
     config = load_config(config_path)
     batch = variant.get("batch", config.train.batch_size)
     tile = (config.model.image_height, config.model.image_width)
+    from tiled_vessel_seg.tfrecords import robust_augment
+    robust = robust_augment.from_train_config(config.train) if variant.get("robust") else None
     data = reader.make_dataset(data_dir, "train", batch, training=True, seed=0,
-                               tile_shape=tile,
+                               tile_shape=tile, robust=robust,
                                deterministic=True if variant.get("deterministic") else None)
     if variant.get("input_only"):
         iterator = iter(data)

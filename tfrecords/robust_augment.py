@@ -56,6 +56,14 @@ class RobustAugmentation:
         return self == RobustAugmentation()
 
 
+def from_train_config(train) -> RobustAugmentation:
+    """The spec of a config's [train] augment_* keys (configs.schema.TrainConfig)."""
+    return RobustAugmentation(
+        zoom_range=train.augment_zoom, channel_gain=train.augment_channel_gain,
+        gamma_range=train.augment_gamma, blur_sigma=train.augment_blur_sigma,
+        jpeg_quality=train.augment_jpeg_quality)
+
+
 def _log_uniform(seed: tf.Tensor, low: float, high: float) -> tf.Tensor:
     return tf.exp(tf.random.stateless_uniform([], seed, math.log(low), math.log(high)))
 

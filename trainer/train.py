@@ -283,12 +283,7 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
         return reader.make_dataset(
             data_dir, "train", batch, training=True, shuffle_buffer=config.train.shuffle_buffer,
             augment=config.train.online_augmentation,
-            robust=robust_augment.RobustAugmentation(
-                zoom_range=config.train.augment_zoom,
-                channel_gain=config.train.augment_channel_gain,
-                gamma_range=config.train.augment_gamma,
-                blur_sigma=config.train.augment_blur_sigma,
-                jpeg_quality=config.train.augment_jpeg_quality),
+            robust=robust_augment.from_train_config(config.train),
             deterministic=config.train.deterministic or None, seed=config.train.seed,
             input_context=context, info=info, tile_shape=tile_size, with_fov=with_fov)
 

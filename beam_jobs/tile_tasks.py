@@ -113,7 +113,8 @@ def plan_image(image_id: str, source_path: str, split: str, image: np.ndarray,
     labels = label_planes(mask, fov)
     scale, size = config.scale, config.tile_size
     h, w = mask.shape
-    big_mask = enlarge.enlarge_mask(mask, scale)
+    big_labels = enlarge.enlarge_mask(labels, scale)  # per plane: [..., 0] is the mask's
+    big_mask = big_labels if fov is None else big_labels[..., 0]
     height, width = big_mask.shape
     tasks: list[TileTask] = []
     total = 0
@@ -129,7 +130,6 @@ def plan_image(image_id: str, source_path: str, split: str, image: np.ndarray,
     kept = len(tasks)
     if config.whole_image:
         big_image = enlarge.enlarge_image(image, scale)
-        big_labels = big_mask if fov is None else enlarge.enlarge_mask(labels, scale)
         small_image, small_mask = tiling.whole_image_sample(big_image, big_labels, size)
         tasks.append(TileTask(image_id, source_path, split, schema.WHOLE_IMAGE_ORIGIN,
                               schema.WHOLE_IMAGE_ORIGIN, (height, width), (0, 0),

@@ -34,7 +34,8 @@ def main() -> None:
     import tensorflow as tf
     from tiled_vessel_seg import imaging
     from tiled_vessel_seg.beam_jobs import inputs
-    from tiled_vessel_seg.inference import fov, metrics, tiling
+    from tiled_vessel_seg import fov
+    from tiled_vessel_seg.inference import metrics, tiling
     from tiled_vessel_seg.inference import predictor as predictor_lib
 
     model, info = predictor_lib.load_model(args.model_dir)

@@ -162,9 +162,10 @@ def image_metrics(image, probabilities, truth_path: str, threshold: float,
                   fov_path: Optional[str] = None, truth=None) -> dict:
     """Whole-image and inside-FOV metrics of one image against the mask at truth_path,
     with their pixel counts (metrics_json.COUNTS_KEY / FOV_COUNTS_KEY) for the pooled
-    figures. The FOV is the mask at fov_path, else computed from the photo (inference/fov.py).
+    figures. The FOV is the mask at fov_path, else computed from the photo (tiled_vessel_seg/fov.py).
     """
-    from tiled_vessel_seg.inference import fov, metrics, metrics_json
+    from tiled_vessel_seg import fov
+    from tiled_vessel_seg.inference import metrics, metrics_json
     if truth is None:
         truth = read_truth(truth_path, probabilities.shape)
     region = (read_truth(fov_path, probabilities.shape, "FOV mask") if fov_path

@@ -154,7 +154,7 @@ def store_image_threshold(predictor, model_dir: str, valid_pairs) -> tuple[float
     and stores in model_info.json the threshold maximising F1 over their FOV pixels;
     sets it on `predictor` too. Returns (threshold, that F1)."""
     from tiled_vessel_seg import imaging, model_info
-    from tiled_vessel_seg.inference import fov
+    from tiled_vessel_seg import fov
     from tiled_vessel_seg.trainer import metrics
     bins = metrics.THRESHOLD_BINS
     positives, negatives = np.zeros(bins, np.int64), np.zeros(bins, np.int64)
@@ -275,7 +275,7 @@ def write_cv_report(path: str, rows: list[dict], folds: list[Fold], records: lis
         for c in ("fov_dice", "dice", "fov_auc", "fov_sensitivity", "fov_specificity",
                   "fov_accuracy")) + f" | | | {np.mean(minutes):.1f} |")
     lines += ["", "Per image: `cv_metrics.csv`. Metrics are at each fold's threshold "
-              "(model_info.json); the FOV is computed from the photo (inference/fov.py).",
+              "(model_info.json); the FOV is computed from the photo (tiled_vessel_seg/fov.py).",
               "", "## Config", "", "```ini"]
     for section, values in to_dict(config).items():
         lines.append(f"[{section}]")

@@ -227,7 +227,7 @@ def _write_png(path: str, image: np.ndarray) -> None:
 def _fov_masks(held_out, photos: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
     """{image id: bool FOV} from the pairs' FOV files, else computed; and the source."""
     from tiled_vessel_seg import imaging
-    from tiled_vessel_seg.inference import fov
+    from tiled_vessel_seg import fov
     masks, from_files = {}, 0
     for pair in held_out:
         path = getattr(pair, "fov_path", None)

@@ -61,7 +61,8 @@ def evaluate_folds(config, workdir: str, folds, pairs) -> dict[str, tuple[float,
     """Writes W/cv_robustness.csv (fold, image, F1 inside the FOV per perturbation, then
     mean and std over folds of the fold means); returns {perturbation: (mean, std)}."""
     from tiled_vessel_seg import imaging, storage
-    from tiled_vessel_seg.inference import fov, metrics
+    from tiled_vessel_seg import fov
+    from tiled_vessel_seg.inference import metrics
     from tiled_vessel_seg.inference import predictor as predictor_lib
     from tiled_vessel_seg.pipeline import cv
     tiled = config.tiledinfer

@@ -16,7 +16,8 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from tiled_vessel_seg.configs import schema  # noqa: E402
-from tiled_vessel_seg.inference import export, fov, segment  # noqa: E402
+from tiled_vessel_seg import fov  # noqa: E402
+from tiled_vessel_seg.inference import export, segment  # noqa: E402
 from tiled_vessel_seg.inference.predictor import TiledPredictor, load_predictor  # noqa: E402
 from tiled_vessel_seg.model_info import ModelInfo, write_model_info  # noqa: E402
 

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from tiled_vessel_seg.inference import fov, metrics
+from tiled_vessel_seg import fov
+from tiled_vessel_seg.inference import metrics
 
 
 def brute_force_auc(scores, truth):

@@ -206,8 +206,11 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
         def decode_and_augment(serialized, tile_seed):
             seeds = tf.random.experimental.stateless_split(tile_seed, num=2)
             image, mask = parse(serialized)
-            image, mask = augment_tile(image, mask, seeds[0]) if augment else to_float(image, mask)
-            return robust_lib.robust_augment(image, mask, seeds[1], robust) if robust else (image, mask)
+            image, mask = (augment_tile(image, mask, seeds[0]) if augment
+                           else to_float(image, mask))
+            if robust:
+                image, mask = robust_lib.robust_augment(image, mask, seeds[1], robust)
+            return image, mask
         seeds = tf.data.Dataset.random(seed=seed).batch(2)
         tiles = tf.data.Dataset.zip((records, seeds)).map(
             decode_and_augment, num_parallel_calls=AUTOTUNE, deterministic=deterministic)

@@ -1,5 +1,5 @@
 """Automatic field-of-view (FOV) mask of a fundus photograph (ground floor: the Beam job
-writes it into records, inference scores inside it; `inference/fov.py` re-exports it).
+writes it into records, inference and the reports score inside it).
 
 STARE ships no FOV masks. The FOV is the bright disc of the retina; outside it the
 photo is near black. Definition (numpy / OpenCV, on the photo at output resolution):

@@ -87,6 +87,8 @@ class ArchiveReport:
     # member -> the member whose file was kept under the same base name
     duplicates: dict[str, str] = dataclasses.field(default_factory=dict)
     links: list[str] = dataclasses.field(default_factory=list)  # link/special members
+    # member -> why its name cannot be a file name here (too long); skipped, not an error
+    bad_names: dict[str, str] = dataclasses.field(default_factory=dict)
     error: Optional[str] = None  # download or archive failure
 
     @property
@@ -194,6 +196,24 @@ def verify_member(name: str, data: bytes) -> None:
     decode_image_bytes(name, data)
 
 
+def _name_problem(folder: Path, name: str) -> Optional[str]:
+    """Why `name` (plus our '.tmp' suffix) cannot be a file in `folder`, or None."""
+    try:
+        name_max = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max = 255
+    length = len(os.fsencode(name + ".tmp"))
+    if length > name_max:
+        return (f"file name too long ({len(name)} characters; this file system allows "
+                f"{name_max} bytes)")
+    return None
+
+
+def _short(name: str, limit: int = 60) -> str:
+    """`name` cut to `limit` characters for a log line."""
+    return name if len(name) <= limit else name[:limit - 3] + "..."
+
+
 def extract_archive(tar_path: Path, folder: Path, suffix: str, report: ArchiveReport,
                     progress: bool = True) -> None:
     """Writes each member of `tar_path` ending in `suffix` to `folder`, after verifying it.
@@ -204,6 +224,8 @@ def extract_archive(tar_path: Path, folder: Path, suffix: str, report: ArchiveRe
     followed and go to report.links. When two members share a base name, the first one
     that decodes is kept and every later one goes to report.duplicates (a corrupt later
     copy never removes the good earlier one). report.written lists each file once.
+    A member whose name cannot be a file name here (too long) goes to report.bad_names
+    and the rest of the archive is still extracted.
     """
     folder.mkdir(parents=True, exist_ok=True)
     try:
@@ -226,6 +248,10 @@ def extract_archive(tar_path: Path, folder: Path, suffix: str, report: ArchiveRe
                 bar.update(1)
                 if not name.endswith(suffix):
                     report.skipped.append(member.name)
+                    continue
+                problem = _name_problem(folder, name)
+                if problem:
+                    report.bad_names[member.name] = problem
                     continue
                 if name in kept:
                     report.duplicates[member.name] = kept[name]
@@ -312,6 +338,8 @@ def download_stare(out_dir: str | os.PathLike, url_base: str = DEFAULT_URL_BASE,
         for member in report.links:
             log.warning("%s: %s is a link or special file, not a regular file; skipped",
                         tar_path, member)
+        for member, problem in report.bad_names.items():
+            log.warning("%s: member %s: %s; skipped", tar_path, _short(member), problem)
         for member, first in report.duplicates.items():
             log.warning("%s: %s has the same file name as %s; kept the first, ignored this one",
                         tar_path, member, first)

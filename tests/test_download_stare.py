@@ -305,3 +305,29 @@ def test_output_dir_and_the_old_spellings(sources, tmp_path, capsys):
     assert "--out_dir is spelled --output_dir" in err
     assert "--no-progress is spelled --noprogress" in err
     assert (tmp_path / "b" / "stare-images" / "im0001.ppm.gz").exists()
+
+
+@pytest.mark.parametrize("valid_image", [True, False])
+def test_member_with_a_300_character_name_is_skipped_and_the_rest_extracted(
+        sources, tmp_path, caplog, valid_image):
+    long_name = "x" * 293 + ".ppm.gz"  # 300 characters: longer than any file name may be
+    members = dict(sources["photo_members"])
+    members = {"im0001.ppm.gz": members["im0001.ppm.gz"],
+               long_name: members["im0001.ppm.gz"] if valid_image else b"not gzip",
+               "im0002.ppm.gz": members["im0002.ppm.gz"]}
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "stare-images.tar").write_bytes(_tar(members))
+    (mirror / "labels-ah.tar").write_bytes((sources["clean"] / "labels-ah.tar").read_bytes())
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        status = ds.main(["--output_dir", str(out), "--url_base", mirror.as_uri(),
+                          "--no-progress"])
+    assert status == 0
+    assert sorted(p.name for p in (out / "stare-images").iterdir()) == [
+        "im0001.ppm.gz", "im0002.ppm.gz"]
+    np.testing.assert_array_equal(_decode(out / "stare-images" / "im0002.ppm.gz"),
+                                  sources["photos"]["im0002"])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("xxxx" in w and "name" in w and "skipped" in w for w in warnings), warnings
+    assert (out / "archives" / "stare-images.tar").exists()  # the archive was not dropped

@@ -18,11 +18,12 @@ import numpy as np
 
 @functools.lru_cache(maxsize=4)
 def _predictor(model_dir: str, overlap: Optional[int], batch_size: int, blend: str,
-               tta: str, threshold: Optional[float], input_scale: str):
+               tta: str, input_scale: str):
+    # No threshold in the key: it is an argument of the traced graph, so a new
+    # threshold reuses the predictor and its trace.
     from tiled_vessel_seg.inference import predictor as predictor_lib
     return predictor_lib.load_predictor(model_dir, overlap=overlap, batch_size=batch_size,
-                                        blend=blend, tta=tta, threshold=threshold,
-                                        input_scale=input_scale)
+                                        blend=blend, tta=tta, input_scale=input_scale)
 
 
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -52,6 +53,7 @@ def segment(image: np.ndarray, model: Optional[str] = None, *, tta: str = "none"
       tta: none | flips | d4 test-time augmentation (d4: 8x the work, slightly better).
       threshold: vessel where probability > threshold; default model_info.json's
         (for stare_small: the F1-maximising threshold on its validation image).
+        Another threshold reuses the traced graph (no retracing).
       overlap, batch_size, blend: tiling (overlap default: model_info.json's).
       input_scale: "native" (photos as taken; a model trained on enlarged tiles enlarges
         in the graph) or "enlarged" (already at the model's training scale).
@@ -61,6 +63,6 @@ def segment(image: np.ndarray, model: Optional[str] = None, *, tta: str = "none"
     """
     from tiled_vessel_seg.models import resolve_model
     predictor = _predictor(resolve_model(model), overlap, batch_size, blend, tta,
-                           threshold, input_scale)
-    probabilities, mask = predictor(as_rgb_uint8(image))
+                           input_scale)
+    probabilities, mask = predictor(as_rgb_uint8(image), threshold=threshold)
     return probabilities.numpy(), mask.numpy() > 0

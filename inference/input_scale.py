@@ -97,9 +97,9 @@ class AutoScalePredictor:
         height, width = int(image.shape[0]), int(image.shape[1])
         return decide_input_scale(width, height, self.scale, self.source_sizes)
 
-    def __call__(self, image):
+    def __call__(self, image, threshold=None):
         self.last_decision = self.decide(image)
-        return self._predictors[self.last_decision.input_scale](image)
+        return self._predictors[self.last_decision.input_scale](image, threshold)
 
     @property
     def enlarge(self) -> int:

@@ -125,8 +125,10 @@ class TiledPredictor:
       model's training scale) in the graph and the probabilities area-averaged back;
       "enlarged" feeds the image as it is.
 
-    Call with uint8 [H, W, 3] (numpy or tensor) -> (probabilities float32 [H, W],
-    mask uint8 [H, W] in {0, 255}); `segment` is the tf.function itself.
+    Call with uint8 [H, W, 3] (numpy or tensor) and optionally threshold=... ->
+    (probabilities float32 [H, W], mask uint8 [H, W] in {0, 255}); `segment` is the
+    tf.function itself, segment(image, threshold float32 scalar): one trace per
+    predictor whatever the image size or threshold.
     """
 
     def __init__(self, model, *, tile_size: Optional[int] = None, overlap: int = 64,
@@ -162,12 +164,18 @@ class TiledPredictor:
         self.enlarge = int(scale) if input_scale == "native" else 1
         self._profile = blend_lib.blend_profile(self.tile_size, self.overlap, blend)
         self._transforms = tta_transforms(tta)
+        # The threshold is an argument of the graph, not a constant in it: changing
+        # predictor.threshold or calling with threshold=... reuses the one trace.
         self.segment = tf.function(
             self.segment_graph, autograph=False,
-            input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
+            input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image"),
+                             tf.TensorSpec([], tf.float32, name="threshold")])
 
-    def __call__(self, image):
-        return self.segment(image)
+    def __call__(self, image, threshold: Optional[float] = None):
+        """uint8 [H, W, 3] -> (probabilities float32 [H, W], mask uint8 [H, W] 0/255);
+        threshold: this call's (default self.threshold), without retracing."""
+        value = self.threshold if threshold is None else threshold
+        return self.segment(image, tf.constant(value, tf.float32))
 
     def tile_probabilities(self, tiles: tf.Tensor) -> tf.Tensor:
         """uint8 [b, T, T, 3] -> float32 [b, T, T], averaged over the TTA transforms."""
@@ -181,8 +189,9 @@ class TiledPredictor:
             y = tf.add_n([inv(p) for (_, inv), p in zip(self._transforms, parts)]) / k
         return y[..., 0]
 
-    def segment_graph(self, image: tf.Tensor):
-        """The graph body of `segment` (also used by the serving export)."""
+    def segment_graph(self, image: tf.Tensor, threshold: Optional[tf.Tensor] = None):
+        """The graph body of `segment` (also used by the serving export, which leaves
+        threshold None: self.threshold as a constant)."""
         T, O, B = self.tile_size, self.overlap, self.batch_size
         image = tf.ensure_shape(image, [None, None, 3])
         if self.enlarge > 1:
@@ -223,7 +232,9 @@ class TiledPredictor:
         if self.enlarge > 1:
             s = self.enlarge
             probs = tf.nn.avg_pool2d(probs[None, :, :, None], s, s, "VALID")[0, :, :, 0]
-        mask = tf.cast(probs > self.threshold, tf.uint8) * 255
+        if threshold is None:
+            threshold = tf.constant(self.threshold, tf.float32)
+        mask = tf.cast(probs > threshold, tf.uint8) * 255
         return probs, mask
 
 

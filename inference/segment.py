@@ -194,6 +194,124 @@ def write_metrics_csv(path: str, rows: list[dict]) -> None:
     storage.write_text_atomic(path, buf.getvalue())
 
 
+@dataclasses.dataclass(frozen=True)
+class PhotoJob:
+    """One photograph to segment: its outputs {kind: path} (mask, probabilities,
+    preview, overlay, errors), its ground truth (truth_path, fov_path; None without),
+    and keep_outputs: its outputs exist and are left as they are (it is segmented for
+    its metrics only)."""
+    path: str
+    stem: str
+    outputs: dict
+    truth_path: Optional[str] = None
+    fov_path: Optional[str] = None
+    keep_outputs: bool = False
+
+
+def output_paths(output_dir: str, stem: str, *, save_probabilities: bool = False,
+                 overlay: bool = False, error_map: bool = False) -> dict:
+    """{kind: path} of one photograph's outputs (error_map: only pass True when it
+    has ground truth)."""
+    outputs = {"mask": storage.join(output_dir, stem + ".png")}
+    if save_probabilities:
+        outputs["probabilities"] = storage.join(output_dir, stem + "_probabilities.png")
+        outputs["preview"] = storage.join(output_dir, stem + "_probabilities_preview.png")
+    if overlay:
+        outputs["overlay"] = storage.join(output_dir, stem + "_overlay.png")
+    if error_map:
+        outputs["errors"] = storage.join(output_dir, stem + "_errors.png")
+    return outputs
+
+
+def plan_photo(path: str, output_dir: str, *, truths: Optional[dict] = None,
+               overwrite: bool = False, save_probabilities: bool = False,
+               overlay: bool = False, error_map: bool = False) -> Optional[PhotoJob]:
+    """The PhotoJob of `path`, or None when its outputs all exist and it has no ground
+    truth (skipped unless `overwrite`). truths as in `segment_files`."""
+    stem = imaging.image_stem(path)
+    entry = truths.get(stem) if truths is not None else None
+    truth_path = getattr(entry, "mask_path", entry)
+    outputs = output_paths(output_dir, stem, save_probabilities=save_probabilities,
+                           overlay=overlay, error_map=error_map and truth_path is not None)
+    exists = not overwrite and all(storage.exists(p) for p in outputs.values())
+    if exists and truth_path is None:
+        return None
+    return PhotoJob(path, stem, outputs, truth_path, getattr(entry, "fov_path", None), exists)
+
+
+def failure_reason(path: str, error: BaseException) -> str:
+    """One line: why `path` failed, without a leading repetition of the path."""
+    text = str(error).strip()
+    reason = text.splitlines()[0] if text else type(error).__name__
+    if reason.startswith(f"{path}: "):  # ImageReadError, StorageError name it
+        reason = reason[len(path) + 2:]
+    return reason
+
+
+def encode_outputs(job: PhotoJob, image, probabilities, mask, truth=None) -> dict:
+    """{path: PNG bytes} of the job's outputs: mask uint8 [H, W] 0/255, probabilities
+    float32 [H, W] as 16-bit x 65535 and its 8-bit preview, overlay on the photo
+    uint8 [H, W, 3], error map against truth bool [H, W]."""
+    import numpy as np
+    from tiled_vessel_seg.inference import error_map as error_map_lib
+    encoded = {job.outputs["mask"]: imaging.encode_png(mask)}
+    if "probabilities" in job.outputs:
+        p16 = np.round(probabilities * 65535.0).astype(np.uint16)
+        encoded[job.outputs["probabilities"]] = imaging.encode_png(p16)
+        p8 = np.round(probabilities * 255.0).astype(np.uint8)
+        encoded[job.outputs["preview"]] = imaging.encode_png(p8)
+    if "overlay" in job.outputs:
+        encoded[job.outputs["overlay"]] = imaging.encode_png(overlay_image(image, mask))
+    if "errors" in job.outputs:
+        encoded[job.outputs["errors"]] = imaging.encode_png(
+            error_map_lib.error_map(mask, truth))
+    return encoded
+
+
+def finish_photo(job: PhotoJob, image, probabilities, mask, threshold: float):
+    """After the model: reads the ground truth, writes the outputs (atomically, the mask
+    last, so a mask on disk means its photograph is done) unless job.keep_outputs, and
+    returns (written, metrics row or None).
+
+    Raises OutputError when an output cannot be written; ValueError etc. for a bad
+    ground-truth file (nothing of the photograph is written then).
+    """
+    truth = (read_truth(job.truth_path, probabilities.shape)
+             if job.truth_path is not None else None)
+    if not job.keep_outputs:
+        encoded = encode_outputs(job, image, probabilities, mask, truth)
+        mask_path = job.outputs["mask"]
+        for path in [p for p in encoded if p != mask_path] + [mask_path]:
+            _write(path, encoded[path])
+    row = None
+    if truth is not None:
+        row = image_metrics(image, probabilities, job.truth_path, threshold,
+                            job.fov_path, truth=truth)
+        row = {"image": job.stem, "fov": job.fov_path or "computed", **row}
+    return not job.keep_outputs, row
+
+
+def write_run_metrics(output_dir: str, rows: list[dict], threshold: float,
+                      model: Optional[dict] = None) -> str:
+    """metrics.csv and metrics.json of a run's per-image rows (in their order);
+    returns the FOV source recorded ("computed", "files" or a mix)."""
+    from tiled_vessel_seg.inference import metrics_json
+    from_files = sum(r["fov"] != "computed" for r in rows)
+    fov_source = ("computed" if not from_files else "files" if from_files == len(rows)
+                  else f"files for {from_files} of {len(rows)} images, computed otherwise")
+    try:
+        write_metrics_csv(storage.join(output_dir, "metrics.csv"), rows)
+        metrics_json.write_metrics_json(
+            storage.join(output_dir, metrics_json.METRICS_JSON), rows,
+            metric_columns(), threshold=threshold, fov_source=fov_source, model=model)
+    except storage.StorageError as e:
+        raise OutputError(e.path, e.reason, e.errno) from None
+    return fov_source
+
+
+PREFETCH = 2  # photographs decoded ahead of the model (memory: 2 decoded photos)
+
+
 def segment_files(predictor, files: list[str], output_dir: str, *,
                   save_probabilities: bool = False, overlay: bool = False,
                   truths: Optional[dict] = None, overwrite: bool = False,
@@ -212,13 +330,17 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
     still segmented for its metrics, but its files are left as they are. With an
     input_scale.AutoScalePredictor, each image's scale decision is one line.
 
+    Three stages overlap: a reader thread decodes up to PREFETCH photographs ahead,
+    this thread runs the model, a writer thread encodes and writes the previous
+    photograph's outputs and metrics (TensorFlow, OpenCV and zlib release the GIL).
+
     Raises:
       OutputError: output_dir or an output file cannot be written; files written
         before stay (each is complete: writes are atomic).
     """
-    import numpy as np
+    import collections
+    from concurrent import futures
     from tqdm import tqdm
-    from tiled_vessel_seg.inference import error_map as error_map_lib
 
     try:
         storage.makedirs(output_dir)
@@ -226,88 +348,87 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
         raise OutputError(e.path, e.reason, e.errno) from None
     summary = Summary()
     start = time.time()
-    seen = {}
-    bar = tqdm(files, unit="image", disable=not progress, file=sys.stderr)
-    for path in bar:
+    bar = tqdm(total=len(files), unit="image", disable=not progress, file=sys.stderr)
+
+    def fail(path: str, reason: str) -> None:
+        summary.failed.append((path, reason))
+        tqdm.write(f"FAILED {path}: {reason}", file=sys.stderr)
+        bar.update()
+
+    jobs, seen = [], {}
+    for path in files:
         stem = imaging.image_stem(path)
-        bar.set_postfix_str(stem)
         if stem in seen:
-            summary.failed.append((path, f"same output name {stem}.png as {seen[stem]}"))
-            tqdm.write(f"FAILED {path}: same output name {stem}.png as {seen[stem]}",
-                       file=sys.stderr)
+            fail(path, f"same output name {stem}.png as {seen[stem]}")
             continue
         seen[stem] = path
-        outputs = {"mask": storage.join(output_dir, stem + ".png")}
-        if save_probabilities:
-            outputs["probabilities"] = storage.join(output_dir, stem + "_probabilities.png")
-            outputs["preview"] = storage.join(output_dir, stem + "_probabilities_preview.png")
-        if overlay:
-            outputs["overlay"] = storage.join(output_dir, stem + "_overlay.png")
-        entry = truths.get(stem) if truths is not None else None
-        truth_path = getattr(entry, "mask_path", entry)
-        fov_path = getattr(entry, "fov_path", None)
-        if error_map and truth_path is not None:
-            outputs["errors"] = storage.join(output_dir, stem + "_errors.png")
-        exists = not overwrite and all(storage.exists(p) for p in outputs.values())
-        if truths is not None and truth_path is None:
+        if truths is not None and getattr(truths.get(stem), "mask_path",
+                                          truths.get(stem)) is None:
             summary.no_truth.append(path)
-        if exists and truth_path is None:
+        job = plan_photo(path, output_dir, truths=truths, overwrite=overwrite,
+                         save_probabilities=save_probabilities, overlay=overlay,
+                         error_map=error_map)
+        if job is None:
             summary.skipped.append(stem)
-            continue
+            bar.update()
+        else:
+            jobs.append(job)
+
+    def collect(job: PhotoJob, future) -> None:
         try:
-            image = read_photo(path, predictor, max_pixels)
-            probabilities, mask = predictor(image)
-            probabilities, mask = probabilities.numpy(), mask.numpy()
-            decision = getattr(predictor, "last_decision", None)
-            if decision is not None:
-                summary.scales[stem] = decision.input_scale
-                if progress or not decision.fits:
-                    tqdm.write(f"{stem}: {image.shape[1]}x{image.shape[0]}, input "
-                               f"{decision.reason}", file=sys.stderr)
-            truth = (read_truth(truth_path, probabilities.shape)
-                     if truth_path is not None else None)
-            if not exists:
-                _write(outputs["mask"], imaging.encode_png(mask))
-                if save_probabilities:
-                    p16 = np.round(probabilities * 65535.0).astype(np.uint16)
-                    _write(outputs["probabilities"], imaging.encode_png(p16))
-                    p8 = np.round(probabilities * 255.0).astype(np.uint8)
-                    _write(outputs["preview"], imaging.encode_png(p8))
-                if overlay:
-                    _write(outputs["overlay"], imaging.encode_png(overlay_image(image, mask)))
-                if "errors" in outputs:
-                    _write(outputs["errors"], imaging.encode_png(
-                        error_map_lib.error_map(mask, truth)))
-                summary.written.append(stem)
-            else:
-                summary.skipped.append(stem)
-            if truth is not None:
-                row = image_metrics(image, probabilities, truth_path, predictor.threshold,
-                                    fov_path, truth=truth)
-                summary.metrics.append({"image": stem, "fov": fov_path or "computed", **row})
+            written, row = future.result()
         except OutputError:
             raise
         except Exception as e:  # pylint: disable=broad-except  # report, go on
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            if reason.startswith(f"{path}: "):  # ImageReadError, StorageError name it
-                reason = reason[len(path) + 2:]
-            summary.failed.append((path, reason))
-            tqdm.write(f"FAILED {path}: {reason}", file=sys.stderr)
+            fail(job.path, failure_reason(job.path, e))
+            return
+        (summary.written if written else summary.skipped).append(job.stem)
+        if row is not None:
+            summary.metrics.append(row)
+        bar.update()
+
+    with futures.ThreadPoolExecutor(1, "decode") as readers, \
+            futures.ThreadPoolExecutor(1, "write") as writers:
+        reads = collections.deque(
+            (job, readers.submit(read_photo, job.path, predictor, max_pixels))
+            for job in jobs[:PREFETCH])
+        writes = collections.deque()
+        try:
+            for index, job in enumerate(jobs):
+                bar.set_postfix_str(job.stem)
+                _, read = reads.popleft()
+                if index + PREFETCH < len(jobs):
+                    ahead = jobs[index + PREFETCH]
+                    reads.append((ahead, readers.submit(read_photo, ahead.path, predictor,
+                                                        max_pixels)))
+                try:
+                    image = read.result()
+                    probabilities, mask = predictor(image)
+                    probabilities, mask = probabilities.numpy(), mask.numpy()
+                except Exception as e:  # pylint: disable=broad-except  # report, go on
+                    fail(job.path, failure_reason(job.path, e))
+                    continue
+                decision = getattr(predictor, "last_decision", None)
+                if decision is not None:
+                    summary.scales[job.stem] = decision.input_scale
+                    if progress or not decision.fits:
+                        tqdm.write(f"{job.stem}: {image.shape[1]}x{image.shape[0]}, input "
+                                   f"{decision.reason}", file=sys.stderr)
+                while writes:  # at most one photograph's outputs in flight
+                    collect(*writes.popleft())
+                writes.append((job, writers.submit(finish_photo, job, image, probabilities,
+                                                   mask, predictor.threshold)))
+            while writes:
+                collect(*writes.popleft())
+        except BaseException:
+            for _, pending in list(reads) + list(writes):
+                pending.cancel()
+            raise
+    bar.close()
     summary.seconds = time.time() - start
     if truths is not None and summary.metrics:
-        from tiled_vessel_seg.inference import metrics_json
-        from_files = sum(r["fov"] != "computed" for r in summary.metrics)
-        summary.fov_source = (
-            "computed" if not from_files else "files" if from_files == len(summary.metrics)
-            else f"files for {from_files} of {len(summary.metrics)} images, computed otherwise")
-        try:
-            write_metrics_csv(storage.join(output_dir, "metrics.csv"), summary.metrics)
-            metrics_json.write_metrics_json(
-                storage.join(output_dir, metrics_json.METRICS_JSON), summary.metrics,
-                metric_columns(), threshold=predictor.threshold,
-                fov_source=summary.fov_source, model=model)
-        except storage.StorageError as e:
-            raise OutputError(e.path, e.reason, e.errno) from None
+        summary.fov_source = write_run_metrics(output_dir, summary.metrics,
+                                               predictor.threshold, model)
     return summary
 
 

@@ -96,8 +96,11 @@ def main(argv: list[str]) -> int:
         print(f"no image matches {pattern}", file=sys.stderr)
     try:
         if FLAGS.masks_dir:
+            ignored: list = []
             truths, problems = datasets.match_truths(files, FLAGS.masks_dir, FLAGS.layout,
-                                                     FLAGS.fov_dir)
+                                                     FLAGS.fov_dir, ignored)
+            if ignored:
+                print(datasets.ignored_note(ignored, "--masks_dir"), file=sys.stderr)
     except datasets.InputDirError as e:
         raise cli_app.ToolError(str(e)) from None
     for problem in problems:

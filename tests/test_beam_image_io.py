@@ -97,16 +97,17 @@ def test_discover_stare_pairs_and_reports_problems(tmp_path):
         _touch(tmp_path / "stare-images" / f"im000{i}.ppm.gz")
     for i in (1, 2, 324):
         _touch(tmp_path / "labels-ah" / f"im{i:04d}.ah.ppm.gz")
-    _touch(tmp_path / "stare-images" / "README.txt")
+    _touch(tmp_path / "stare-images" / "README.txt")  # plainly not a photo: left out
+    _touch(tmp_path / "stare-images" / "im0004.ppm.gz.part")  # should have been an image
     _touch(tmp_path / "stare-images" / ".DS_Store")
     pairs, problems = inputs.discover_stare(str(tmp_path))
     assert [p.image_id for p in pairs] == ["im0001", "im0002"]
     assert pairs[0].mask_path.endswith("labels-ah/im0001.ah.ppm.gz")
     reasons = {p.path.rsplit("/", 1)[-1]: p.reason for p in problems}
-    assert set(reasons) == {"im0003.ppm.gz", "im0324.ah.ppm.gz", "README.txt"}
+    assert set(reasons) == {"im0003.ppm.gz", "im0324.ah.ppm.gz", "im0004.ppm.gz.part"}
     assert "unpaired image" in reasons["im0003.ppm.gz"]
     assert "unpaired mask" in reasons["im0324.ah.ppm.gz"]
-    assert "not an image" in reasons["README.txt"]
+    assert "not an image" in reasons["im0004.ppm.gz.part"]
     assert all(p.stage == "discover" for p in problems)
 
 

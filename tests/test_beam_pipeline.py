@@ -35,7 +35,7 @@ BAD_INPUTS = {
     "im0008.ah.ppm.gz": "size mismatch",
     "im0009.ppm.gz": "unpaired image",
     "im0324.ah.ppm.gz": "unpaired mask",
-    "notes.txt": "not an image",
+    "im0010.raw": "not an image",  # should have been an image (notes.txt is left out)
 }
 
 
@@ -61,7 +61,8 @@ def stare_with_bad_inputs(synthetic_stare_dir, tmp_path_factory):
     (labels / "im0008.ah.ppm.gz").write_bytes(gzip.compress(b"P6\n12 10\n255\n" + small.tobytes()))
     (images / "im0009.ppm.gz").write_bytes(good_image)
     (labels / "im0324.ah.ppm.gz").write_bytes(good_label)
-    (images / "notes.txt").write_text("not a photo")
+    (images / "im0010.raw").write_text("not a photo")
+    (images / "notes.txt").write_text("plainly not a photo: left out, not an error")
     for i in (5, 6, 7):
         (labels / f"im000{i}.ah.ppm.gz").write_bytes(good_label)
     return root

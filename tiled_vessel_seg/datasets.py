@@ -16,14 +16,20 @@ tree and the file names of the dataset's own distribution, unpacked unchanged:
              (also 01_g.jpg, 01_h.jpg; no second observer)
 
 Anything else is described by a manifest CSV (`read_manifest`): columns
-image,mask[,fov][,split], paths relative to the CSV.
+image,mask[,fov][,split][,dataset][,subject], paths relative to the CSV.
 
 Every file name is matched on its stem (the name up to the first dot, case kept) and must
 have an image extension; the image id is the photograph's stem ("21_training",
 "Image_01L", "01_dr", "im0001"), which is also the name segmentation outputs get.
-Unpaired files, non-image files, duplicate ids, empty folders and bad manifest rows come
-back as `InputProblem`s (lines of errors.jsonl; one line each on the console), never as
-exceptions: one bad input never stops the others. Only an input that cannot be used at
+Unpaired files, files that should have been images but are not, duplicate ids, empty
+folders and bad manifest rows come back as `InputProblem`s (lines of errors.jsonl; one
+line each on the console), never as exceptions: one bad input never stops the others.
+
+A dataset as distributed also holds files that are no input problem: documentation and
+checksums (README.md, SHA256SUMS, *.txt: `is_plainly_not_a_photo`), and files the layout
+explains but a step does not use (CHASE_DB1's photographs and second observer in the
+folder given as --masks_dir). They are left out without an error; callers that pass an
+`ignored` list get them as `Ignored` entries, for one summary line (`ignored_note`). Only an input that cannot be used at
 all (a missing root folder, a manifest without its required columns) raises
 `InputDirError`.
 
@@ -42,9 +48,9 @@ import re
 from typing import Iterable, Optional, Sequence
 
 from tiled_vessel_seg import imaging, storage
+from tiled_vessel_seg.names import SPLIT_NAMES
 
-SPLIT_NAMES = ("train", "valid", "test")
-MANIFEST_COLUMNS = ("image", "mask", "fov", "split")
+MANIFEST_COLUMNS = ("image", "mask", "fov", "split", "dataset", "subject")
 REQUIRED_MANIFEST_COLUMNS = ("image", "mask")
 
 # FOV source names, as recorded in metrics.json.
@@ -63,6 +69,10 @@ class ImagePair:
     fov_path: the dataset's field-of-view mask (None: computed from the photograph).
     second_mask_path: a second annotator's vessel mask, when the dataset ships one.
     split: the split the input itself assigns ("train", "valid", "test"), or None.
+    dataset: the dataset's name ("stare", "chase_db1", a manifest's dataset cell), set by
+      `tiled_vessel_seg.sources` when several datasets go into one run; None: unnamed.
+    subject: the person the photo is of, where the dataset says (CHASE_DB1's child:
+      "01" for Image_01L and Image_01R; `subject_of`); None: the image is its own subject.
     """
     image_id: str
     image_path: str
@@ -70,6 +80,8 @@ class ImagePair:
     fov_path: Optional[str] = None
     second_mask_path: Optional[str] = None
     split: Optional[str] = None
+    dataset: Optional[str] = None
+    subject: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,13 +204,79 @@ def get_layout(name: Optional[str]) -> Layout:
         raise ValueError(f"unknown layout {name!r}; layouts: {', '.join(LAYOUT_NAMES)}") from None
 
 
+# Files a dataset ships beside its images that are plainly not photographs: left out
+# without an error (see is_plainly_not_a_photo).
+NOT_PHOTO_EXTENSIONS = frozenset((
+    ".md", ".txt", ".rst", ".csv", ".tsv", ".json", ".yaml", ".yml", ".xml", ".html",
+    ".htm", ".pdf", ".doc", ".docx", ".odt", ".rtf", ".log", ".ini", ".cfg", ".sha256",
+    ".sha1", ".md5", ".sig", ".asc", ".db"))
+NOT_PHOTO_NAMES = re.compile(
+    r"(readme|licen[cs]e|copying|notice|authors|changelog|citation|manifest|"
+    r"[a-z0-9]*sums?)(\.[a-z0-9]+)?|desktop\.ini|thumbs\.db", re.IGNORECASE)
+
+# Why a file was left out (Ignored.why), with a plural for the summary note.
+NOT_A_PHOTO = "not a photograph"
+ROLE_WORDS = {"image": ("photograph", "photographs"), "mask": ("vessel mask", "vessel masks"),
+              "fov": ("FOV mask", "FOV masks"),
+              "second_mask": ("second-observer mask", "second-observer masks")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Ignored:
+    """A file left out on purpose: `why` is NOT_A_PHOTO, or the layout role it has
+    ("image", "mask", "fov", "second_mask") in a folder a step reads for another role."""
+    path: str
+    why: str
+
+
+def is_plainly_not_a_photo(path: str) -> bool:
+    """True for documentation, checksum and text files (README.md, SHA256SUMS, notes.txt,
+    LICENSE, Thumbs.db): names no one would give a photograph or mask. A name with an
+    unknown extension (scan.raw, im0001.dat) is not plainly anything: it stays a problem."""
+    name = basename(path)
+    if name.startswith("."):
+        return True
+    if NOT_PHOTO_NAMES.fullmatch(name):
+        return True
+    ext = posixpath.splitext(name.lower()[:-3] if name.lower().endswith(".gz") else name.lower())[1]
+    return ext in NOT_PHOTO_EXTENSIONS
+
+
+def ignored_note(ignored: Sequence[Ignored], what: str = "", shown: int = 4) -> str:
+    """One line summing up the files left out, e.g. 'left out 42 files of
+    data/chase_db1: 20 photographs, 20 second-observer masks, 2 not photographs
+    (README.md, SHA256SUMS)'; "" when nothing was left out. `what` names the folder(s)."""
+    if not ignored:
+        return ""
+    groups: dict[str, list[str]] = {}
+    for item in ignored:
+        groups.setdefault(item.why, []).append(basename(item.path))
+    parts = []
+    for why, names in groups.items():
+        count = len(names)
+        if why == NOT_A_PHOTO:
+            listed = ", ".join(sorted(names)[:shown]) + (", ..." if count > shown else "")
+            parts.append(f"{count} not {'a photograph' if count == 1 else 'photographs'} "
+                         f"({listed})")
+        else:
+            one, many = ROLE_WORDS.get(why, (why, why))
+            parts.append(f"{count} {one if count == 1 else many}")
+    where = f" of {what}" if what else ""
+    total = len(ignored)
+    return f"left out {total} file{'s' if total != 1 else ''}{where}: {', '.join(parts)}"
+
+
 def _index(directory: str, layout: Layout, role: str, what: str,
-           problems: list[InputProblem], shared: bool = False) -> dict[str, str]:
+           problems: list[InputProblem], shared: bool = False,
+           ignored: Optional[list[Ignored]] = None, explained: Sequence[str] = ()
+           ) -> dict[str, str]:
     """{key: path} of the files of `role` in `directory`.
 
     Files that are not images, or (in a folder of one role) do not follow the layout's
     naming, become problems; in a folder shared by several roles (`shared`), a file that
-    does not match this role is left for the others.
+    does not match this role is left for the others. Files plainly not photographs, and
+    files matching one of the `explained` roles of the layout, are left out: appended to
+    `ignored` (when given), never problems.
     """
     files = list_files(directory)
     if not files:
@@ -207,12 +285,19 @@ def _index(directory: str, layout: Layout, role: str, what: str,
     found: dict[str, str] = {}
     for path in files:
         if image_extension(path) is None:
-            if not shared or role == "image":
+            if is_plainly_not_a_photo(path):
+                if ignored is not None and (not shared or role == "image"):
+                    ignored.append(Ignored(path, NOT_A_PHOTO))
+            elif not shared or role == "image":
                 problems.append(InputProblem(path, "discover", f"not an image file ({what} folder)"))
             continue
         key = layout.roles.key(role, stem_of(path))
         if key is None:
-            if not shared:
+            other = next((r for r in explained if layout.roles.key(r, stem_of(path))), None)
+            if other is not None:
+                if ignored is not None:
+                    ignored.append(Ignored(path, other))
+            elif not shared:
                 problems.append(InputProblem(
                     path, "discover", f"not a {layout.name} {what} name "
                                       f"(expected e.g. {layout.roles.example(role)})"))
@@ -237,7 +322,8 @@ def _unclaimed(directory: str, layout: Layout, problems: list[InputProblem]) -> 
 
 def pair_folders(images_dir: str, masks_dir: str, layout: Optional[str] = None,
                  fov_dir: Optional[str] = None, second_masks_dir: Optional[str] = None,
-                 split: Optional[str] = None) -> tuple[list[ImagePair], list[InputProblem]]:
+                 split: Optional[str] = None, ignored: Optional[list[Ignored]] = None
+                 ) -> tuple[list[ImagePair], list[InputProblem]]:
     """Pairs the photographs in `images_dir` with the masks in `masks_dir`.
 
     Args:
@@ -248,6 +334,7 @@ def pair_folders(images_dir: str, masks_dir: str, layout: Optional[str] = None,
         FOV file is named like its image, optionally with '_mask' or '_fov' after the stem.
       second_masks_dir: a second annotator's masks, named like `masks_dir`'s.
       split: the split hint recorded on every pair.
+      ignored: when given, the files left out on purpose are appended (`Ignored`).
 
     Returns:
       pairs sorted by image id, and the problems (unpaired image or mask, non-image file,
@@ -259,26 +346,27 @@ def pair_folders(images_dir: str, masks_dir: str, layout: Optional[str] = None,
     spec = get_layout(layout)
     if not is_dir(images_dir):
         raise InputDirError(f"input folder {images_dir} does not exist")
-    return _pair_group(spec, images_dir, masks_dir, fov_dir, second_masks_dir, split)
+    return _pair_group(spec, images_dir, masks_dir, fov_dir, second_masks_dir, split, ignored)
 
 
 def _pair_group(layout: Layout, images_dir: str, masks_dir: str, fov_dir: Optional[str],
-                second_dir: Optional[str], split: Optional[str]):
+                second_dir: Optional[str], split: Optional[str],
+                ignored: Optional[list[Ignored]] = None):
     problems: list[InputProblem] = []
     folders = {images_dir, masks_dir} | ({fov_dir} if fov_dir else set()) | (
         {second_dir} if second_dir else set())
     shared = len(folders) < 1 + bool(masks_dir) + bool(fov_dir) + bool(second_dir)
-    images = _index(images_dir, layout, "image", "image", problems, shared)
+    images = _index(images_dir, layout, "image", "image", problems, shared, ignored)
     masks: dict[str, str] = {}
     if is_dir(masks_dir):
-        masks = _index(masks_dir, layout, "mask", "mask", problems, shared)
+        masks = _index(masks_dir, layout, "mask", "mask", problems, shared, ignored)
     else:
         problems.append(InputProblem(masks_dir, "discover", "mask folder does not exist"))
     fovs: dict[str, str] = {}
     if fov_dir:
         if is_dir(fov_dir):
             fov_layout = layout if layout.roles.fov else FOLDERS
-            fovs = _index(fov_dir, fov_layout, "fov", "FOV mask", problems, shared)
+            fovs = _index(fov_dir, fov_layout, "fov", "FOV mask", problems, shared, ignored)
         else:
             problems.append(InputProblem(fov_dir, "discover", "FOV folder does not exist"))
     seconds: dict[str, str] = {}
@@ -304,16 +392,20 @@ def _pair_group(layout: Layout, images_dir: str, masks_dir: str, fov_dir: Option
     return pairs, problems
 
 
-def discover(root: str, layout: str, fov_dir: Optional[str] = None
+def discover(root: str, layout: str, fov_dir: Optional[str] = None,
+             ignored: Optional[list[Ignored]] = None
              ) -> tuple[list[ImagePair], list[InputProblem]]:
     """Pairs every photograph of a dataset tree in `layout` under `root`.
 
     fov_dir: FOV masks for a layout that ships none (stare, chase_db1), named like the
       image with an optional _mask/_fov suffix.
+    ignored: when given, the files left out on purpose (README.md, SHA256SUMS, ...) are
+      appended (`Ignored`).
 
     Returns:
-      pairs sorted by image id, and the problems (see `pair_folders`; also an image id
-      found in two groups, e.g. DRIVE's training/ and test/).
+      pairs sorted by image id, each with dataset = the layout's name and its subject
+      (`subject_of`), and the problems (see `pair_folders`; also an image id found in two
+      groups, e.g. DRIVE's training/ and test/).
 
     Raises:
       InputDirError: `root` does not exist or holds none of the layout's folders.
@@ -335,9 +427,12 @@ def discover(root: str, layout: str, fov_dir: Optional[str] = None
             fov = None  # a distribution without FOV masks: they are computed instead
         second = join(root, group.second_masks) if group.second_masks is not None else None
         group_pairs, group_problems = _pair_group(
-            spec, join(root, group.images), join(root, group.masks), fov, second, group.split)
+            spec, join(root, group.images), join(root, group.masks), fov, second, group.split,
+            ignored)
         pairs.extend(group_pairs)
         problems.extend(group_problems)
+    pairs = [dataclasses.replace(p, dataset=spec.name, subject=subject_of(spec.name, p.image_id))
+             for p in pairs]  # a tree as distributed is one dataset, named by its layout
     return _drop_duplicate_ids(pairs, problems)
 
 
@@ -360,12 +455,31 @@ def discover_stare(stare_dir: str) -> tuple[list[ImagePair], list[InputProblem]]
     return discover(stare_dir, "stare")
 
 
+# ---------------------------------------------------------------------------- subjects
+
+# Datasets with several photos of one person: the image id's group `subject` names the
+# person. CHASE_DB1 photographs both eyes of each child (Image_01L, Image_01R: child 01);
+# in STARE, DRIVE and HRF every photo is its own subject.
+SUBJECT_PATTERNS = {"chase_db1": r"Image_(?P<subject>\d+)[LR]"}
+DATASET_NAME = r"[A-Za-z0-9_]+"  # a dataset name: a layout name or a manifest's label
+
+
+def subject_of(dataset: Optional[str], image_id: str) -> str:
+    """The subject of one photo: 'chase_db1', 'Image_01R' -> '01'; the image id itself
+    where the dataset has no subjects (or the id does not follow its naming)."""
+    pattern = SUBJECT_PATTERNS.get(dataset or "")
+    match = re.fullmatch(pattern, image_id, re.IGNORECASE) if pattern else None
+    return match.group("subject") if match else image_id
+
+
 # ---------------------------------------------------------------------------- manifest
 
 def read_manifest(path: str) -> tuple[list[ImagePair], list[InputProblem]]:
     """Pairs listed in a CSV file: a header row naming the columns image, mask and
-    optionally fov and split; paths relative to the CSV's folder (absolute paths and URLs
-    are kept).
+    optionally fov, split, dataset (a name: several datasets in one manifest, e.g. stare
+    and chase_db1) and subject (the person photographed: photos of one subject stay in
+    one split and one fold; default `subject_of` the dataset and id); paths relative to
+    the CSV's folder (absolute paths and URLs are kept).
 
     A bad row (empty required cell, a file that does not exist or is not an image, an
     unknown split, an image id seen before) is left out and reported as a problem whose
@@ -387,7 +501,7 @@ def read_manifest(path: str) -> tuple[list[ImagePair], list[InputProblem]]:
         problem = (f"no {' or '.join(missing)} column" if missing
                    else f"unknown column(s) {', '.join(map(repr, unknown))}")
         raise InputDirError(f"manifest {path}: {problem}; the header must name the columns "
-                            f"image,mask[,fov][,split]")
+                            f"image,mask[,fov][,split][,dataset][,subject]")
     base = posixpath.dirname(path) if storage.is_remote(path) else os.path.dirname(os.path.abspath(path))
     pairs: list[ImagePair] = []
     problems: list[InputProblem] = []
@@ -429,8 +543,13 @@ def _manifest_pair(row: dict[str, str], base: str) -> tuple[Optional[ImagePair],
     split = row.get("split", "").lower() or None
     if split is not None and split not in SPLIT_NAMES:
         return None, f"unknown split {row['split']!r} (splits: {', '.join(SPLIT_NAMES)})"
-    return ImagePair(stem_of(paths["image"]), paths["image"], paths["mask"], paths.get("fov"),
-                     split=split), ""
+    dataset = row.get("dataset") or None
+    if dataset is not None and not re.fullmatch(DATASET_NAME, dataset):
+        return None, f"dataset {dataset!r}: letters, digits and _ only"
+    image_id = stem_of(paths["image"])
+    subject = row.get("subject") or (subject_of(dataset, image_id) if dataset else None)
+    return ImagePair(image_id, paths["image"], paths["mask"], paths.get("fov"),
+                     split=split, dataset=dataset, subject=subject), ""
 
 
 # ------------------------------------------------------------------------- one entry
@@ -471,28 +590,33 @@ class Source:
         return {k: v for k, v in dataclasses.asdict(self).items() if v}
 
 
-def find_pairs(source: Source) -> tuple[list[ImagePair], list[InputProblem]]:
+def find_pairs(source: Source, ignored: Optional[list[Ignored]] = None
+               ) -> tuple[list[ImagePair], list[InputProblem]]:
     """The pairs and problems of `source` (see Source); raises ValueError for a bad
-    combination and InputDirError for a missing folder or unusable manifest."""
+    combination and InputDirError for a missing folder or unusable manifest. Files left
+    out on purpose are appended to `ignored` (when given; see `ignored_note`)."""
     source.check()
     if source.manifest:
         return read_manifest(source.manifest)
     if source.root:
-        return discover(source.root, source.layout or "stare", source.fov_dir)
-    return pair_folders(source.images_dir, source.masks_dir, source.layout, source.fov_dir)
+        return discover(source.root, source.layout or "stare", source.fov_dir, ignored)
+    return pair_folders(source.images_dir, source.masks_dir, source.layout, source.fov_dir,
+                        ignored=ignored)
 
 
 # ------------------------------------------------------------------------- segmentation
 
 def match_truths(image_paths: Sequence[str], masks_dir: str, layout: Optional[str] = None,
-                 fov_dir: Optional[str] = None
+                 fov_dir: Optional[str] = None, ignored: Optional[list[Ignored]] = None
                  ) -> tuple[dict[str, ImagePair], list[InputProblem]]:
     """Ground truth for photographs being segmented: {output stem: ImagePair} of those
     whose mask (and FOV mask, with `fov_dir`) is found, named by `layout`'s rules (the
     output stem is `imaging.image_stem`, the name vessel-segment writes).
 
     Photographs without a mask are not problems here (they are segmented without
-    metrics); the problems are the unusable files of masks_dir / fov_dir.
+    metrics); the problems are the unusable files of masks_dir / fov_dir. Files there
+    that the layout explains (CHASE_DB1 keeps its photographs and second observer beside
+    the masks) or that are plainly not photographs are appended to `ignored` instead.
 
     Raises:
       InputDirError: masks_dir (or fov_dir) is not a folder.
@@ -503,11 +627,14 @@ def match_truths(image_paths: Sequence[str], masks_dir: str, layout: Optional[st
             raise InputDirError(f"{flag} {folder}: not a folder")
     problems: list[InputProblem] = []
     shared = masks_dir == fov_dir
-    masks = _index(masks_dir, spec, "mask", "mask", problems, shared=shared)
+    others = ("image", "second_mask", "fov")
+    masks = _index(masks_dir, spec, "mask", "mask", problems, shared=shared, ignored=ignored,
+                   explained=others)
     fovs = {}
     if fov_dir:
         fov_layout = spec if spec.roles.fov else FOLDERS
-        fovs = _index(fov_dir, fov_layout, "fov", "FOV mask", problems, shared=shared)
+        fovs = _index(fov_dir, fov_layout, "fov", "FOV mask", problems, shared=shared,
+                      ignored=None if shared else ignored, explained=("image", "mask", "second_mask"))
     out = {}
     for path in image_paths:
         key = spec.roles.key("image", stem_of(path))

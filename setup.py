@@ -12,7 +12,7 @@ STAGE_FOLDERS = ("configs", "synthetic", "beam_jobs", "tfrecords", "trainer", "i
 INSTALL_REQUIRES = [
     "tensorflow==2.17.1",
     # >=3.15.1: safe_mode bypasses CVE-2025-1550, -8747, -9905 (.h5 ignores safe_mode), -9906,
-    # -49655, CVE-2026-1462 and -12481 (fixed in 3.15.0) are all fixed; README "Security".
+    # -49655, CVE-2026-1462 and -12481 (fixed in 3.15.0) are all fixed; docs/security.md.
     "keras>=3.15.1,<3.16",
     "apache-beam[tfrecord]==2.77.0",
     "google-crc32c>=1.5",
@@ -31,6 +31,7 @@ setuptools.setup(
     "MirroredStrategy U-Net and one-graph tiled inference.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",  # LICENSE
     python_requires=">=3.11,<3.13",  # keras 3.15 needs 3.11,
     # The stage folders stay at the top of the repository and are installed under one
     # namespace, tiled_vessel_seg.<stage>, so no generic top-level name is claimed.

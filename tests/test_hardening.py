@@ -146,7 +146,7 @@ def test_download_into_an_unusable_folder_is_one_line_exit_2(tmp_path, photos, c
 
 # --- model files: nothing executes from them ------------------------------------------------
 
-KERAS_FLOOR = "3.15.1"  # README "Security": every published safe_mode bypass fixed
+KERAS_FLOOR = "3.15.1"  # docs/security.md: every published safe_mode bypass fixed
 
 
 def _save_h5_with_code(path, marker):

@@ -24,6 +24,7 @@ from typing import Sequence
 from absl import app, flags
 
 from tiled_vessel_seg import cli_app, storage
+from tiled_vessel_seg.configs import tool_config
 from tiled_vessel_seg.configs.schema import REFERENCE_AUGMENTATIONS
 
 FLAGS = flags.FLAGS
@@ -123,7 +124,7 @@ def preprocess_config():
     for name in ("valid_ids", "test_ids"):
         value = getattr(FLAGS, name)
         values[f"preprocess.{name}"] = None if value is None else tuple(value)
-    return cli_app.load_config(values).preprocess
+    return tool_config.load_config(values).preprocess
 
 
 def pipeline_options(beam_args: Sequence[str]):

@@ -39,6 +39,7 @@ from tiled_vessel_seg import imaging, storage
 from tiled_vessel_seg.beam_jobs import inputs, split, tile_tasks
 from tiled_vessel_seg.configs.schema import PreprocessConfig
 from tiled_vessel_seg.tfrecords import dataset_info as info_lib
+from tiled_vessel_seg.tfrecords import record_counts
 from tiled_vessel_seg.tfrecords import schema
 from tiled_vessel_seg.tfrecords.encoding import TileEncoding
 
@@ -325,12 +326,17 @@ def finalize_dataset(output_dir: str, config: PreprocessConfig, parameters: dict
         rows = [s for s in stats if s["split"] == name]
         if not rows:
             continue
+        shards = written_shards(output_dir, name, config)
         splits[name] = info_lib.SplitInfo(
             image_ids=sorted(s["image_id"] for s in rows),
             tiles=sum(s["tiles_kept"] + s["whole_image"] for s in rows),
             augmented_tiles=sum(s["augmented"] for s in rows),
             records=sum(s["records"] for s in rows),
-            shards=written_shards(output_dir, name, config))
+            shards=shards,
+            # what the trainer checks the shards against (tfrecords/record_counts.py)
+            shard_records=[record_counts.count_records(info_lib.join(output_dir, shard),
+                                                       config.compression)
+                           for shard in shards])
     checksums = {}
     for s in stats:
         checksums.update(s["checksums"])

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-SPLIT_NAMES = ("train", "valid", "test")
+from tiled_vessel_seg.names import SPLIT_NAMES
 
 
 def parse_split(text: str) -> dict[str, float]:

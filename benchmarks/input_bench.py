@@ -46,12 +46,13 @@ def _small_model(tile: int):
     import keras
 
     from tiled_vessel_seg.configs import load_config
-    from tiled_vessel_seg.trainer import losses, model
+    from tiled_vessel_seg import keras_objects
+    from tiled_vessel_seg.trainer import model
     config = load_config(None, [f"model.image_height={tile}", f"model.image_width={tile}",
                                 "model.base_filters=8", "model.num_layers=4",
                                 "model.base_kernels=(3,3)", "model.dilation=(1,1)"])
     net = model.build_unet(config.model)
-    net.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses.BceDiceLoss())
+    net.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras_objects.BceDiceLoss())
     return net
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from tiled_vessel_seg import names
+
 # The reference augmentation set, by the names the preprocessing job writes into records.
 DISTORTION_CENTERS = ((0.3, 0.3), (0.7, 0.3), (0.5, 0.5), (0.3, 0.7), (0.7, 0.7))
 REFERENCE_AUGMENTATIONS = (
@@ -117,7 +119,7 @@ class TrainConfig:
     def __post_init__(self):
         if self.loss_mask not in ("none", "fov"):
             raise ValueError(f"[train] loss_mask must be none or fov, got {self.loss_mask!r}")
-        if self.strategy not in ("auto", "one_device", "mirrored", "multi_worker"):
+        if self.strategy not in names.STRATEGIES:
             raise ValueError(f"[train] strategy must be auto, one_device, mirrored or "
                              f"multi_worker, got {self.strategy!r}")
         if self.batch_size < 1:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from absl import flags
 
 from tiled_vessel_seg import cli_app
-from tiled_vessel_seg.configs import schema
+from tiled_vessel_seg.configs import schema, tool_config
 
 FLAGS = flags.FLAGS
 _DEFAULTS = schema.TiledInferConfig()
@@ -68,7 +68,7 @@ def model_dir(tool: str) -> str:
 def predictor_options() -> dict:
     """Keyword arguments of predictor.load_predictor from the flags and the config."""
     use_config = bool(FLAGS.config or FLAGS.set)
-    tiled = cli_app.load_config().tiledinfer if use_config else _DEFAULTS
+    tiled = tool_config.load_config().tiledinfer if use_config else _DEFAULTS
     options = {}
     for name, key in CONFIG_KEYS.items():
         value = getattr(FLAGS, name)

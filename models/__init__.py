@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 
+from tiled_vessel_seg.names import MODEL_INFO_FILE as _INFO_FILE
+
 DEFAULT_MODEL = "stare_small"
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_INFO_FILE = "model_info.json"  # = trainer.model_info.INFO_FILE (kept TF-free here)
 
 
 class UnknownModelError(ValueError):

@@ -33,6 +33,7 @@ import numpy as np
 from absl import app, flags
 
 from tiled_vessel_seg import cli_app, storage
+from tiled_vessel_seg.configs import tool_config
 
 FLAGS = flags.FLAGS
 
@@ -367,7 +368,7 @@ def _main(argv: list[str]) -> int:
     from tiled_vessel_seg.pipeline import run as run_lib
     from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
     from tiled_vessel_seg.model_info import ModelDirError
-    config = cli_app.load_config({"train.deterministic": FLAGS.deterministic or None})
+    config = tool_config.load_config({"train.deterministic": FLAGS.deterministic or None})
     options = run_lib.RunOptions(overwrite=FLAGS.overwrite, verbose=0 if FLAGS.quiet else 2)
     command = " ".join(["vessel-cv"] + sys.argv[1:])
     start = time.time()

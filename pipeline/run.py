@@ -33,7 +33,8 @@ from typing import Callable, Optional, Sequence
 
 from absl import app, flags
 
-from tiled_vessel_seg import cli_app
+from tiled_vessel_seg import cli_app, names
+from tiled_vessel_seg.configs import tool_config
 
 FLAGS = flags.FLAGS
 
@@ -315,7 +316,7 @@ def define_flags() -> None:
                       "exist.")
     flags.DEFINE_integer("num_cpu_replicas", 0, "Mirror training over N logical CPU devices "
                          "(no GPU needed).")
-    flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
+    flags.DEFINE_enum("precision", "auto", list(names.PRECISIONS),
                       "auto: mixed_float16 on GPU, float32 on CPU.")
     flags.DEFINE_integer("direct_num_workers", 1, "Beam DirectRunner workers for the "
                          "preprocess stage.", lower_bound=1)
@@ -356,7 +357,7 @@ def _main(argv: list[str]) -> int:
                          precision=FLAGS.precision, verbose=0 if FLAGS.quiet else 2,
                          direct_num_workers=FLAGS.direct_num_workers)
     start = time.time()
-    config = cli_app.load_config({"train.deterministic": FLAGS.deterministic or None})
+    config = tool_config.load_config({"train.deterministic": FLAGS.deterministic or None})
     from tiled_vessel_seg import datasets
     if sum(bool(x) for x in (FLAGS.stare_dir, FLAGS.dataset_dir, FLAGS.manifest)) > 1:
         raise app.UsageError("give at most one of --stare_dir, --dataset_dir, --manifest")

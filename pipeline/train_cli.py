@@ -29,11 +29,11 @@ from typing import Optional, Sequence
 from absl import app, flags
 
 from tiled_vessel_seg import cli_app
+from tiled_vessel_seg.configs import tool_config
+from tiled_vessel_seg.names import PRECISIONS, STRATEGIES
 from tiled_vessel_seg.trainer import cli_flags
 
 FLAGS = flags.FLAGS
-STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 
 def define_flags() -> None:
@@ -82,7 +82,7 @@ def _main(argv: list[str]) -> int:
     if not FLAGS.data_dir:
         raise app.UsageError("--data_dir is required")
     _log_progress("vessel-train")
-    config = cli_app.load_config({"train.strategy": FLAGS.strategy,
+    config = tool_config.load_config({"train.strategy": FLAGS.strategy,
                                   "train.deterministic": FLAGS.deterministic or None})
     model_dir = FLAGS.model_dir or config.train.model_dir
 

@@ -17,6 +17,7 @@ from absl import app
 from absl import flags
 
 from tiled_vessel_seg import cli_app
+from tiled_vessel_seg.configs import tool_config
 from tiled_vessel_seg.synthetic import fundus
 from tiled_vessel_seg.synthetic import stare_layout
 
@@ -62,7 +63,7 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required")
-    synth = cli_app.load_config({"synth.num_images": FLAGS.num_images,
+    synth = tool_config.load_config({"synth.num_images": FLAGS.num_images,
                                  "synth.seed": FLAGS.seed}).synth
     try:
         width, height = parse_size(FLAGS.size or f"{synth.width}x{synth.height}")

@@ -9,7 +9,8 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from tiled_vessel_seg.trainer import losses, metrics  # noqa: E402
+from tiled_vessel_seg import keras_objects  # noqa: E402
+from tiled_vessel_seg.trainer import metrics  # noqa: E402
 
 EPS = 1e-7
 
@@ -44,15 +45,15 @@ def test_hand_worked_masked_dice():
     t = np.array([1, 1, 0, 0], np.float32).reshape(1, 2, 2, 1)
     p = np.array([1, 0, 1, 0], np.float32).reshape(1, 2, 2, 1)
     fov = np.array([1, 0, 1, 0], np.float32).reshape(1, 2, 2, 1)
-    assert float(losses.dice_coef(labels(t, fov), p)) == pytest.approx(0.75)
+    assert float(keras_objects.dice_coef(labels(t, fov), p)) == pytest.approx(0.75)
 
 
 def test_masked_loss_matches_numpy(example):
     t, p, fov = example
-    got = float(losses.bce_dice_loss(labels(t, fov), p))
+    got = float(keras_objects.bce_dice_loss(labels(t, fov), p))
     assert got == pytest.approx(np_masked_loss(t, p, fov), rel=1e-5)
     # Differs from the unmasked loss on this example (the mask does something).
-    assert abs(got - float(losses.bce_dice_loss(t, p))) > 1e-3
+    assert abs(got - float(keras_objects.bce_dice_loss(t, p))) > 1e-3
 
 
 def test_pixels_outside_the_fov_change_nothing(example):
@@ -61,7 +62,7 @@ def test_pixels_outside_the_fov_change_nothing(example):
     outside = fov == 0
     t2 = np.where(outside, 1.0 - t, t).astype(np.float32)
     p2 = np.where(outside, rng.random(p.shape), p).astype(np.float32)
-    loss = losses.BceDiceLoss()
+    loss = keras_objects.BceDiceLoss()
     assert float(loss(labels(t2, fov), p2)) == pytest.approx(float(loss(labels(t, fov), p)),
                                                              rel=1e-6)
 
@@ -69,10 +70,10 @@ def test_pixels_outside_the_fov_change_nothing(example):
 def test_all_ones_fov_is_the_unmasked_loss(example):
     t, p, _ = example
     ones = np.ones_like(t)
-    assert float(losses.bce_dice_loss(labels(t, ones), p)) == pytest.approx(
-        float(losses.bce_dice_loss(t, p)), rel=1e-6)
-    assert float(losses.dice_coef(labels(t, ones), p)) == pytest.approx(
-        float(losses.dice_coef(t, p)), rel=1e-6)
+    assert float(keras_objects.bce_dice_loss(labels(t, ones), p)) == pytest.approx(
+        float(keras_objects.bce_dice_loss(t, p)), rel=1e-6)
+    assert float(keras_objects.dice_coef(labels(t, ones), p)) == pytest.approx(
+        float(keras_objects.dice_coef(t, p)), rel=1e-6)
 
 
 def test_wnet_outputs_are_each_scored_inside_the_fov(example):
@@ -80,7 +81,7 @@ def test_wnet_outputs_are_each_scored_inside_the_fov(example):
     first = np.clip(p[::-1] * 0.7 + 0.1, 0.0, 1.0).astype(np.float32)
     stacked = np.concatenate([first, p], axis=-1)  # a W-Net's two outputs
     expected = (np_masked_loss(t, first, fov) + np_masked_loss(t, p, fov)) / 2
-    assert float(losses.BceDiceLoss()(labels(t, fov), stacked)) == pytest.approx(expected,
+    assert float(keras_objects.BceDiceLoss()(labels(t, fov), stacked)) == pytest.approx(expected,
                                                                                   rel=1e-5)
 
 
@@ -130,12 +131,12 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from tiled_vessel_seg.trainer import losses
+from tiled_vessel_seg import keras_objects
 y, p = (np.array(a, np.float32) for a in json.loads(sys.argv[1]))
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 batches = strategy.experimental_distribute_dataset(
     tf.data.Dataset.from_tensor_slices((y, p)).batch(4))
-values = strategy.run(tf.function(losses.bce_dice_loss), args=next(iter(batches)))
+values = strategy.run(tf.function(keras_objects.bce_dice_loss), args=next(iter(batches)))
 print(json.dumps([float(v) for v in strategy.experimental_local_results(values)]))
 """
 

@@ -86,13 +86,14 @@ def test_importing_the_package_does_not_import_tensorflow():
 def saved_model(tmp_path_factory):
     """A tiny model compiled with the project's loss and metrics, saved as .keras."""
     keras = pytest.importorskip("keras")
-    from tiled_vessel_seg.trainer import losses, metrics
+    from tiled_vessel_seg import keras_objects
+    from tiled_vessel_seg.trainer import metrics
     keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 3))
     out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(inp)
     model = keras.Model(inp, out)
-    model.compile(optimizer="adam", loss=losses.BceDiceLoss(),
-                  metrics=[metrics.DiceCoef(), *metrics.segmentation_metrics(0.5)])
+    model.compile(optimizer="adam", loss=keras_objects.BceDiceLoss(),
+                  metrics=[keras_objects.DiceCoef(), *metrics.segmentation_metrics(0.5)])
     x = np.random.default_rng(0).random((4, 8, 8, 3)).astype(np.float32)
     y = (x[..., :1] > 0.5).astype(np.float32)
     model.fit(x, y, epochs=1, verbose=0)
@@ -129,9 +130,11 @@ def test_plain_keras_load_model_after_import(saved_model):
     check_loaded(python(LOAD, path, timeout=300), expected)
 
 
-def test_models_saved_before_the_namespace_move_still_load(saved_model, tmp_path):
-    """Files written when the code was the top-level package `trainer` record
-    module "trainer.losses"; the registered name "vessel>..." still finds the classes."""
+@pytest.mark.parametrize("old_module", ["trainer.losses", "tiled_vessel_seg.trainer.losses"])
+def test_models_saved_by_older_versions_still_load(saved_model, tmp_path, old_module):
+    """Files written when the code was the top-level package `trainer` record module
+    "trainer.losses", later ones (the shipped model) "tiled_vessel_seg.trainer.losses";
+    the registered name "vessel>..." still finds the classes in keras_objects."""
     path, expected = saved_model
     old = tmp_path / "old_model.keras"
     with zipfile.ZipFile(path) as src, zipfile.ZipFile(old, "w") as dst:
@@ -139,8 +142,8 @@ def test_models_saved_before_the_namespace_move_still_load(saved_model, tmp_path
             data = src.read(item.filename)
             if item.filename == "config.json":
                 text = data.decode()
-                assert "tiled_vessel_seg.trainer." in text
-                data = text.replace("tiled_vessel_seg.trainer.", "trainer.").encode()
+                assert "tiled_vessel_seg.keras_objects" in text
+                data = text.replace("tiled_vessel_seg.keras_objects", old_module).encode()
             dst.writestr(item, data)
     for suffix in (".x.npy", ".y.npy"):
         (tmp_path / ("old_model" + suffix)).write_bytes(path.with_suffix(suffix).read_bytes())

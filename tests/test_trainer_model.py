@@ -168,6 +168,7 @@ def test_unknown_architecture_and_standardization_are_refused():
 
 def test_cosine_schedule_values_by_hand():
     from tiled_vessel_seg.configs import load_config
+    from tiled_vessel_seg import keras_objects
     from tiled_vessel_seg.trainer import schedules
     config = load_config(None, ["train.lr_schedule='cosine'", "model.learning_rate=0.01",
                                 "train.min_learning_rate=1e-8", "train.cosine_cycle_epochs=2"])
@@ -181,5 +182,5 @@ def test_cosine_schedule_values_by_hand():
     plateau = load_config(None, [])
     assert schedules.learning_rate(plateau, 50) == plateau.model.learning_rate
     assert schedules.uses_plateau_reduction(plateau)
-    restored = schedules.CosineCycles.from_config(schedule.get_config())
+    restored = keras_objects.CosineCycles.from_config(schedule.get_config())
     assert float(restored(25)) == pytest.approx(expected[25], rel=1e-6)

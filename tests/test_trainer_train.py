@@ -15,7 +15,8 @@ from tiled_vessel_seg.tfrecords import reader  # noqa: E402
 from tiled_vessel_seg.pipeline import train_cli  # noqa: E402
 from tiled_vessel_seg.trainer import evaluate as evaluate_lib  # noqa: E402
 from tiled_vessel_seg.trainer import evaluate_cli  # noqa: E402
-from tiled_vessel_seg.trainer import losses, metrics  # noqa: E402
+from tiled_vessel_seg import keras_objects  # noqa: E402
+from tiled_vessel_seg.trainer import metrics  # noqa: E402
 from tiled_vessel_seg.trainer import model as model_lib  # noqa: E402
 from tiled_vessel_seg import model_info as model_info_lib  # noqa: E402
 from tiled_vessel_seg.trainer import strategy as strategy_lib  # noqa: E402
@@ -88,8 +89,8 @@ def test_training_lowers_the_loss(trained, data_dir):
     initial = model_lib.build_unet(config.model)
     best = keras.models.load_model(os.path.join(model_dir, "best_model.keras"), safe_mode=True)
     x, y = split_arrays(data_dir, "valid")
-    before = float(losses.bce_dice_loss(y, initial.predict(x, verbose=0)))
-    after = float(losses.bce_dice_loss(y, best.predict(x, verbose=0)))
+    before = float(keras_objects.bce_dice_loss(y, initial.predict(x, verbose=0)))
+    after = float(keras_objects.bce_dice_loss(y, best.predict(x, verbose=0)))
     assert after < before - 0.02, (before, after)
 
 
@@ -123,7 +124,7 @@ def test_safe_loading_keeps_loss_metrics_and_weights(trained):
     _, model_dir, _, trained_weights = trained
     path = os.path.join(model_dir, "best_model.keras")
     loaded = keras.models.load_model(path, safe_mode=True, compile=True)
-    assert isinstance(loaded.loss, losses.BceDiceLoss)
+    assert isinstance(loaded.loss, keras_objects.BceDiceLoss)
     # The weights the model had after its best epoch, as training held them in memory.
     assert len(loaded.get_weights()) == len(trained_weights)
     for a, b in zip(loaded.get_weights(), trained_weights):

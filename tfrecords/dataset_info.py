@@ -18,7 +18,8 @@ JSON fields:
     parameters: {key: value}, every job parameter (config [preprocess] + inputs), read
                 into DatasetParameters (typed tile_size, scale, split_assignment)
     splits: {split: {"image_ids": [str], "tiles": int, "augmented_tiles": int,
-                     "records": int, "shards": [path relative to OUT]}}
+                     "records": int, "shards": [path relative to OUT],
+                     "shard_records": [int per shard] (absent in older files)}}
     dropped_empty: int, tiles dropped by the vessel filter
     errors: int, rejected inputs (lines of errors.jsonl)
     input_checksums: {path: sha256 hex}
@@ -54,6 +55,8 @@ class SplitInfo:
     augmented_tiles: int
     records: int
     shards: list[str]
+    # records in each shard, in `shards` order ([] in files written before it was recorded)
+    shard_records: list[int] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)

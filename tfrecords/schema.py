@@ -40,12 +40,12 @@ from typing import Callable, Optional
 import numpy as np
 
 from tiled_vessel_seg.imaging import MASK_THRESHOLD
+from tiled_vessel_seg.names import READABLE_SCHEMA_VERSIONS as READABLE_VERSIONS
+from tiled_vessel_seg.names import SCHEMA_VERSION
 from tiled_vessel_seg.tfrecords import encoding as encoding_lib
 from tiled_vessel_seg.tfrecords.encoding import TileEncoding
 from tiled_vessel_seg.tfrecords.example_proto import serialize_example
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
 WHOLE_IMAGE_ORIGIN = -1
 NO_AUGMENTATION = "none"
 

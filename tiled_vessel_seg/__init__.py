@@ -3,9 +3,13 @@
 The repository keeps one folder per stage (beam_jobs, tfrecords, trainer, inference,
 pipeline, configs, synthetic); setup.py installs each of them under this package, so
 imports read `from tiled_vessel_seg.trainer import model` whatever folders the current
-working directory holds. Below the stages lies the ground floor: `storage` (paths and
-atomic writes, local or gs://), `imaging` (decoding, masks, enlargement), `model_info`
-and `cli_app` (the one shape of every console tool).
+working directory holds. Below the stages lies the ground floor, the modules of this
+folder: `storage` (paths and atomic writes, local or gs://), `imaging` (decoding, masks,
+enlargement), `fov`, `datasets` (input layouts), `names` (file, split, strategy and
+precision names, schema versions), `model_info` (model_info.json), `keras_objects` (the
+custom Keras objects a saved model names) and `cli_app` (the one shape of every console
+tool). The ground floor imports no stage (tests/test_ground_floor.py checks it); stages
+import it.
 
 Two things happen on `import tiled_vessel_seg`, before any stage module is imported:
 
@@ -23,6 +27,16 @@ Two things happen on `import tiled_vessel_seg`, before any stage module is impor
 
   Registration waits for Keras so that importing this package (e.g. for the config
   reader) does not cost a TensorFlow import.
+
+Why the custom objects live on the ground floor (keras_objects.py) and not in trainer/:
+Keras finds a custom class of a saved file only through its registry ("vessel>BceDiceLoss");
+in safe_mode it never imports the module the file names. Something must therefore
+register the classes before `load_model` runs, and the only moment this package gets is
+`import keras` (importing Keras here would cost every tool a TensorFlow import). The hook
+below imports one ground-floor module at that moment. Had the classes stayed in trainer/,
+the hook would import a stage by name, so the ground floor would depend on the trainer
+and the loader of a model file would pull in the training code; instead the trainer
+builds on the same classes (trainer/losses.py, metrics.py, schedules.py).
 """
 from __future__ import annotations
 
@@ -38,8 +52,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def register_keras_objects() -> None:
-    """Registers the custom loss and metrics with Keras (imports Keras and TensorFlow)."""
-    from tiled_vessel_seg.trainer import losses, metrics  # noqa: F401  (registration)
+    """Registers the custom loss, metrics and learning-rate schedule with Keras (imports
+    Keras and TensorFlow): importing the module registers them."""
+    from tiled_vessel_seg import keras_objects  # noqa: F401  (registers on import)
 
 
 class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):

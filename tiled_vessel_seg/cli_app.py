@@ -4,7 +4,7 @@
         flags.DEFINE_string("output_dir", None, "...")
 
     def main(argv):                     # flags are parsed; returns the exit code
-        config = cli_app.load_config()  # --config FILE, then --set section.key=value
+        config = tool_config.load_config()  # configs/: --config FILE, then --set
         ...
 
     def run():                          # the console-script entry point
@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any, Callable, Mapping, Optional
+from typing import Callable, Optional
 
 from absl import app, flags
 
@@ -60,19 +60,6 @@ def define_common_flags(with_config: bool = True) -> None:
     if "verbose" not in FLAGS:
         flags.DEFINE_bool("verbose", False, "Show debug logs and TensorFlow's C++ start-up "
                           "lines (also: TF_CPP_MIN_LOG_LEVEL=0 in the environment).")
-
-
-def load_config(values: Optional[Mapping[str, Any]] = None):
-    """The config of --config and --set, then `values` {'section.key': value} on top
-    (tool flags; None values are skipped). Raises ToolError naming the problem."""
-    from tiled_vessel_seg.configs import config_file
-    path = FLAGS["config"].value if "config" in FLAGS else None
-    overrides = FLAGS["set"].value if "set" in FLAGS else []
-    try:
-        config = config_file.load_config(path, overrides or ())
-        return config_file.with_overrides(config, dict(values or {}))
-    except config_file.ConfigError as e:
-        raise ToolError(str(e)) from None
 
 
 def _key_flags_for_help(module_name: str) -> None:

@@ -9,12 +9,11 @@ import dataclasses
 import json
 from typing import Any
 
-from tiled_vessel_seg import storage
-from tiled_vessel_seg.tfrecords import schema
+from tiled_vessel_seg import names, storage
 
-INFO_FILE = "model_info.json"
-MODEL_FILE = "best_model.keras"
-MODEL_EXTENSION = ".keras"
+INFO_FILE = names.MODEL_INFO_FILE
+MODEL_FILE = names.MODEL_FILE
+MODEL_EXTENSION = names.MODEL_EXTENSION
 
 
 class ModelDirError(ValueError):
@@ -35,7 +34,7 @@ class ModelInfo:
     overlap: int = 64
     threshold: float = 0.5
     input_normalization: str = "divide_255"
-    schema_version: int = schema.SCHEMA_VERSION
+    schema_version: int = names.SCHEMA_VERSION
     model_file: str = MODEL_FILE
     precision: str = "float32"
     data_ids: dict[str, list[str]] = dataclasses.field(default_factory=dict)
@@ -146,8 +145,8 @@ def read_model_info(model_dir: str) -> ModelInfo:
     _check_fields(path, raw)
     check_model_file(raw.get("model_file", MODEL_FILE), path)
     info = ModelInfo(**raw)
-    if info.schema_version not in schema.READABLE_VERSIONS:
+    if info.schema_version not in names.READABLE_SCHEMA_VERSIONS:
         raise ModelDirError(f"{path}: written for record schema {info.schema_version}, this "
-                            f"tool reads {schema.READABLE_VERSIONS}; retrain or use a matching "
-                            "version")
+                            f"tool reads {names.READABLE_SCHEMA_VERSIONS}; retrain or use a "
+                            "matching version")
     return info

@@ -63,11 +63,11 @@ def evaluate(model_dir: str, data_dir: str, split: str = "test", *,
     strategy = tf.distribute.get_strategy()
 
     from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
-    from tiled_vessel_seg.tfrecords import reader
+    from tiled_vessel_seg.tfrecords import reader, record_counts
     from tiled_vessel_seg.trainer import losses, metrics
 
     data_info = dataset_info_lib.read_dataset_info(data_dir)
-    data_info.shard_paths(data_dir, split)  # raises naming the splits it has
+    record_counts.check_splits(data_dir, data_info, [split], "vessel-evaluate")
     with strategy.scope():
         model, info = load_model(model_dir)
         model.compile(optimizer=model.optimizer, loss=losses.BceDiceLoss(),

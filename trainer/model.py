@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import keras
 
+from tiled_vessel_seg import keras_objects  # noqa: F401  (registers the custom objects)
 from tiled_vessel_seg.configs.schema import ModelConfig
 
 
@@ -130,7 +131,7 @@ def build_wnet(config: ModelConfig) -> keras.Model:
     U-Net 1 ("net1_" layers) sees the image; U-Net 2 sees the image concatenated with
     U-Net 1's probabilities. Output: float32 [B, H, W, 2] = (U-Net 1's, U-Net 2's)
     probabilities stacked on the channel axis, so one loss supervises both
-    (losses.BceDiceLoss averages over output channels). `inference_model` cuts out the
+    (keras_objects.BceDiceLoss averages over output channels). `inference_model` cuts out the
     single-output model [B, H, W, 1] (U-Net 2's layer "probabilities") sharing the weights.
     """
     _check_input_side(config)
@@ -180,8 +181,7 @@ class InferenceCheckpoint(keras.callbacks.ModelCheckpoint):
 def load_model(path: str, compile: bool = True) -> keras.Model:
     """Loads a saved `.keras` U-Net with safe_mode=True.
 
-    compile=True restores the loss and metrics too; their classes are registered by
-    importing trainer.losses and trainer.metrics, which this does first.
+    compile=True restores the loss and metrics too (tiled_vessel_seg.keras_objects
+    registers their classes).
     """
-    from tiled_vessel_seg.trainer import losses, metrics  # noqa: F401  (registers the custom objects)
     return keras.models.load_model(path, safe_mode=True, compile=compile)

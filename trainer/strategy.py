@@ -22,10 +22,9 @@ from typing import Mapping, Optional
 
 import tensorflow as tf
 
+from tiled_vessel_seg.names import PRECISIONS, STRATEGIES
 from tiled_vessel_seg.trainer import cluster as cluster_lib
 
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 # Seconds a worker waits for every other worker of TF_CONFIG to come up. Cloud workers
 # start minutes apart (machine and container start-up); TF's own limit is an hour.
 DEFAULT_WORKER_TIMEOUT = 600.0

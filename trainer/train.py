@@ -239,15 +239,16 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
     # (The training stream repeats forever, so it never runs out.)
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
-    from tiled_vessel_seg.tfrecords import reader, robust_augment
+    from tiled_vessel_seg.tfrecords import reader, record_counts, robust_augment
     from tiled_vessel_seg.trainer import losses, metrics
     from tiled_vessel_seg.trainer import model as model_lib
     from tiled_vessel_seg import model_info as model_info_lib
     from tiled_vessel_seg.trainer import schedules, threshold as threshold_lib
 
     info = dataset_info_lib.read_dataset_info(data_dir)
-    for split in ("train", "valid"):
-        info.shard_paths(data_dir, split)  # raises naming the file and the splits it has
+    # An empty split would make fit() spin on an endless empty stream (train) or end
+    # with no val_loss to select a model by (valid): refused here, naming the shard.
+    record_counts.check_splits(data_dir, info, ("train", "valid"), "training")
     tile_size = _check_tile_size(config, data_dir, info)
     with_fov = config.train.loss_mask == "fov"  # labels [b, H, W, 2]: vessels, FOV
     if with_fov:

@@ -117,6 +117,10 @@ def test_split_by_image_and_counts(run_a, records_a):
         assert {m["image_id"] for _, _, m in recs} == ids[split]
         assert len(raw[split]) == info.splits[split].records
         assert len(info.splits[split].shards) == 2
+        import tensorflow as tf  # each shard's own count, as the trainer checks it
+        assert info.splits[split].shard_records == [
+            sum(1 for _ in tf.data.TFRecordDataset(p, info.tfrecord_compression))
+            for p in info.shard_paths(out, split)]
         augmented = [m for _, _, m in recs if m["augmentation"] != "none"]
         assert len(augmented) == info.splits[split].augmented_tiles
         if split != "train":

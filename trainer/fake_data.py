@@ -62,7 +62,8 @@ def write_fake_dataset(out_dir: str, tile_size: int = 32,
         for writer in writers:
             writer.close()
         splits[split] = dataset_info_lib.SplitInfo(
-            image_ids=sorted(ids), tiles=count, augmented_tiles=0, records=count, shards=names)
+            image_ids=sorted(ids), tiles=count, augmented_tiles=0, records=count, shards=names,
+            shard_records=[len(range(i, count, shards)) for i in range(shards)])
     info = dataset_info_lib.DatasetInfo(
         schema_version=schema.SCHEMA_VERSION, compression=compression,
         encoding=dataclasses.asdict(encoding),

@@ -34,14 +34,13 @@ import dataclasses
 import json
 from typing import Any, Mapping, Optional
 
-from tiled_vessel_seg import storage
+from tiled_vessel_seg import names, storage
 from tiled_vessel_seg.tfrecords import encoding as encoding_lib
 from tiled_vessel_seg.tfrecords import schema
 
-INFO_FILE = "dataset_info.json"
+INFO_FILE = names.DATASET_INFO_FILE
 ERRORS_FILE = "errors.jsonl"
 STATISTICS_FILE = "statistics.png"
-SPLITS = ("train", "valid", "test")
 
 
 class DatasetError(ValueError):

@@ -64,13 +64,14 @@ def evaluate(model_dir: str, data_dir: str, split: str = "test", *,
 
     from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
     from tiled_vessel_seg.tfrecords import reader, record_counts
-    from tiled_vessel_seg.trainer import losses, metrics
+    from tiled_vessel_seg import keras_objects
+    from tiled_vessel_seg.trainer import metrics
 
     data_info = dataset_info_lib.read_dataset_info(data_dir)
     record_counts.check_splits(data_dir, data_info, [split], "vessel-evaluate")
     with strategy.scope():
         model, info = load_model(model_dir)
-        model.compile(optimizer=model.optimizer, loss=losses.BceDiceLoss(),
+        model.compile(optimizer=model.optimizer, loss=keras_objects.BceDiceLoss(),
                       metrics=metrics.segmentation_metrics(info.threshold))
     height, width = model.input_shape[1:3]
     size = data_info.parameters.tile_size

@@ -51,6 +51,7 @@ setuptools.setup(
             "vessel-train=tiled_vessel_seg.pipeline.train_cli:run",
             "vessel-evaluate=tiled_vessel_seg.trainer.evaluate_cli:run",
             "vessel-segment=tiled_vessel_seg.inference.cli:run",
+            "vessel-segment-beam=tiled_vessel_seg.inference.beam_cli:run",
             "vessel-export=tiled_vessel_seg.inference.export:run",
             "vessel-download-stare=tiled_vessel_seg.pipeline.download_stare:run",
             "vessel-run=tiled_vessel_seg.pipeline.run:run",

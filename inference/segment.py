@@ -85,18 +85,29 @@ def _too_large(path: str, width: int, height: int, enlarge: int, max_pixels: int
               "--max_pixels to segment it")
 
 
-def read_photo(path: str, predictor, max_pixels: int = imaging.MAX_PIXELS):
-    """uint8 RGB [H, W, 3] of `path`, refused (ImageReadError) when the pixels the
-    predictor would process, after its enlargement, exceed max_pixels. A header that
-    declares more than max_pixels is refused before anything is decoded."""
+def decode_photo(path: str, max_pixels: int = imaging.MAX_PIXELS):
+    """uint8 RGB [H, W, 3] of `path`; a header that declares more than max_pixels is
+    refused (ImageReadError) before anything is decoded."""
     try:
-        image = imaging.read_image(path, max_pixels=max_pixels)
+        return imaging.read_image(path, max_pixels=max_pixels)
     except imaging.PixelLimitError as e:
         raise _too_large(path, e.width, e.height, 1, max_pixels) from None
+
+
+def check_photo_size(path: str, image, predictor, max_pixels: int = imaging.MAX_PIXELS):
+    """Refuses (ImageReadError) a decoded photo whose pixels after the predictor's
+    enlargement exceed max_pixels; returns the image."""
     enlarge = _graph_enlargement(predictor, image)
     if image.shape[0] * image.shape[1] * enlarge * enlarge > max_pixels:
         raise _too_large(path, image.shape[1], image.shape[0], enlarge, max_pixels)
     return image
+
+
+def read_photo(path: str, predictor, max_pixels: int = imaging.MAX_PIXELS):
+    """uint8 RGB [H, W, 3] of `path`, refused (ImageReadError) when the pixels the
+    predictor would process, after its enlargement, exceed max_pixels. A header that
+    declares more than max_pixels is refused before anything is decoded."""
+    return check_photo_size(path, decode_photo(path, max_pixels), predictor, max_pixels)
 
 
 def expand_inputs(patterns: list[str]):

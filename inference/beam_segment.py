@@ -1,0 +1,290 @@
+"""The Beam job of `vessel-segment-beam`: whole archives of photographs segmented by
+Beam's RunInference, on one machine (DirectRunner) or many (Dataflow).
+
+    Create(photos) -> Reshuffle -> DecodeFn --photos--> RunInference(PhotoModelHandler)
+        -> WriteFn --metrics--> metrics.csv / metrics.json (with ground truth)
+    DecodeFn, RunInference, WriteFn --errors--> errors.jsonl (dead letters)
+
+Per photograph the outputs are vessel-segment's, with the same names and pixels: the
+steps are the functions of inference/segment.py (plan_photo, decode_photo,
+check_photo_size, finish_photo, write_run_metrics), and the model is the one-graph
+TiledPredictor of inference/predictor.py, loaded once per worker process by
+`PhotoModelHandler.load_model` (predictor.load_predictor: the .keras file with
+safe_mode). A photograph whose outputs exist is skipped (without ground truth) unless
+`overwrite`; every file is written atomically, the mask last, so after a kill -9 a
+rerun finds only complete files under final names and redoes the rest. A photograph
+that cannot be read, decoded, is too large or fails in the model is one line of
+errors.jsonl {"path", "stage", "reason"}; the others are written.
+
+Parallelism comes from the runner: each worker decodes, predicts and writes its own
+photographs, so with 2 workers one decodes or encodes while the other runs the model.
+One photograph per model call (tiles of one photograph share the batches; tiles of
+several photographs do not: at 12 tiles of 256 px per STARE photo and batch 8 the
+only padding is the last chunk's, and mixing photos would hold several decoded
+photographs per worker).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Iterable, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+
+from tiled_vessel_seg import imaging, storage
+from tiled_vessel_seg.inference import segment
+
+ERRORS_FILE = "errors.jsonl"
+NAMESPACE = "vessel_segment_beam"
+ERRORS_TAG, PHOTOS_TAG, METRICS_TAG = "errors", "photos", "metrics"
+
+
+@dataclasses.dataclass(frozen=True)
+class PhotoItem:
+    """One photograph to segment, with its ground truth (truth_path, fov_path) if any."""
+    path: str
+    truth_path: Optional[str] = None
+    fov_path: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOptions:
+    """What to write and the model. model: a --model value (a shipped name, resolved on
+    each worker against its installed package, or a model directory every worker can
+    read, e.g. gs://); predictor: keyword arguments of predictor.load_predictor;
+    threshold: the one the predictor will use (recorded in metrics.json)."""
+    output_dir: str
+    model: str
+    predictor: dict
+    threshold: float
+    save_probabilities: bool = False
+    overlay: bool = False
+    error_map: bool = False
+    overwrite: bool = False
+    with_truths: bool = False
+    max_pixels: int = imaging.MAX_PIXELS
+    model_record: Optional[dict] = None
+
+
+@dataclasses.dataclass
+class Decoded:
+    """A decoded photograph on its way to the model: its PhotoJob and uint8 [H, W, 3]."""
+    job: segment.PhotoJob
+    image: Any
+
+
+@dataclasses.dataclass
+class Failed:
+    """What the model step returns for a photograph it could not segment."""
+    reason: str
+
+
+def error_line(path: str, stage: str, reason: str) -> str:
+    """One errors.jsonl line: {"path", "reason", "stage"}."""
+    return json.dumps({"path": path, "stage": stage, "reason": reason}, sort_keys=True)
+
+
+class _Entry:
+    """The ground truth of one photograph, as plan_photo reads it from `truths`."""
+
+    def __init__(self, mask_path, fov_path):
+        self.mask_path, self.fov_path = mask_path, fov_path
+
+
+class DecodeFn(beam.DoFn):
+    """PhotoItem -> Decoded (photos), or nothing when its outputs exist, or a dead letter."""
+
+    def __init__(self, options: JobOptions):
+        self.options = options
+        self.skipped = beam.metrics.Metrics.counter(NAMESPACE, "skipped")
+        self.failed = beam.metrics.Metrics.counter(NAMESPACE, "failed")
+
+    def process(self, item: PhotoItem):
+        o = self.options
+        stem = imaging.image_stem(item.path)
+        truths = ({stem: _Entry(item.truth_path, item.fov_path)}
+                  if item.truth_path is not None else {} if o.with_truths else None)
+        try:
+            job = segment.plan_photo(item.path, o.output_dir, truths=truths,
+                                     overwrite=o.overwrite,
+                                     save_probabilities=o.save_probabilities,
+                                     overlay=o.overlay, error_map=o.error_map)
+            if job is None:
+                self.skipped.inc()
+                return
+            image = segment.decode_photo(item.path, o.max_pixels)
+        except Exception as e:  # pylint: disable=broad-except  # a dead letter
+            self.failed.inc()
+            yield beam.pvalue.TaggedOutput(
+                ERRORS_TAG, error_line(item.path, "decode", segment.failure_reason(item.path, e)))
+            return
+        yield Decoded(job, image)
+
+
+class PhotoModelHandler(ModelHandler):
+    """RunInference's handler: Decoded -> PredictionResult(Decoded, (probabilities
+    float32 [H, W], mask uint8 [H, W] 0/255) or Failed).
+
+    load_model builds the TiledPredictor in the worker that calls it (once per worker
+    process: RunInference shares it between the threads of a process), from the model
+    directory `models.resolve_model(options.model)` names there.
+    """
+
+    def __init__(self, options: JobOptions):
+        # One photograph per call: its tiles are batched inside the graph.
+        super().__init__(min_batch_size=1, max_batch_size=1)
+        self.options = options
+
+    def load_model(self):
+        from tiled_vessel_seg import models
+        from tiled_vessel_seg.inference import predictor as predictor_lib
+        return predictor_lib.load_predictor(models.resolve_model(self.options.model),
+                                            **self.options.predictor)
+
+    def run_inference(self, batch: Sequence[Decoded], model,
+                      inference_args: Optional[dict] = None) -> Iterable[PredictionResult]:
+        for decoded in batch:
+            try:
+                segment.check_photo_size(decoded.job.path, decoded.image, model,
+                                         self.options.max_pixels)
+                probabilities, mask = model(decoded.image, self.options.threshold)
+                result = (probabilities.numpy(), mask.numpy())
+            except Exception as e:  # pylint: disable=broad-except  # a dead letter
+                result = Failed(segment.failure_reason(decoded.job.path, e))
+            yield PredictionResult(decoded, result)
+
+    def get_num_bytes(self, batch: Sequence[Decoded]) -> int:
+        return sum(int(d.image.nbytes) for d in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return NAMESPACE
+
+
+class WriteFn(beam.DoFn):
+    """PredictionResult -> the photograph's files; its metrics row (metrics) when it has
+    ground truth; a dead letter when the model failed on it or its ground truth is bad.
+    An output that cannot be written (read-only, full) fails the job, as in vessel-segment."""
+
+    def __init__(self, options: JobOptions):
+        self.options = options
+        self.written = beam.metrics.Metrics.counter(NAMESPACE, "written")
+        self.skipped = beam.metrics.Metrics.counter(NAMESPACE, "skipped")
+        self.failed = beam.metrics.Metrics.counter(NAMESPACE, "failed")
+
+    def process(self, result: PredictionResult):
+        decoded, inference = result.example, result.inference
+        job = decoded.job
+        if isinstance(inference, Failed):
+            self.failed.inc()
+            yield beam.pvalue.TaggedOutput(ERRORS_TAG,
+                                           error_line(job.path, "model", inference.reason))
+            return
+        probabilities, mask = inference
+        try:
+            written, row = segment.finish_photo(job, decoded.image, probabilities, mask,
+                                                self.options.threshold)
+        except segment.OutputError:
+            raise
+        except Exception as e:  # pylint: disable=broad-except  # a dead letter
+            self.failed.inc()
+            yield beam.pvalue.TaggedOutput(
+                ERRORS_TAG, error_line(job.path, "write", segment.failure_reason(job.path, e)))
+            return
+        (self.written if written else self.skipped).inc()
+        if row is not None:
+            yield beam.pvalue.TaggedOutput(METRICS_TAG, row)
+
+
+def write_errors(lines: list[str], output_dir: str) -> None:
+    storage.write_text_atomic(storage.join(output_dir, ERRORS_FILE),
+                              "".join(line + "\n" for line in sorted(lines)))
+
+
+def write_metrics(rows: list[dict], options: JobOptions) -> None:
+    if rows:
+        segment.write_run_metrics(options.output_dir, sorted(rows, key=lambda r: r["image"]),
+                                  options.threshold, options.model_record)
+
+
+def build_pipeline(pipeline: beam.Pipeline, items: Sequence[PhotoItem],
+                   problems: Sequence[str], options: JobOptions) -> None:
+    """Adds the job to `pipeline`. problems: errors.jsonl lines found before it (inputs
+    that matched nothing, bad manifest rows, duplicate output names)."""
+    decoded = (pipeline
+               | "Photos" >> beam.Create(list(items))
+               | "Spread" >> beam.Reshuffle()
+               | "Decode" >> beam.ParDo(DecodeFn(options)).with_outputs(ERRORS_TAG,
+                                                                         main=PHOTOS_TAG))
+    written = (decoded[PHOTOS_TAG]
+               | "Segment" >> RunInference(PhotoModelHandler(options))
+               | "Write" >> beam.ParDo(WriteFn(options)).with_outputs(ERRORS_TAG, METRICS_TAG,
+                                                                       main="done"))
+    found = pipeline | "Problems" >> beam.Create(list(problems))
+    _ = ((found, decoded[ERRORS_TAG], written[ERRORS_TAG])
+         | "AllErrors" >> beam.Flatten()
+         | "ErrorList" >> beam.combiners.ToList()
+         | "WriteErrors" >> beam.Map(write_errors, options.output_dir))
+    if options.with_truths:
+        _ = (written[METRICS_TAG]
+             | "MetricList" >> beam.combiners.ToList()
+             | "WriteMetrics" >> beam.Map(write_metrics, options))
+
+
+@dataclasses.dataclass
+class JobSummary:
+    written: int
+    skipped: int
+    errors: list          # errors.jsonl entries (dicts)
+    seconds: float
+
+
+def unique_items(items: Sequence[PhotoItem]) -> tuple[list[PhotoItem], list[str]]:
+    """The items with distinct output names, and an error line for each later duplicate."""
+    seen, kept, problems = {}, [], []
+    for item in items:
+        stem = imaging.image_stem(item.path)
+        if stem in seen:
+            problems.append(error_line(item.path, "inputs",
+                                       f"same output name {stem}.png as {seen[stem]}"))
+            continue
+        seen[stem] = item.path
+        kept.append(item)
+    return kept, problems
+
+
+def run_job(items: Sequence[PhotoItem], options: JobOptions, pipeline_options=None,
+            problems: Sequence[str] = ()) -> JobSummary:
+    """Runs the job to completion. pipeline_options: Beam PipelineOptions (runner ...);
+    None = the DirectRunner. The DirectRunner runs without its Prism download
+    (beam_jobs.pipeline.local_runner)."""
+    import time
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from tiled_vessel_seg.beam_jobs.pipeline import local_runner
+    start = time.time()
+    items, duplicates = unique_items(items)
+    storage.makedirs(options.output_dir)
+    beam_options = pipeline_options or PipelineOptions([])
+    pipeline = beam.Pipeline(runner=local_runner(beam_options), options=beam_options)
+    build_pipeline(pipeline, items, [*problems, *duplicates], options)
+    result = pipeline.run()
+    result.wait_until_finish()
+    counts = {}
+    for name in ("written", "skipped"):
+        query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE)
+                                       .with_name(name))
+        counts[name] = sum(c.committed or 0 for c in query["counters"])
+    text = storage.read_text(storage.join(options.output_dir, ERRORS_FILE))
+    errors = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return JobSummary(counts["written"], counts["skipped"], errors, time.time() - start)
+
+
+def format_summary(summary: JobSummary, output_dir: str) -> str:
+    lines = [f"{summary.written} written, {summary.skipped} skipped (exist; --overwrite to "
+             f"redo), {len(summary.errors)} rejected, in {summary.seconds:.1f} s -> "
+             f"{output_dir}"]
+    lines += [f"  rejected [{e['stage']}] {e['path']}: {e['reason']}" for e in summary.errors]
+    if summary.errors:
+        lines.append(f"  (one line each in {storage.join(output_dir, ERRORS_FILE)})")
+    return "\n".join(lines)

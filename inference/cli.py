@@ -3,7 +3,7 @@
   vessel-segment --input PATH [PATH ...] --output_dir O     (the shipped model stare_small)
   vessel-segment --model stare_small|M --input PATH [PATH ...] --output_dir O
   vessel-segment --config configs/stare.config --model_dir M --input photos/ --output_dir O
-  vessel-segment --model_dir M --input DRIVE/test/images --masks_dir DRIVE/test/1st_manual \
+  vessel-segment --model_dir M --input DRIVE/test/images --masks_dir DRIVE/test/1st_manual \\
       --fov_dir DRIVE/test/mask --layout drive --error_map --output_dir O
   vessel-segment --model_dir M --manifest pairs.csv --error_map --output_dir O
 
@@ -62,7 +62,8 @@ def define_flags() -> None:
                          "graph (--input_scale native: width x height x scale^2); larger "
                          "files are refused from their header, before decoding. A photo "
                          "needs about 35 bytes per pixel (49 when enlarged in the graph) "
-                         "on top of the model: 2.2 GB at the default. See README.",
+                         "on top of the model: 2.2 GB at the default. See docs/tools.md "
+                         "(vessel-segment, Memory).",
                          lower_bound=1)
 
 

@@ -11,8 +11,11 @@
         cli_app.run(__name__, __doc__, define_flags, main)
 
 What every tool gets from `run`:
-* `--help` (also -h, --helpshort) prints the tool's docstring and its flags with their
-  defaults, and exits 0; `--helpfull` adds absl's own flags.
+* `--help` (also -h, --helpshort) prints the tool's docstring and every flag the tool
+  takes (its own, those of shared modules its define_flags calls, and the common ones),
+  each with its default in plain words ("off", "4"), and exits 0 (`help_text`);
+  `--helpfull` adds absl's own flags (logging).
+* `--version` prints "<tool> <package version>" and exits 0.
 * the common flags: --config, --set (repeatable), --verbose. `with_config=False` leaves
   out --config/--set for a tool no config section applies to.
 * TensorFlow's C++ start-up lines are off (tiled_vessel_seg/__init__.py sets
@@ -33,7 +36,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
+import textwrap
 from typing import Callable, Optional
 
 from absl import app, flags
@@ -42,7 +47,9 @@ from tiled_vessel_seg import storage
 
 FLAGS = flags.FLAGS
 HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-?")
-COMMON_FLAGS = ("config", "set", "verbose")
+VERSION_FLAGS = ("--version", "-version")
+COMMON_FLAGS = ("config", "set", "verbose", "version")
+DISTRIBUTION = "tiled-vessel-seg"
 
 
 class ToolError(Exception):
@@ -58,8 +65,89 @@ def define_common_flags(with_config: bool = True) -> None:
         flags.DEFINE_multi_string("set", [], "Config override section.key=value, repeatable, "
                                   "applied after --config (e.g. --set train.epochs=2).")
     if "verbose" not in FLAGS:
-        flags.DEFINE_bool("verbose", False, "Show debug logs and TensorFlow's C++ start-up "
-                          "lines (also: TF_CPP_MIN_LOG_LEVEL=0 in the environment).")
+        flags.DEFINE_bool("verbose", False, "Show debug logs, TensorFlow's and Beam's "
+                          "informational lines and TensorFlow's C++ start-up lines (also: "
+                          "TF_CPP_MIN_LOG_LEVEL=0 in the environment).")
+    if "version" not in FLAGS:
+        flags.DEFINE_bool("version", False, "Print the tool's version (the package's) and "
+                          "exit.")
+
+
+def version() -> str:
+    """The installed package's version (setup.py), e.g. "0.2.0"."""
+    from importlib import metadata
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
+# A help text that states its own default: "(default: ...", "; default: ...".
+_SAYS_DEFAULT = re.compile(r"\(default\b|\bdefault:|\bdefaults? (?:to|is)\b", re.IGNORECASE)
+
+
+def _plain_default(flag) -> Optional[str]:
+    """A flag's default in plain words, or None when there is nothing to say (unset)."""
+    value = flag.default
+    if isinstance(flag, flags.BooleanFlag):
+        return "on" if value else "off"
+    if value is None or value == [] or value == "":
+        return None
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _flag_line(flag) -> str:
+    """'--name VALUE' / '--[no]name' / '--name {a|b}' / '--name VALUE (repeatable)'."""
+    if isinstance(flag, flags.BooleanFlag):
+        return f"--[no]{flag.name}"
+    values = getattr(flag.parser, "enum_values", None)
+    if values is None and hasattr(flag, "enum_values"):
+        values = flag.enum_values
+    arg = "{" + "|".join(values) + "}" if values else "VALUE"
+    repeat = " (repeatable)" if isinstance(flag, flags.MultiFlag) else ""
+    return f"--{flag.name} {arg}{repeat}"
+
+
+def tool_flag_names(module_name: str) -> list[str]:
+    """Every flag the current tool takes: those its define_flags defined (with the shared
+    modules it calls), the module's key flags and the common ones; sorted."""
+    names = set(_ACTIVE["names"]) | {n for n in COMMON_FLAGS if n in FLAGS}
+    names |= {f.name for f in FLAGS.get_key_flags_for_module(module_name)}
+    return sorted(n for n in names if n in FLAGS)
+
+
+def help_text(module_name: str, doc: str, pass_unknown_flags: bool = False) -> str:
+    """The tool's --help: its docstring, then each flag it takes with its help and its
+    default in plain words (a help text that already says its default keeps its own)."""
+    wrap = textwrap.TextWrapper(width=88, initial_indent="      ", subsequent_indent="      ")
+    out = [(doc or "").strip(), "", "flags:"]
+    aliases = {}
+    for name in tool_flag_names(module_name):
+        flag = FLAGS[name]
+        if type(flag).__name__ == "_FlagAlias":
+            aliases[name] = flag
+            continue
+        text = " ".join((flag.help or "").split())
+        text = re.sub(r"^<[^>]*>: ", "", text)  # absl's enum prefix: the line shows them
+        text = re.sub(r";? ?repeat this option to specify a list of values$", "", text)
+        default = None if name == "version" else _plain_default(flag)
+        if default is not None and not _SAYS_DEFAULT.search(text):
+            text = f"{text.rstrip('.')}. Default: {default}."
+        out.append("  --version" if name == "version" else f"  {_flag_line(flag)}")
+        out.extend(wrap.wrap(text) or [""])
+    for name, flag in sorted(aliases.items()):
+        target = getattr(flag, "_FlagAlias__original_name", None) or flag.help
+        out.append(f"  --{name}")
+        out.extend(wrap.wrap(f"Another name for --{target}."
+                             if target and target in FLAGS else " ".join(flag.help.split())))
+    out.append("")
+    if pass_unknown_flags:
+        out.append("Flags this tool does not know go to Apache Beam's PipelineOptions "
+                   "(--runner, --project, --region, --temp_location, ...).")
+    out.append("--helpfull also lists absl's own flags (logging).")
+    return "\n".join(out) + "\n"
 
 
 def _key_flags_for_help(module_name: str) -> None:
@@ -75,6 +163,15 @@ def _key_flags_for_help(module_name: str) -> None:
 def _wants_help(argv: list[str]) -> bool:
     args = argv[1:argv.index("--")] if "--" in argv else argv[1:]
     return any(a in HELP_FLAGS for a in args)
+
+
+def _wants_version(argv: list[str]) -> bool:
+    args = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+    return any(a in VERSION_FLAGS or a in ("--version=true", "--version=True") for a in args)
+
+
+def _program(argv: list[str]) -> str:
+    return os.path.basename(argv[0]) if argv else "tool"
 
 
 def _apply_verbose() -> None:
@@ -154,7 +251,11 @@ def run(module_name: str, doc: str, define_flags: Callable[[], None],
     argv = list(sys.argv if argv is None else argv)
     _prepare(module_name, doc, define_flags, with_config)
     if _wants_help(argv):
-        app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)
+        sys.stdout.write(help_text(module_name, doc, pass_unknown_flags))
+        sys.exit(0)
+    if _wants_version(argv):
+        print(f"{_program(argv)} {version()}")
+        sys.exit(0)
     app.run(lambda args: _call(main, args), argv=argv,
             flags_parser=lambda args: _parse(args, pass_unknown_flags))
 
@@ -170,7 +271,10 @@ def invoke(module_name: str, doc: str, define_flags: Callable[[], None],
     """
     _prepare(module_name, doc, define_flags, with_config)
     if _wants_help(argv):
-        app.usage(shorthelp=True, writeto_stdout=True)
+        sys.stdout.write(help_text(module_name, doc, pass_unknown_flags))
+        return 0
+    if _wants_version(argv):
+        print(f"{_program(argv)} {version()}")
         return 0
     FLAGS.unparse_flags()
     args = _parse(list(argv), pass_unknown_flags)

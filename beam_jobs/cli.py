@@ -4,6 +4,8 @@
   vessel-preprocess --images_dir imgs --masks_dir masks --output_dir out --augment none
   vessel-preprocess --dataset_dir DRIVE --layout drive --output_dir /tmp/drive_tiles
   vessel-preprocess --manifest pairs.csv --output_dir /tmp/my_tiles
+  vessel-preprocess --source stare:../shared/data/stare \\
+      --source chase_db1:../shared/data/chase_db1 --output_dir /tmp/fundus_tiles
   vessel-preprocess --config configs/stare.config --set preprocess.shards=16 \\
       --stare_dir gs://b/stare --output_dir gs://b/tiles --runner DataflowRunner \\
       --project P --region R --temp_location gs://b/tmp --setup_file ./setup.py
@@ -52,28 +54,8 @@ def parse_augmentations(text: str) -> tuple[str, ...]:
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("stare_dir", None, "Inputs, option 1: folder with stare-images/ and "
-                        "labels-ah/ (local or gs://).")
-    flags.DEFINE_string("images_dir", None, "Inputs, option 2: folder of photographs, paired "
-                        "with --masks_dir by --layout's file names, else by file stem.")
-    flags.DEFINE_string("masks_dir", None, "Folder of vessel masks (grey > 127 is vessel).")
-    from tiled_vessel_seg import datasets
-    flags.DEFINE_string("dataset_dir", None, "Inputs, option 3: a dataset folder as "
-                        "distributed, in --layout (local or gs://).")
-    flags.DEFINE_string("manifest", None, "Inputs, option 4: CSV with columns "
-                        "image,mask[,fov][,split], paths relative to the CSV; bad rows are "
-                        "reported by row number. A split column fixes each image's split.")
-    flags.DEFINE_enum("layout", None, list(datasets.LAYOUT_NAMES),
-                      "File names of --dataset_dir (or of --images_dir/--masks_dir/--fov_dir): "
-                      "stare (stare-images/im0001.ppm.gz, labels-ah/im0001.ah.ppm.gz), drive "
-                      "(training|test/images/21_training.tif, 1st_manual/21_manual1.gif, "
-                      "mask/21_training_mask.gif; its training/test split is kept), chase_db1 "
-                      "(Image_01L.jpg, Image_01L_1stHO.png), hrf (images/01_dr.JPG, "
-                      "manual1/01_dr.tif, mask/01_dr_mask.tif). Default: stare for "
-                      "--dataset_dir, pairing by stem for --images_dir.")
-    flags.DEFINE_string("fov_dir", None, "Field-of-view masks, named like the images (an "
-                        "optional _mask/_fov suffix), for --images_dir/--masks_dir or a "
-                        "dataset folder whose layout ships none (STARE, CHASE_DB1).")
+    from tiled_vessel_seg import source_flags
+    source_flags.define_flags()
     flags.DEFINE_string("output_dir", None, "Dataset folder to write (local or gs://): {split}/ "
                         "shards, dataset_info.json, errors.jsonl, images.jsonl, statistics.png.")
     job = "(default: the config's [preprocess] value)"
@@ -143,25 +125,23 @@ def _main(argv: list[str]) -> int:
     if not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required")
     from tiled_vessel_seg.beam_jobs import split
-    if FLAGS.stare_dir and (FLAGS.dataset_dir or FLAGS.layout not in (None, "stare")):
-        raise app.UsageError("--stare_dir is a STARE folder: use --dataset_dir with --layout "
-                             "for other datasets")
-    source = inputs.Source(root=FLAGS.stare_dir or FLAGS.dataset_dir, layout=FLAGS.layout,
-                           images_dir=FLAGS.images_dir, masks_dir=FLAGS.masks_dir,
-                           manifest=FLAGS.manifest, fov_dir=FLAGS.fov_dir)
-    try:
-        source.check()
-    except inputs.InputDirError as e:
-        raise cli_app.ToolError(str(e)) from None
-    except ValueError as e:
-        raise app.UsageError(f"{e} (--stare_dir is a dataset folder in the stare layout)")
+    from tiled_vessel_seg import source_flags, sources
+    inputs_given = source_flags.sources_from_flags()
+    if not inputs_given:
+        raise app.UsageError("give the inputs: --source NAME:DIR (repeatable), --stare_dir, "
+                             "--dataset_dir with --layout, --images_dir with --masks_dir, "
+                             "or --manifest")
     config = preprocess_config()
     try:
-        pairs, problems = inputs.find_pairs(source)
+        ignored: list = []
+        pairs, problems = sources.find_pairs(inputs_given, ignored)
     except inputs.InputDirError as e:
         raise cli_app.ToolError(str(e)) from None
+    if ignored:
+        from tiled_vessel_seg import datasets
+        print(f"{PROGRAM}: {datasets.ignored_note(ignored)}", file=sys.stderr)
     parameters = ({"stare_dir": FLAGS.stare_dir} if FLAGS.stare_dir and not FLAGS.fov_dir
-                  else source.parameters())
+                  else sources.parameters(inputs_given))
     config, note = split.with_input_splits(config, pairs)
     if note:
         print(f"{PROGRAM}: {note}", file=sys.stderr)

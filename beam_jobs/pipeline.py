@@ -59,6 +59,7 @@ class WorkItem:
     mask_path: str
     split: str
     fov_path: str | None = None
+    dataset: str = ""  # the dataset's name, written into every record of the image
 
 
 def error_line(path: str, stage: str, reason: str, image_id: str | None = None) -> str:
@@ -141,7 +142,7 @@ class PlanImageFn(beam.DoFn):
             return
         try:
             plan = tile_tasks.plan_image(item.image_id, item.image_path, item.split, image,
-                                         mask, self._config, fov)
+                                         mask, self._config, fov, dataset=item.dataset)
         except Exception as e:  # noqa: BLE001 - one bad image must not stop the job
             self._errors.inc()
             yield beam.pvalue.TaggedOutput(ERRORS_TAG, error_line(
@@ -155,6 +156,7 @@ class PlanImageFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(STATS_TAG, json.dumps({
             **fov_stats,
             "image_id": item.image_id, "split": item.split, "image_path": item.image_path,
+            "dataset": item.dataset,
             "mask_path": item.mask_path, "tiles_total": plan.tiles_total,
             "tiles_kept": plan.tiles_kept, "tiles_dropped": plan.tiles_dropped,
             "whole_image": plan.whole_image, "augmented": plan.augmented,
@@ -316,6 +318,16 @@ def empty_split_warnings(config: PreprocessConfig, assignment: dict[str, str],
     return out
 
 
+def dataset_counts(rows: list[dict]) -> dict[str, dict[str, int]]:
+    """{dataset name: {"images", "records"}} of one split's images.jsonl lines."""
+    out: dict[str, dict[str, int]] = {}
+    for row in rows:
+        counts = out.setdefault(row.get("dataset", ""), {"images": 0, "records": 0})
+        counts["images"] += 1
+        counts["records"] += row["records"]
+    return dict(sorted(out.items()))
+
+
 def finalize_dataset(output_dir: str, config: PreprocessConfig, parameters: dict,
                      assignment: dict[str, str]) -> JobSummary:
     """After the pipeline: statistics.png, then dataset_info.json (last, atomically)."""
@@ -333,6 +345,7 @@ def finalize_dataset(output_dir: str, config: PreprocessConfig, parameters: dict
             augmented_tiles=sum(s["augmented"] for s in rows),
             records=sum(s["records"] for s in rows),
             shards=shards,
+            datasets=dataset_counts(rows),
             # what the trainer checks the shards against (tfrecords/record_counts.py)
             shard_records=[record_counts.count_records(info_lib.join(output_dir, shard),
                                                        config.compression)
@@ -381,6 +394,10 @@ def format_summary(summary: JobSummary) -> str:
             lines.append(f"  {name:5s}: {len(s.image_ids)} images, {s.tiles} tiles + "
                          f"{s.augmented_tiles} augmented = {s.records} records in "
                          f"{len(s.shards)} shards ({', '.join(s.image_ids)})")
+            if len(s.datasets) > 1:
+                lines.append("         by dataset: " + ", ".join(
+                    f"{n} {c['images']} images/{c['records']} records"
+                    for n, c in s.datasets.items()))
     lines.append(f"  errors: {len(summary.errors)}"
                  + (f" (see {summary.errors_file})" if summary.errors and summary.errors_file
                     else ""))
@@ -529,10 +546,12 @@ def run_job(config: PreprocessConfig, pairs: Iterable[inputs.ImagePair],
     from apache_beam.options.pipeline_options import PipelineOptions
     pairs = sorted(pairs, key=lambda p: p.image_id)
     problems = list(problems)
+    from tiled_vessel_seg import sources
     assignment = split.assign_splits([p.image_id for p in pairs], config.split, config.seed,
-                                     config.valid_ids, config.test_ids)
+                                     config.valid_ids, config.test_ids,
+                                     subjects={p.image_id: sources.subject_key(p) for p in pairs})
     items = [WorkItem(p.image_id, p.image_path, p.mask_path, assignment[p.image_id],
-                      p.fov_path) for p in pairs]
+                      p.fov_path, p.dataset or "") for p in pairs]
     replacing = prepare_output_dir(output_dir, overwrite)
     # A dataset already there stays whole until the new one is complete beside it.
     job_dir = (storage.join(output_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}")

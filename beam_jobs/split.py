@@ -7,7 +7,7 @@ are augmented.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -62,12 +62,16 @@ def split_counts(n: int, shares: dict[str, float]) -> dict[str, int]:
 
 def assign_splits(image_ids: Sequence[str], split: str = "train=0.7,valid=0.15,test=0.15",
                   seed: int = 0, valid_ids: Sequence[str] = (),
-                  test_ids: Sequence[str] = ()) -> dict[str, str]:
+                  test_ids: Sequence[str] = (),
+                  subjects: Optional[Mapping[str, str]] = None) -> dict[str, str]:
     """{image id: split name}.
 
     With `valid_ids` or `test_ids`, those images go to valid / test and all others to
     train. Otherwise the sorted ids are shuffled with numpy's Generator(seed) and cut in
-    the order train, valid, test by `split_counts`.
+    the order train, valid, test by `split_counts`. With `subjects` ({image id: subject
+    key}, sources.subject_key) the sorted SUBJECTS are shuffled and cut instead, so the
+    photos of one subject (both eyes of a CHASE_DB1 child) share a split; where every
+    image is its own subject this is the same assignment.
 
     Raises:
       ValueError: duplicate ids, an id both in valid_ids and test_ids, or explicit ids
@@ -84,14 +88,20 @@ def assign_splits(image_ids: Sequence[str], split: str = "train=0.7,valid=0.15,t
         if unknown:
             raise ValueError(f"valid/test ids not among the inputs: {', '.join(sorted(unknown))}")
         return {i: "valid" if i in valid_ids else "test" if i in test_ids else "train" for i in ids}
-    counts = split_counts(len(ids), parse_split(split))
-    order = np.random.default_rng(seed).permutation(len(ids))
-    shuffled = [ids[i] for i in order]
+    members: dict[str, list[str]] = {}
+    for image_id in ids:
+        members.setdefault(subjects.get(image_id, image_id) if subjects else image_id,
+                           []).append(image_id)
+    units = sorted(members)
+    counts = split_counts(len(units), parse_split(split))
+    order = np.random.default_rng(seed).permutation(len(units))
+    shuffled = [units[i] for i in order]
     out: dict[str, str] = {}
     start = 0
     for name in SPLIT_NAMES:
-        for image_id in shuffled[start:start + counts[name]]:
-            out[image_id] = name
+        for unit in shuffled[start:start + counts[name]]:
+            for image_id in members[unit]:
+                out[image_id] = name
         start += counts[name]
     return out
 

@@ -56,6 +56,7 @@ class TileTask:
     image: np.ndarray
     mask: np.ndarray
     finished: bool = False
+    dataset: str = ""  # the dataset's name, written into each record
 
 
 @dataclasses.dataclass
@@ -102,7 +103,7 @@ def split_planes(labels: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
 
 def plan_image(image_id: str, source_path: str, split: str, image: np.ndarray,
                mask: np.ndarray, config: PreprocessConfig,
-               fov: Optional[np.ndarray] = None) -> ImagePlan:
+               fov: Optional[np.ndarray] = None, dataset: str = "") -> ImagePlan:
     """Stages 1-3 and 7 of one decoded pair: the kept tiles as tasks, and the counts.
 
     image uint8 [h, w, 3]; mask uint8 [h, w] {0, 1} of the same size; fov uint8 [h, w]
@@ -126,14 +127,15 @@ def plan_image(image_id: str, source_path: str, split: str, image: np.ndarray,
         x0, x1 = source_window(x, size, width, w, scale)
         tasks.append(TileTask(image_id, source_path, split, y, x, (height, width), (y0, x0),
                               np.ascontiguousarray(image[y0:y1, x0:x1]),
-                              np.ascontiguousarray(labels[y0:y1, x0:x1])))
+                              np.ascontiguousarray(labels[y0:y1, x0:x1]),
+                              dataset=dataset))
     kept = len(tasks)
     if config.whole_image:
         big_image = enlarge.enlarge_image(image, scale)
         small_image, small_mask = tiling.whole_image_sample(big_image, big_labels, size)
         tasks.append(TileTask(image_id, source_path, split, schema.WHOLE_IMAGE_ORIGIN,
                               schema.WHOLE_IMAGE_ORIGIN, (height, width), (0, 0),
-                              small_image, small_mask, finished=True))
+                              small_image, small_mask, finished=True, dataset=dataset))
     copies = len(augment_variants(split, config))
     return ImagePlan(tasks, tiles_total=total, tiles_kept=kept, tiles_dropped=total - kept,
                      whole_image=int(config.whole_image), augmented=copies * len(tasks))
@@ -168,7 +170,7 @@ def task_records(task: TileTask, config: PreprocessConfig,
         tile_mask, tile_fov = split_planes(tile_labels)
         return schema.encode_example(schema.TileRecord(
             tile_image, tile_mask, task.image_id, task.y, task.x, config.scale, name,
-            task.source_path, fov=tile_fov), encoding)
+            task.source_path, fov=tile_fov, dataset=task.dataset), encoding)
 
     yield record(image, labels, schema.NO_AUGMENTATION)
     # The label planes are augmented as one array: the FOV moves exactly like the mask.

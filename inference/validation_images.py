@@ -82,7 +82,10 @@ def dataset_source(parameters: dict):
     """The datasets.Source a dataset was made from, from its dataset_info.json
     parameters (vessel-preprocess and vessel-run record the input flags there); None if
     they do not say."""
-    from tiled_vessel_seg import datasets
+    from tiled_vessel_seg import datasets, sources
+    several = sources.from_parameters(parameters)  # several datasets: a list of sources
+    if several:
+        return several
     root = parameters.get("root") or parameters.get("stare_dir")
     source = datasets.Source(
         root=root, layout=parameters.get("layout") or ("stare" if root else None),
@@ -104,7 +107,7 @@ def from_dataset(config, data_dir: str, log_dir: str, source=None) -> list:
     source: the datasets.Source the dataset was made from; by default found again from
     the inputs recorded in its dataset_info.json.
     """
-    from tiled_vessel_seg import datasets, imaging
+    from tiled_vessel_seg import imaging, sources
     from tiled_vessel_seg.tfrecords import dataset_info
     info = dataset_info.read_dataset_info(data_dir)
     valid = info.splits["valid"].image_ids if "valid" in info.splits else []
@@ -112,7 +115,7 @@ def from_dataset(config, data_dir: str, log_dir: str, source=None) -> list:
     if not valid or source is None:
         return []
     try:
-        pairs, _ = datasets.find_pairs(source)
+        pairs, _ = sources.find_pairs(source)
         pair = next((p for p in pairs if p.image_id == valid[0]), None)
         if pair is None:
             return []

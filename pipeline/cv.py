@@ -41,41 +41,89 @@ CV_METRICS = "cv_metrics.csv"
 CV_REPORT = "cv_report.md"
 FOLD_FILE = "fold.json"
 METRICS = ("dice", "auc", "sensitivity", "specificity", "accuracy", "iou")
+ALL = "all"  # cv_metrics.csv / cv_report.md: every held-out image, all datasets
+OBSERVER = "2nd observer"  # the dataset label of a second annotator's rows
 
 
 @dataclasses.dataclass(frozen=True)
 class Fold:
-    """One fold: which image ids play which role (each id in exactly one role)."""
+    """One fold: which image ids play which role (each id in exactly one role).
+
+    valid_ids: one validation image per dataset (model selection and the threshold), never
+    of a test subject."""
     index: int
     test_ids: tuple[str, ...]
-    valid_id: str
+    valid_ids: tuple[str, ...]
     train_ids: tuple[str, ...]
 
+    @property
+    def valid_id(self) -> str:
+        """The first validation image (the only one when the run has one dataset)."""
+        return self.valid_ids[0]
 
-def assign_folds(image_ids: Sequence[str], folds: int, seed: int = 0) -> list[Fold]:
-    """Splits image ids into `folds` folds by image, deterministically for `seed`.
 
-    The sorted ids are permuted by numpy's default_rng(seed) and cut into near-equal
-    consecutive chunks (np.array_split); fold f tests chunk f and validates on the first
-    image of chunk f+1 (cyclically), so with K = N every image validates once.
+def assign_folds(image_ids: Sequence[str], folds: int, seed: int = 0,
+                 subjects: Optional[dict[str, str]] = None,
+                 datasets: Optional[dict[str, str]] = None) -> list[Fold]:
+    """Splits image ids into `folds` folds by image, grouped by subject, deterministically
+    for `seed`.
+
+    subjects: {image id: subject key} (sources.subject_key): the photos of one subject
+      (both eyes of a CHASE_DB1 child) are held out together. Default: every image is
+      its own subject.
+    datasets: {image id: dataset name}: each dataset's subjects are spread over the folds
+      on their own (every fold holds out some of each where there are enough).
+
+    Per dataset (sorted by name), the sorted subjects are permuted by one
+    numpy default_rng(seed), in turn, and cut into near-equal consecutive chunks
+    (np.array_split); chunk c goes to fold c, shifted past the larger chunks of the
+    datasets before. Fold f tests its subjects' images and validates on the first image
+    of the first subject of each dataset in the next fold (cyclically), so the valid
+    image is never of a test subject; with one dataset of single-image subjects this is
+    the plain split by image, and with K = N every image validates once.
     """
     ids = sorted(set(image_ids))
     if len(ids) != len(image_ids):
         raise ValueError("image ids must be unique")
     if folds < 2:
         raise ValueError(f"--folds must be >= 2, got {folds}")
-    if len(ids) < folds:
-        raise ValueError(f"{len(ids)} images cannot make {folds} folds")
-    if len(ids) - -(-len(ids) // folds) < 2:
-        raise ValueError(f"{len(ids)} images in {folds} folds leave fewer than 2 images "
-                         "to train and validate on")
-    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
-    chunks = [tuple(str(x) for x in c) for c in np.array_split(np.array(order, object), folds)]
+    subjects = subjects or {}
+    datasets = datasets or {}
+    members: dict[str, list[str]] = {}
+    for image_id in ids:
+        members.setdefault(subjects.get(image_id, image_id), []).append(image_id)
+    if len(members) < folds:
+        what = (f"{len(ids)} images" if len(members) == len(ids)
+                else f"{len(ids)} images of {len(members)} subjects")
+        raise ValueError(f"{what} cannot make {folds} folds")
+    by_dataset: dict[str, list[str]] = {}
+    for unit in sorted(members):
+        by_dataset.setdefault(datasets.get(members[unit][0], ""), []).append(unit)
+    rng = np.random.default_rng(seed)
+    chunks: list[list[str]] = [[] for _ in range(folds)]
+    shift = 0
+    for name in sorted(by_dataset):
+        group = by_dataset[name]
+        order = [group[i] for i in rng.permutation(len(group))]
+        for c, part in enumerate(np.array_split(np.array(order, object), folds)):
+            chunks[(c + shift) % folds].extend(str(u) for u in part)
+        shift += len(group) % folds
+    unit_dataset = {u: name for name, group in by_dataset.items() for u in group}
+    order = [i for chunk in chunks for unit in chunk for i in members[unit]]
     result = []
-    for f, test in enumerate(chunks):
-        valid = chunks[(f + 1) % folds][0]
-        train = tuple(i for i in order if i not in test and i != valid)
-        result.append(Fold(f, test, valid, train))
+    for f, chunk in enumerate(chunks):
+        test = tuple(i for unit in chunk for i in members[unit])
+        valid = []
+        for name in sorted(by_dataset):
+            unit = next((u for step in range(1, folds) for u in chunks[(f + step) % folds]
+                         if unit_dataset[u] == name), None)
+            if unit is not None:
+                valid.append(members[unit][0])
+        train = tuple(i for i in order if i not in test and i not in valid)
+        if not train:
+            raise ValueError(f"{len(ids)} images in {folds} folds leave fewer than 2 images "
+                             "to train and validate on")
+        result.append(Fold(f, test, tuple(valid), train))
     return result
 
 
@@ -86,8 +134,29 @@ def fold_dir(workdir: str, fold: Fold) -> str:
 def fold_config(config, fold: Fold):
     """`config` with the fold's split by image (valid_ids / test_ids of [preprocess])."""
     from tiled_vessel_seg.configs import config_file
-    return config_file.with_overrides(config, {"preprocess.valid_ids": (fold.valid_id,),
+    return config_file.with_overrides(config, {"preprocess.valid_ids": fold.valid_ids,
                                                "preprocess.test_ids": fold.test_ids})
+
+
+def segment_dirs(segment_dir: str, pairs) -> dict[str, str]:
+    """{dataset: folder its held-out photos are segmented into}: segment_dir itself when
+    the run has one dataset, else one sub-folder per dataset (file stems may repeat
+    across datasets)."""
+    from tiled_vessel_seg import sources
+    names = sources.dataset_names(pairs)
+    if len(names) == 1:
+        return {names[0]: segment_dir}
+    return {name: os.path.join(segment_dir, name or "unnamed") for name in names}
+
+
+def fold_predictor(config, model_dir: str):
+    """The predictor that scores a fold's held-out photos (outputs at each photo's own
+    size): [tiledinfer] tiling and TTA, the model's threshold."""
+    from tiled_vessel_seg.inference import predictor as predictor_lib
+    tiled = config.tiledinfer
+    return predictor_lib.load_predictor(
+        model_dir, overlap=tiled.overlap, batch_size=tiled.batch_size,
+        blend=tiled.blend, tta=tiled.tta, threshold=None, input_scale="native")
 
 
 def _segment_files():
@@ -100,17 +169,23 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_fold(config, fold: Fold, stare_dir: str, workdir: str, pairs, options,
+def run_fold(config, fold: Fold, inputs, workdir: str, pairs, options,
              say=print) -> dict:
-    """Preprocess, train, segment and score one fold; returns its fold.json record."""
-    from tiled_vessel_seg.inference import predictor as predictor_lib
+    """Preprocess, train, segment and score one fold; returns its fold.json record.
+
+    inputs: the run's sources (a datasets.Source or a list; a str is a STARE folder).
+    """
+    from tiled_vessel_seg import imaging
     from tiled_vessel_seg.pipeline import run as run_lib
     from tiled_vessel_seg import model_info
     from tiled_vessel_seg.trainer import callbacks
-    paths = run_lib.RunPaths(workdir=fold_dir(workdir, fold), stare_dir=stare_dir)
+    paths = _run_paths(fold_dir(workdir, fold), inputs)
     record_path = os.path.join(paths.workdir, FOLD_FILE)
-    if (not options.overwrite and os.path.exists(paths.metrics_csv)
-            and os.path.exists(record_path)):
+    held_out = [p for p in pairs if p.image_id in fold.test_ids]
+    dirs = segment_dirs(paths.segment_dir, pairs)
+    names = {p.dataset or "" for p in held_out}
+    if (not options.overwrite and os.path.exists(record_path)
+            and all(os.path.exists(os.path.join(dirs[n], "metrics.csv")) for n in names)):
         say(f"skipped: {paths.metrics_csv} exists")
         with open(record_path, encoding="utf-8") as f:
             return json.load(f)
@@ -120,23 +195,24 @@ def run_fold(config, fold: Fold, stare_dir: str, workdir: str, pairs, options,
     start, cpu = time.time(), _cpu_seconds()
     say("train: " + run_lib.stage_train(config, paths, options))
     train_seconds, train_cpu = time.time() - start, _cpu_seconds() - cpu
-    tiled = config.tiledinfer
-    predictor = predictor_lib.load_predictor(
-        paths.model_dir, overlap=tiled.overlap, batch_size=tiled.batch_size,
-        blend=tiled.blend, tta=tiled.tta, threshold=None, input_scale="native")
+    predictor = fold_predictor(config, paths.model_dir)
     if config.train.select_image_threshold:
         threshold, f1 = store_image_threshold(
-            predictor, paths.model_dir, [p for p in pairs if p.image_id == fold.valid_id])
-        say(f"threshold {threshold:.2f} maximises F1 inside the FOV of {fold.valid_id} "
-            f"({f1:.4f})")
-    held_out = [p for p in pairs if p.image_id in fold.test_ids]
-    summary = _segment_files()(
-        predictor, [p.image_path for p in held_out], paths.segment_dir, overlay=True,
-        save_probabilities=True, truths={p.image_id: p.mask_path for p in held_out},
-        overwrite=True, progress=False)
-    if summary.failed:
-        raise run_lib.StageError("could not segment " + "; ".join(
-            f"{p}: {r}" for p, r in summary.failed))
+            predictor, paths.model_dir, [p for p in pairs if p.image_id in fold.valid_ids])
+        say(f"threshold {threshold:.2f} maximises F1 inside the FOV of "
+            f"{' '.join(fold.valid_ids)} ({f1:.4f})")
+    scored = 0
+    for name in sorted(names):
+        group = [p for p in held_out if (p.dataset or "") == name]
+        summary = _segment_files()(
+            predictor, [p.image_path for p in group], dirs[name], overlay=True,
+            save_probabilities=True,
+            truths={imaging.image_stem(p.image_path): p for p in group},
+            overwrite=True, progress=False)
+        if summary.failed:
+            raise run_lib.StageError("could not segment " + "; ".join(
+                f"{p}: {r}" for p, r in summary.failed))
+        scored += len(summary.metrics)
     history = callbacks.read_history(os.path.join(paths.model_dir, callbacks.HISTORY_FILE))
     val_loss = history.get("val_loss", [])
     record = {**dataclasses.asdict(fold), "train_seconds": round(train_seconds, 1),
@@ -145,8 +221,8 @@ def run_fold(config, fold: Fold, stare_dir: str, workdir: str, pairs, options,
               "best_epoch": int(np.nanargmin(val_loss)) + 1 if val_loss else None,
               "threshold": model_info.read_model_info(paths.model_dir).threshold}
     storage.write_text_atomic(record_path, json.dumps(record, indent=2))
-    say(f"segment: {len(summary.metrics)} held-out image(s) scored at threshold "
-        f"{predictor.threshold:.2f} -> {paths.metrics_csv}")
+    say(f"segment: {scored} held-out image(s) scored at threshold "
+        f"{predictor.threshold:.2f} -> {paths.segment_dir}")
     return record
 
 
@@ -177,17 +253,21 @@ def store_image_threshold(predictor, model_dir: str, valid_pairs) -> tuple[float
 FINAL_DIR = "final"
 
 
-def train_final(config, stare_dir: str, workdir: str, pairs, options, say=print) -> str:
-    """The recipe trained on every image (the config's first valid_ids image validates,
-    else the first id) into W/final/model, with the validation threshold; returns the
-    model dir. Skipped when finished."""
+def train_final(config, inputs, workdir: str, pairs, options, say=print) -> str:
+    """The recipe trained on every image (the config's valid_ids images validate, else the
+    first id of each dataset) into W/final/model, with the validation threshold; returns
+    the model dir. Skipped when finished."""
     from tiled_vessel_seg import model_info
-    from tiled_vessel_seg.inference import predictor as predictor_lib
     from tiled_vessel_seg.pipeline import run as run_lib
     ids = sorted(p.image_id for p in pairs)
-    valid = next((i for i in config.preprocess.valid_ids if i in ids), ids[0])
-    fold = Fold(-1, (), valid, tuple(i for i in ids if i != valid))
-    paths = run_lib.RunPaths(workdir=os.path.join(workdir, FINAL_DIR), stare_dir=stare_dir)
+    valid = tuple(i for i in config.preprocess.valid_ids if i in ids)
+    if not valid:
+        firsts: dict[str, str] = {}
+        for pair in sorted(pairs, key=lambda p: p.image_id):
+            firsts.setdefault(pair.dataset or "", pair.image_id)
+        valid = tuple(firsts[n] for n in sorted(firsts))
+    fold = Fold(-1, (), valid, tuple(i for i in ids if i not in valid))
+    paths = _run_paths(os.path.join(workdir, FINAL_DIR), inputs)
     done = os.path.join(paths.workdir, FOLD_FILE)
     if os.path.exists(done) and not options.overwrite:
         say(f"skipped: {paths.model_dir} is finished")
@@ -197,44 +277,151 @@ def train_final(config, stare_dir: str, workdir: str, pairs, options, say=print)
     start = time.time()
     say("train: " + run_lib.stage_train(config, paths, options))
     seconds = time.time() - start
-    tiled = config.tiledinfer
     if config.train.select_image_threshold:
-        predictor = predictor_lib.load_predictor(
-            paths.model_dir, overlap=tiled.overlap, batch_size=tiled.batch_size,
-            blend=tiled.blend, tta=tiled.tta, threshold=None, input_scale="native")
+        predictor = fold_predictor(config, paths.model_dir)
         threshold, f1 = store_image_threshold(predictor, paths.model_dir,
-                                              [p for p in pairs if p.image_id == valid])
-        say(f"threshold {threshold:.2f} maximises F1 inside the FOV of {valid} ({f1:.4f})")
+                                              [p for p in pairs if p.image_id in valid])
+        say(f"threshold {threshold:.2f} maximises F1 inside the FOV of {' '.join(valid)} "
+            f"({f1:.4f})")
     record = {**dataclasses.asdict(fold), "train_seconds": round(seconds, 1),
               "threshold": model_info.read_model_info(paths.model_dir).threshold}
     storage.write_text_atomic(done, json.dumps(record, indent=2))
     return paths.model_dir
 
 
-def read_fold_rows(workdir: str, fold: Fold) -> list[dict]:
-    """The fold's per-image metric rows from its segment/metrics.csv."""
+def _run_paths(workdir: str, inputs):
+    """vessel-run's RunPaths of a fold (or the final model) reading `inputs`."""
+    from tiled_vessel_seg.pipeline import run as run_lib
+    if isinstance(inputs, str):
+        return run_lib.RunPaths(workdir=workdir, stare_dir=inputs)
+    return run_lib.RunPaths(workdir=workdir, stare_dir="", source=inputs)
+
+
+def read_fold_rows(workdir: str, fold: Fold, pairs=None) -> list[dict]:
+    """The fold's per-image metric rows (fold, dataset, image, metrics, and the pixel
+    counts when metrics.json has them) from its segment folder(s). pairs: the run's
+    (None: one dataset, unnamed)."""
+    from tiled_vessel_seg import imaging
+    from tiled_vessel_seg.inference import metrics_json
     from tiled_vessel_seg.pipeline import report
-    rows = report.read_metrics_csv(os.path.join(fold_dir(workdir, fold), "segment",
-                                                "metrics.csv"))
-    return [{"fold": fold.index, "image": image, **values}
-            for image, values in rows.items() if image not in ("mean", "std")]
+    segment_dir = os.path.join(fold_dir(workdir, fold), "segment")
+    pairs = list(pairs or [])
+    dirs = segment_dirs(segment_dir, pairs) if pairs else {"": segment_dir}
+    ids = {((p.dataset or ""), imaging.image_stem(p.image_path)): p.image_id for p in pairs}
+    rows = []
+    for name, folder in dirs.items():
+        document_path = os.path.join(folder, metrics_json.METRICS_JSON)
+        csv_path = os.path.join(folder, "metrics.csv")
+        if os.path.exists(document_path):
+            images = metrics_json.read_metrics_json(document_path)["images"]
+        elif os.path.exists(csv_path):
+            images = [{"image": k, **v} for k, v in report.read_metrics_csv(csv_path).items()
+                      if k not in ("mean", "std")]
+        else:
+            continue
+        for row in images:
+            image = ids.get((name, row["image"]), row["image"])
+            if pairs and image not in fold.test_ids:
+                continue
+            rows.append({**{k: v for k, v in row.items() if k not in ("image", "fov")},
+                         "fold": fold.index, "dataset": name, "image": image})
+    return rows
+
+
+def observer_rows(pairs, folds: list[Fold]) -> list[dict]:
+    """The second observer scored like the model: per held-out photo with a second
+    annotator's map, that map (as probabilities 0/1, threshold 0.5) against the first
+    observer's, whole image and inside the FOV computed from the photo, with pixel counts
+    (inference/segment.image_metrics). Dataset: '<name> 2nd observer'."""
+    from tiled_vessel_seg import imaging
+    from tiled_vessel_seg.inference import segment
+    fold_of = {i: f.index for f in folds for i in f.test_ids}
+    rows = []
+    for pair in pairs:
+        if not pair.second_mask_path or pair.image_id not in fold_of:
+            continue
+        image = imaging.read_image(pair.image_path)
+        second = segment.read_truth(pair.second_mask_path, image.shape[:2],
+                                    "second-observer mask").astype(np.float32)
+        row = segment.image_metrics(image, second, pair.mask_path, 0.5, pair.fov_path)
+        rows.append({**row, "fold": fold_of[pair.image_id],
+                     "dataset": f"{pair.dataset or ''} {OBSERVER}".strip(),
+                     "image": pair.image_id})
+    return rows
 
 
 def metric_columns() -> list[str]:
     return [m for m in METRICS] + [f"fov_{m}" for m in METRICS]
 
 
-def write_cv_metrics(path: str, rows: list[dict]) -> None:
-    """fold,image,<metrics> per held-out image; then mean and std (over images) rows."""
+def summary_rows(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """{"mean", "std" (over images, NaN ignored), "pooled" (summed pixel counts; no AUC)}:
+    {column: value} of one group of per-image rows."""
+    from tiled_vessel_seg.inference import metrics, metrics_json
+    columns = metric_columns()
+    stats = metrics.summarize(rows, columns)
+    pooled = metrics_json.pooled_metrics(rows) if rows else {}
+    return {"mean": {c: stats[c][0] for c in columns},
+            "std": {c: stats[c][1] for c in columns},
+            "pooled": {c: pooled.get(c, float("nan")) for c in columns}}
+
+
+def dataset_groups(rows: list[dict], observers: list[dict]) -> dict[str, list[dict]]:
+    """The rows of each dataset, then ALL (every held-out image), then each second
+    observer."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["dataset"], []).append(row)
+    groups = dict(sorted(groups.items()))
+    groups[ALL] = list(rows)
+    for row in observers:
+        groups.setdefault(row["dataset"], []).append(row)
+    return groups
+
+
+def write_cv_metrics(path: str, rows: list[dict], observers: Sequence[dict] = ()) -> None:
+    """fold,dataset,image,<metrics> per held-out image; then per dataset, for all images
+    (dataset "all") and per second observer: mean and std over images, and pooled (from
+    the summed pixel counts; AUC empty); then the second observers' per-image rows."""
     columns = metric_columns()
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["fold", "image"] + columns)
+    writer.writerow(["fold", "dataset", "image"] + columns)
+
+    def cell(value):
+        return "" if value is None or not np.isfinite(value) else f"{value:.6f}"
     for row in rows:
-        writer.writerow([row["fold"], row["image"]] + [f"{row[c]:.6f}" for c in columns])
-    for name, fn in (("mean", np.nanmean), ("std", np.nanstd)):
-        writer.writerow(["", name] + [f"{fn([r[c] for r in rows]):.6f}" for c in columns])
+        writer.writerow([row["fold"], row["dataset"], row["image"]]
+                        + [cell(row[c]) for c in columns])
+    for name, group in dataset_groups(rows, list(observers)).items():
+        for kind, values in summary_rows(group).items():
+            writer.writerow(["", name, kind] + [cell(values[c]) for c in columns])
+    for row in observers:
+        writer.writerow([row["fold"], row["dataset"], row["image"]]
+                        + [cell(row[c]) for c in columns])
     storage.write_text_atomic(path, buf.getvalue())
+
+
+def dataset_table(rows: list[dict], observers: Sequence[dict]) -> list[str]:
+    """The report's per-dataset lines: mean +- std over held-out images and pooled F1."""
+    lines = ["## Per dataset", "",
+             "Mean +- std over the held-out images of each dataset; pooled F1 from the "
+             "pixel counts summed over them. The second observer's map is scored against "
+             "the first's (the labels the model is scored on) in the same way.", "",
+             "| dataset | images | F1 FOV | pooled F1 FOV | F1 whole | pooled F1 whole | "
+             "AUC FOV | Se FOV | Sp FOV | Acc FOV |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, group in dataset_groups(rows, list(observers)).items():
+        s = summary_rows(group)
+
+        def ms(c):
+            return f"{s['mean'][c]:.3f} +- {s['std'][c]:.3f}"
+        lines.append(f"| {name or '(unnamed)'} | {len(group)} | {ms('fov_dice')} | "
+                     f"{s['pooled']['fov_dice']:.3f} | {ms('dice')} | "
+                     f"{s['pooled']['dice']:.3f} | {ms('fov_auc')} | "
+                     f"{ms('fov_sensitivity')} | {ms('fov_specificity')} | "
+                     f"{ms('fov_accuracy')} |")
+    return lines + [""]
 
 
 def fold_means(rows: list[dict], folds: list[Fold]) -> dict[int, dict[str, float]]:
@@ -244,7 +431,8 @@ def fold_means(rows: list[dict], folds: list[Fold]) -> dict[int, dict[str, float
 
 
 def write_cv_report(path: str, rows: list[dict], folds: list[Fold], records: list[dict],
-                    config, command: str) -> dict[str, tuple[float, float]]:
+                    config, command: str, observers: Sequence[dict] = ()
+                    ) -> dict[str, tuple[float, float]]:
     """Markdown report; returns {metric: (mean, std) over folds}."""
     from tiled_vessel_seg.configs import to_dict
     per_fold = fold_means(rows, folds)
@@ -265,7 +453,7 @@ def write_cv_report(path: str, rows: list[dict], folds: list[Fold], records: lis
     for fold, record in zip(folds, records):
         m = per_fold[fold.index]
         lines.append(
-            f"| {fold.index} | {' '.join(fold.test_ids)} | {fold.valid_id} | "
+            f"| {fold.index} | {' '.join(fold.test_ids)} | {' '.join(fold.valid_ids)} | "
             f"{m['fov_dice']:.3f} | {m['dice']:.3f} | {m['fov_auc']:.3f} | "
             f"{m['fov_sensitivity']:.3f} | {m['fov_specificity']:.3f} | "
             f"{m['fov_accuracy']:.3f} | {record['threshold']:.2f} | {record['epochs']} "
@@ -277,7 +465,9 @@ def write_cv_report(path: str, rows: list[dict], folds: list[Fold], records: lis
                   "fov_accuracy")) + f" | | | {np.mean(minutes):.1f} |")
     lines += ["", "Per image: `cv_metrics.csv`. Metrics are at each fold's threshold "
               "(model_info.json); the FOV is computed from the photo (tiled_vessel_seg/fov.py).",
-              "", "## Config", "", "```ini"]
+              ""]
+    lines += dataset_table(rows, observers)
+    lines += ["## Config", "", "```ini"]
     for section, values in to_dict(config).items():
         lines.append(f"[{section}]")
         lines += [f"{k} = {tuple(v) if isinstance(v, list) else v!r}"
@@ -288,39 +478,65 @@ def write_cv_report(path: str, rows: list[dict], folds: list[Fold], records: lis
     return overall
 
 
-def run_cv(config, stare_dir: str, workdir: str, folds: int, seed: int = 0,
+def run_cv(config, inputs, workdir: str, folds: int, seed: int = 0,
            options=None, command: str = "vessel-cv", say=print, final: str = "no",
            robustness: bool = False) -> dict:
     """Runs every fold (skipping finished ones), writes cv_metrics.csv and cv_report.md;
     returns {metric: (mean, std) over folds}. final "also" / "only": (also) train the
     recipe on every image into W/final/model (train_final); "only" returns {}.
     robustness: also score every fold's held-out photos resized, recoloured and JPEG'd
-    (pipeline/robustness.py) into W/cv_robustness.csv and a table in the report."""
-    from tiled_vessel_seg.beam_jobs import inputs
+    (pipeline/robustness.py) into W/cv_robustness.csv and a table in the report.
+
+    inputs: a datasets.Source or a list of them (sources.py: several datasets, folds
+    grouped by subject), or a STARE folder (str).
+    """
+    from tiled_vessel_seg import datasets, sources
     from tiled_vessel_seg.pipeline import run as run_lib
     options = options or run_lib.RunOptions()
-    if not os.path.isdir(stare_dir):
-        raise run_lib.StageError(f"--stare_dir {stare_dir}: not a folder")
-    pairs, problems = inputs.discover_stare(stare_dir)
+    if isinstance(inputs, str):
+        if not os.path.isdir(inputs):
+            raise run_lib.StageError(f"--stare_dir {inputs}: not a folder")
+        listed = [datasets.Source(root=inputs, layout="stare")]
+    else:
+        listed = sources.as_list(inputs)
+    for source in listed:
+        for folder in (source.root, source.images_dir, source.masks_dir):
+            if folder and not datasets.is_dir(folder):
+                raise run_lib.StageError(f"{folder}: not a folder")
+    ignored: list = []
+    pairs, problems = sources.find_pairs(listed, ignored)
+    if ignored:
+        say(datasets.ignored_note(ignored))
     for problem in problems:
         say(f"ignored: {problem}")
+    if not pairs:
+        raise run_lib.StageError(f"no image/label pairs in {sources.describe(listed)}")
     os.makedirs(workdir, exist_ok=True)
+    run_inputs = inputs if isinstance(inputs, str) else listed
     if final in ("also", "only"):
-        model_dir = train_final(config, stare_dir, workdir, pairs, options,
+        model_dir = train_final(config, run_inputs, workdir, pairs, options,
                                 say=lambda m: say(f"[final model] {m}"))
         say(f"[final model] {model_dir}")
         if final == "only":
             return {}
-    assignment = assign_folds([p.image_id for p in pairs], folds, seed)
+    assignment = assign_folds([p.image_id for p in pairs], folds, seed,
+                              subjects={p.image_id: sources.subject_key(p) for p in pairs},
+                              datasets={p.image_id: p.dataset or "" for p in pairs})
     records = []
     for fold in assignment:
         prefix = f"[fold {fold.index + 1}/{folds}: test {' '.join(fold.test_ids)}]"
-        records.append(run_fold(config, fold, stare_dir, workdir, pairs, options,
+        records.append(run_fold(config, fold, run_inputs, workdir, pairs, options,
                                 say=lambda m: say(f"{prefix} {m}")))
-    rows = [r for fold in assignment for r in read_fold_rows(workdir, fold)]
-    write_cv_metrics(os.path.join(workdir, CV_METRICS), rows)
+    rows = [r for fold in assignment for r in read_fold_rows(workdir, fold, pairs)]
+    observers = observer_rows(pairs, assignment)
+    write_cv_metrics(os.path.join(workdir, CV_METRICS), rows, observers)
     overall = write_cv_report(os.path.join(workdir, CV_REPORT), rows, assignment, records,
-                              config, command)
+                              config, command, observers)
+    for name, group in dataset_groups(rows, observers).items():
+        s = summary_rows(group)
+        say(f"{name or '(unnamed)'}: F1 inside the FOV {s['mean']['fov_dice']:.4f} +- "
+            f"{s['std']['fov_dice']:.4f} over {len(group)} image(s), pooled "
+            f"{s['pooled']['fov_dice']:.4f}")
     if robustness:
         from tiled_vessel_seg.pipeline import robustness as robustness_lib
         say("[robustness] segmenting the held-out photos changed 4 ways")
@@ -342,8 +558,8 @@ def run_cv(config, stare_dir: str, workdir: str, folds: int, seed: int = 0,
 
 def define_flags() -> None:
     """vessel-cv's own flags (--config, --set and --verbose come from cli_app)."""
-    flags.DEFINE_string("stare_dir", None, "Photos + labels in STARE layout (stare-images/, "
-                        "labels-ah/). Required.")
+    from tiled_vessel_seg import source_flags
+    source_flags.define_flags()
     flags.DEFINE_string("workdir", None, "Folder for the folds and reports. Required.")
     flags.DEFINE_integer("folds", 5, "K; K = number of images is leave-one-out.", lower_bound=2)
     flags.DEFINE_integer("seed", 0, "Seed of the fold assignment.")
@@ -351,8 +567,8 @@ def define_flags() -> None:
                       "training (repeatable bit for bit).")
     flags.DEFINE_bool("overwrite", False, "Redo every fold even when its outputs exist.")
     flags.DEFINE_enum("final", "no", ["no", "also", "only"], "also / only: train the recipe on "
-                      "every image (the config's valid_ids image validates) into "
-                      "WORKDIR/final/model, first.")
+                      "every image (the config's valid_ids images validate, else the first "
+                      "image of each dataset) into WORKDIR/final/model, first.")
     flags.DEFINE_bool("robustness", False, "Also score the held-out photos resized by 0.75 "
                       "and 1.5, recoloured and JPEG-compressed (quality 70) with their fold's "
                       "model: W/cv_robustness.csv and a table in the report.")
@@ -362,9 +578,15 @@ def define_flags() -> None:
 def _main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    for name in ("config", "stare_dir", "workdir"):
+    for name in ("config", "workdir"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
+    from tiled_vessel_seg import datasets, source_flags
+    inputs = source_flags.sources_from_flags()
+    if not inputs:
+        raise app.UsageError("give the photos: --source NAME:DIR (repeatable), --stare_dir, "
+                             "--dataset_dir with --layout, --images_dir with --masks_dir, "
+                             "or --manifest")
     from tiled_vessel_seg.pipeline import run as run_lib
     from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
     from tiled_vessel_seg.model_info import ModelDirError
@@ -373,10 +595,10 @@ def _main(argv: list[str]) -> int:
     command = " ".join(["vessel-cv"] + sys.argv[1:])
     start = time.time()
     try:
-        overall = run_cv(config, FLAGS.stare_dir, FLAGS.workdir, FLAGS.folds, FLAGS.seed,
+        overall = run_cv(config, inputs, FLAGS.workdir, FLAGS.folds, FLAGS.seed,
                          options, command, final=FLAGS.final, robustness=FLAGS.robustness)
     except (run_lib.StageError, DatasetError, ModelDirError, FileNotFoundError,
-            ValueError) as e:
+            datasets.InputDirError, ValueError) as e:
         raise cli_app.ToolError(str(e)) from None
     if not overall:
         print(f"vessel-cv: final model in {os.path.join(FLAGS.workdir, FINAL_DIR, 'model')} "

@@ -5,6 +5,8 @@
     vessel-run --config configs/demo.config --workdir runs/demo --set train.epochs=2 --stages train
     vessel-run --config C --workdir runs/drive --dataset_dir DRIVE --layout drive
     vessel-run --config C --workdir runs/mine --manifest pairs.csv
+    vessel-run --config C --workdir runs/both --source stare:../shared/data/stare \\
+        --source chase_db1:../shared/data/chase_db1
 
 Stages, in order (`--stages` picks some):
   synth       W/stare       synthetic STARE-format images ([synth]); skipped with --stare_dir,
@@ -46,23 +48,20 @@ class RunPaths:
     """Where each stage writes, under the work dir W."""
     workdir: str
     stare_dir: str  # the source photos + labels (given, or W/stare when synthesised)
-    source: Optional[object] = None  # datasets.Source; None: stare_dir in STARE layout
+    # a datasets.Source or a list of them (several datasets: sources.py); None: stare_dir
+    # in STARE layout
+    source: Optional[object] = None
 
     @property
     def pairs_source(self):
-        """Where the labelled photos are (datasets.Source)."""
+        """Where the labelled photos are: a datasets.Source, or a list of them."""
         from tiled_vessel_seg import datasets
         return self.source or datasets.Source(root=self.stare_dir, layout="stare")
 
     def describe_source(self) -> str:
-        """'runs/demo/stare (stare layout)', 'manifest pairs.csv', ..."""
-        source = self.pairs_source
-        if source.manifest:
-            return f"manifest {source.manifest}"
-        fov = f", FOV masks {source.fov_dir}" if source.fov_dir else ""
-        if source.root:
-            return f"{source.root} ({source.layout or 'stare'} layout{fov})"
-        return f"{source.images_dir} with masks {source.masks_dir}{fov}"
+        """'runs/demo/stare (stare layout)', 'manifest pairs.csv', ... (joined by ' + ')."""
+        from tiled_vessel_seg import sources
+        return sources.describe(self.pairs_source)
 
     @property
     def data_dir(self) -> str:
@@ -126,7 +125,12 @@ def stage_preprocess(config, paths: RunPaths, options: RunOptions) -> str:
                                                              dataset_info.INFO_FILE)):
         return f"skipped: dataset already in {paths.data_dir}"
     from tiled_vessel_seg.beam_jobs import split
-    pairs, problems = inputs.find_pairs(paths.pairs_source)
+    from tiled_vessel_seg import datasets
+    ignored: list = []
+    from tiled_vessel_seg import sources
+    pairs, problems = sources.find_pairs(paths.pairs_source, ignored)
+    if ignored:
+        _say("preprocess", datasets.ignored_note(ignored))
     if not pairs:
         raise StageError(f"no image/label pairs in {paths.describe_source()} "
                          f"({len(problems)} rejected input(s))")
@@ -138,7 +142,7 @@ def stage_preprocess(config, paths: RunPaths, options: RunOptions) -> str:
         "--direct_running_mode=" + ("multi_processing" if options.direct_num_workers > 1
                                     else "in_memory")])
     summary = pipeline.run_job(preprocess, pairs, problems, paths.data_dir, beam_options,
-                               paths.pairs_source.parameters(), overwrite=True)
+                               sources.parameters(paths.pairs_source), overwrite=True)
     if summary.info is None:
         raise StageError(f"no tiles written to {paths.data_dir}; see "
                          f"{os.path.join(paths.data_dir, dataset_info.ERRORS_FILE)}")
@@ -210,7 +214,8 @@ def held_out_pairs(paths: RunPaths):
     from tiled_vessel_seg.tfrecords import dataset_info
     info = dataset_info.read_dataset_info(paths.data_dir)
     test_ids = set(info.splits["test"].image_ids) if "test" in info.splits else set()
-    pairs, _ = datasets.find_pairs(paths.pairs_source)
+    from tiled_vessel_seg import sources
+    pairs, _ = sources.find_pairs(paths.pairs_source)
     return [p for p in pairs if p.image_id in test_ids]
 
 
@@ -261,7 +266,8 @@ def run_pipeline(config, workdir: str, stare_dir: Optional[str] = None,
                  source=None) -> RunPaths:
     """Runs `stages` in pipeline order; returns the paths it used.
 
-    source: a datasets.Source (a dataset folder in any layout, or a manifest) instead
+    source: a datasets.Source (a dataset folder in any layout, or a manifest), or a list
+      of them (several datasets in one run, tiled_vessel_seg/sources.py), instead
       of stare_dir; with neither, the synth stage makes STARE-format photos in W/stare.
     Raises StageError (or the stage's own error) naming the stage that failed.
     """
@@ -272,12 +278,14 @@ def run_pipeline(config, workdir: str, stare_dir: Optional[str] = None,
     if stare_dir is not None and not os.path.isdir(stare_dir):
         raise StageError(f"--stare_dir {stare_dir}: not a folder")
     if source is not None:
+        from tiled_vessel_seg import sources
         try:
-            source.check()
+            sources.check(source)
         except ValueError as e:
             raise StageError(str(e)) from None
-        if source.root and not datasets.is_dir(source.root):
-            raise StageError(f"--dataset_dir {source.root}: not a folder")
+        for one in sources.as_list(source):
+            if one.root and not datasets.is_dir(one.root):
+                raise StageError(f"--dataset_dir {one.root}: not a folder")
     paths = RunPaths(workdir=workdir, stare_dir=stare_dir or os.path.join(workdir, "stare"),
                      source=source)
     os.makedirs(workdir, exist_ok=True)
@@ -295,22 +303,11 @@ def run_pipeline(config, workdir: str, stare_dir: Optional[str] = None,
 
 def define_flags() -> None:
     flags.DEFINE_string("workdir", None, "Folder for every stage's outputs.")
-    flags.DEFINE_string("stare_dir", None, "Real photos in STARE layout (stare-images/, "
-                        "labels-ah/); without it (or --dataset_dir, --manifest) the synth "
-                        "stage makes synthetic ones.")
-    from tiled_vessel_seg import datasets
-    flags.DEFINE_string("dataset_dir", None, "A dataset folder as distributed, in --layout.")
-    flags.DEFINE_enum("layout", "stare", list(datasets.LAYOUT_NAMES),
-                      "File layout of --dataset_dir: stare (stare-images/, labels-ah/, "
-                      "labels-vk/), drive (training/ and test/ with images/, 1st_manual/, "
-                      "mask/), chase_db1 (Image_01L.jpg, Image_01L_1stHO.png), hrf (images/, "
-                      "manual1/, mask/). A dataset's own split (DRIVE's training/test) is "
-                      "kept unless [preprocess] names valid_ids/test_ids.")
-    flags.DEFINE_string("fov_dir", None, "FOV masks for a --stare_dir/--dataset_dir whose "
-                        "layout ships none (STARE, CHASE_DB1), named like the image with an "
-                        "optional _mask/_fov suffix; used for the fov_* metrics.")
-    flags.DEFINE_string("manifest", None, "CSV with columns image,mask[,fov][,split] (paths "
-                        "relative to the CSV) instead of a dataset folder.")
+    from tiled_vessel_seg import source_flags
+    source_flags.define_flags(help_overrides={
+        "stare_dir": "Without any input flag the synth stage makes synthetic STARE photos.",
+        "layout": "A dataset's own split (DRIVE's training/test) is kept unless "
+                  "[preprocess] names valid_ids/test_ids."})
     flags.DEFINE_list("stages", list(STAGES), "Comma-separated subset of the stages.")
     flags.DEFINE_bool("overwrite", False, "Redo the selected stages even when their outputs "
                       "exist.")
@@ -358,19 +355,15 @@ def _main(argv: list[str]) -> int:
                          direct_num_workers=FLAGS.direct_num_workers)
     start = time.time()
     config = tool_config.load_config({"train.deterministic": FLAGS.deterministic or None})
-    from tiled_vessel_seg import datasets
-    if sum(bool(x) for x in (FLAGS.stare_dir, FLAGS.dataset_dir, FLAGS.manifest)) > 1:
-        raise app.UsageError("give at most one of --stare_dir, --dataset_dir, --manifest")
-    root = FLAGS.dataset_dir or FLAGS.stare_dir
-    layout = "stare" if FLAGS.stare_dir else FLAGS.layout
-    source = None
-    if FLAGS.dataset_dir or FLAGS.manifest or FLAGS.fov_dir:
-        if not (root or FLAGS.manifest):
-            raise app.UsageError("--fov_dir goes with --stare_dir or --dataset_dir")
-        source = (datasets.Source(manifest=FLAGS.manifest) if FLAGS.manifest
-                  else datasets.Source(root=root, layout=layout, fov_dir=FLAGS.fov_dir))
+    from tiled_vessel_seg import datasets, source_flags
+    given = source_flags.sources_from_flags()
+    stare_dir, source = None, None
+    if len(given) == 1 and given[0] == datasets.Source(root=FLAGS.stare_dir, layout="stare"):
+        stare_dir = FLAGS.stare_dir  # the plain STARE folder, as before
+    elif given:
+        source = given[0] if len(given) == 1 else given
     try:
-        paths = run_pipeline(config, FLAGS.workdir, FLAGS.stare_dir, FLAGS.stages, options,
+        paths = run_pipeline(config, FLAGS.workdir, stare_dir, FLAGS.stages, options,
                              source=source)
     except (StageError, DatasetError, ModelDirError, datasets.InputDirError,
             FileNotFoundError, FileExistsError) as e:

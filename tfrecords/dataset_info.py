@@ -19,7 +19,10 @@ JSON fields:
                 into DatasetParameters (typed tile_size, scale, split_assignment)
     splits: {split: {"image_ids": [str], "tiles": int, "augmented_tiles": int,
                      "records": int, "shards": [path relative to OUT],
-                     "shard_records": [int per shard] (absent in older files)}}
+                     "shard_records": [int per shard] (absent in older files),
+                     "datasets": {name: {"images": int, "records": int}} per source
+                                 dataset (tiled_vessel_seg/sources.py; absent in older
+                                 files, whose records carry no dataset name)}}
     dropped_empty: int, tiles dropped by the vessel filter
     errors: int, rejected inputs (lines of errors.jsonl)
     input_checksums: {path: sha256 hex}
@@ -56,6 +59,8 @@ class SplitInfo:
     shards: list[str]
     # records in each shard, in `shards` order ([] in files written before it was recorded)
     shard_records: list[int] = dataclasses.field(default_factory=list)
+    # {dataset name: {"images": n, "records": n}}; {} in files written before it
+    datasets: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

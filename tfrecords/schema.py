@@ -12,6 +12,10 @@ One `tf.train.Example` per tile. Schema version 2 (written today):
 |                    |        | `mask/encoding`; every record of a dataset whose        |
 |                    |        | dataset_info.json says has_fov, none otherwise          |
 | image_id           | bytes  | source image id, e.g. b"im0001"                         |
+| dataset            | bytes  | optional: the dataset's name, e.g. b"stare",            |
+|                    |        | b"chase_db1" (tiled_vessel_seg/sources.py); read as b"" |
+|                    |        | from records written before it (no version change: an  |
+|                    |        | optional feature with a default, like fov/encoded)      |
 | tile_y, tile_x     | int64  | tile origin in the enlarged image; -1 for whole image   |
 | height, width      | int64  | tile height and width in px                             |
 | scale              | int64  | enlargement factor applied to the source                |
@@ -58,6 +62,7 @@ V1_IMAGE_KEY = "image/png"
 V1_MASK_KEY = "mask/png"
 _INT_KEYS = ("tile_y", "tile_x", "height", "width", "scale", "schema_version")
 _BYTES_KEYS = ("image_id", "augmentation", "source_path")
+DATASET_KEY = "dataset"  # optional, default b"" (records written before it)
 _FLOAT_KEYS = ("vessel_fraction",)
 
 
@@ -106,6 +111,7 @@ class TileRecord:
     augmentation: str
     source_path: str
     fov: Optional[np.ndarray] = None
+    dataset: str = ""
 
     @property
     def vessel_fraction(self) -> float:
@@ -144,6 +150,7 @@ def encode_example(record: TileRecord, encoding: TileEncoding = TileEncoding()) 
         "augmentation": record.augmentation.encode(),
         "vessel_fraction": record.vessel_fraction,
         "source_path": record.source_path.encode(),
+        DATASET_KEY: record.dataset.encode(),
         "schema_version": SCHEMA_VERSION,
     })
 
@@ -170,6 +177,7 @@ def feature_spec(record_format: RecordFormat = RecordFormat(), metadata: bool = 
         spec.update({k: tf.io.FixedLenFeature([], tf.int64) for k in _INT_KEYS})
         spec.update({k: tf.io.FixedLenFeature([], tf.string) for k in _BYTES_KEYS})
         spec.update({k: tf.io.FixedLenFeature([], tf.float32) for k in _FLOAT_KEYS})
+        spec[DATASET_KEY] = tf.io.FixedLenFeature([], tf.string, default_value=b"")
         if record_format.schema_version >= 2:
             spec[IMAGE_ENCODING_KEY] = tf.io.FixedLenFeature([], tf.string)
             spec[MASK_ENCODING_KEY] = tf.io.FixedLenFeature([], tf.string)
@@ -268,8 +276,8 @@ def parse_example(serialized, record_format: RecordFormat = RecordFormat(),
       image: uint8 [H, W, 3]; mask: uint8 [H, W, 1] with values {0, 255} ([H, W, 2]:
       vessels, FOV with `with_fov`);
       metadata: dict of scalar tensors (image_id, tile_y, tile_x, height, width, scale,
-      augmentation, vessel_fraction, source_path, schema_version; version 2 also
-      image/encoding and mask/encoding).
+      augmentation, vessel_fraction, source_path, dataset (b"" when absent),
+      schema_version; version 2 also image/encoding and mask/encoding).
     """
     image, mask, parsed = tile_decoder(record_format, metadata=True, with_fov=with_fov)(serialized)
     return image, mask * 255, parsed

@@ -36,6 +36,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 
 from tiled_vessel_seg import imaging, storage
+from tiled_vessel_seg.beam_jobs import fov_scale as fov_scale_lib
 from tiled_vessel_seg.beam_jobs import inputs, split, tile_tasks
 from tiled_vessel_seg.configs.schema import PreprocessConfig
 from tiled_vessel_seg.tfrecords import dataset_info as info_lib
@@ -141,8 +142,15 @@ class PlanImageFn(beam.DoFn):
                                                                   item.image_id))
             return
         try:
+            image, mask, fov, fov_scale = fov_scale_lib.harmonise(
+                image, mask, fov, self._config.fov_diameter)
             plan = tile_tasks.plan_image(item.image_id, item.image_path, item.split, image,
                                          mask, self._config, fov, dataset=item.dataset)
+        except fov_scale_lib.NoFovError as e:
+            self._errors.inc()
+            yield beam.pvalue.TaggedOutput(ERRORS_TAG, error_line(
+                item.image_path, "fov", str(e), item.image_id))
+            return
         except Exception as e:  # noqa: BLE001 - one bad image must not stop the job
             self._errors.inc()
             yield beam.pvalue.TaggedOutput(ERRORS_TAG, error_line(
@@ -161,6 +169,7 @@ class PlanImageFn(beam.DoFn):
             "tiles_kept": plan.tiles_kept, "tiles_dropped": plan.tiles_dropped,
             "whole_image": plan.whole_image, "augmented": plan.augmented,
             "records": plan.records, "checksums": checksums,
+            "fov_diameter": fov_scale.diameter, "fov_factor": fov_scale.factor,
             "source_size": [int(image.shape[1]), int(image.shape[0])]}, sort_keys=True))
 
 
@@ -365,6 +374,11 @@ def finalize_dataset(output_dir: str, config: PreprocessConfig, parameters: dict
             source_sizes=[list(t) for t in sorted({tuple(s["source_size"]) for s in stats
                                                   if "source_size" in s})],
             has_fov=config.fov_masks,
+            fov_diameters={s["image_id"]: s.get("fov_diameter") for s in sorted(
+                stats, key=lambda s: s["image_id"])},
+            fov_diameter=fov_scale_lib.dataset_fov_diameter(
+                [s.get("fov_diameter") for s in stats if s["split"] == "train"],
+                config.fov_diameter),
             versions={"tensorflow": tf.__version__, "apache_beam": beam.__version__,
                       "python": platform.python_version()},
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
@@ -390,6 +404,7 @@ def format_summary(summary: JobSummary) -> str:
         lines.append(f"  FOV planes in every record: {summary.fov_files} image(s) from FOV "
                      f"files, {summary.images_written - summary.fov_files} computed from the photo")
     if summary.info is not None:
+        lines.append(f"  {fov_scale_lib.summary_line(summary.info)}")
         for name, s in summary.info.splits.items():
             lines.append(f"  {name:5s}: {len(s.image_ids)} images, {s.tiles} tiles + "
                          f"{s.augmented_tiles} augmented = {s.records} records in "

@@ -222,8 +222,16 @@ class PreprocessConfig:
     # photograph), cut and augmented with the vessel mask; on whenever [train] loss_mask
     # is "fov".
     fov_masks: bool = False
+    # Field-of-view scale harmonisation: each photograph, its labels and FOV plane are
+    # resampled by fov_diameter / (its measured FOV diameter, tiled_vessel_seg/fov.py)
+    # before the `scale` enlargement, so every camera's FOV is this many px across. A
+    # photo with no measurable FOV is a dead letter naming it. None: photos as they are.
+    fov_diameter: Optional[float] = None
 
     def __post_init__(self):
+        if self.fov_diameter is not None and not 16.0 <= self.fov_diameter <= 20000.0:
+            raise ValueError(f"[preprocess] fov_diameter must be in [16, 20000] px (or unset), "
+                             f"got {self.fov_diameter}")
         if self.scale < 1:
             raise ValueError(f"[preprocess] scale must be >= 1, got {self.scale}")
         if self.tile_size < 1:

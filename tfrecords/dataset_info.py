@@ -28,6 +28,13 @@ JSON fields:
     input_checksums: {path: sha256 hex}
     source_sizes: [[width, height], ...], the distinct sizes of the photographs before
                   enlargement (for `--input_scale auto`; absent in older files)
+    fov_diameters: {image id: px or null}, each photograph's field-of-view diameter as
+                   given (tiled_vessel_seg/fov.py; absent in older files)
+    fov_diameter: px or null, the FOV diameter of the photos the tiles were cut from
+                  (before `scale`): [preprocess] fov_diameter when the job resampled them
+                  to it, else the training photos' median if they agree within 15 %
+                  (beam_jobs/fov_scale.py); the trainer copies it into model_info.json
+                  for `--input_scale auto` (absent in older files)
     versions: {"tensorflow": str, "apache_beam": str, "python": str}
     created: ISO-8601 UTC time
 """
@@ -110,6 +117,12 @@ class DatasetInfo:
     encoding: Optional[dict[str, Any]] = None
     source_sizes: list[list[int]] = dataclasses.field(default_factory=list)
     has_fov: bool = False
+    # FOV scale (beam_jobs/fov_scale.py): {image id: FOV diameter in px measured in the
+    # photograph as given, None when none was found}, and the diameter of the photos the
+    # tiles were cut from, before enlargement: [preprocess] fov_diameter when harmonised,
+    # else the training photos' median when they agree within 15 %, else None.
+    fov_diameters: dict[str, Optional[float]] = dataclasses.field(default_factory=dict)
+    fov_diameter: Optional[float] = None
 
     def __post_init__(self):
         if not isinstance(self.parameters, DatasetParameters):

@@ -401,3 +401,57 @@ def enlarge_image_graph(image, scale: int):
     x = tf.cast(tf.convert_to_tensor(image), tf.float32)
     value = _cubic_pass(_cubic_pass(x, 1, scale), 0, scale)
     return tf.cast(tf.clip_by_value(tf.round(value), 0.0, 255.0), tf.uint8)
+
+
+# --------------------------------------------------------------------------- resample
+def resampled_size(height: int, width: int, factor: float) -> tuple[int, int]:
+    """(height, width) of an image resampled by `factor`: each side rounded, at least 1."""
+    return max(1, int(round(height * factor))), max(1, int(round(width * factor)))
+
+
+def resample_image(image: np.ndarray, factor: float) -> np.ndarray:
+    """uint8 [H, W, C] -> uint8 [round(H f), round(W f), C] (FOV scale harmonisation).
+
+    Bicubic (cv2.INTER_CUBIC, the kernel of `enlarge_image`) when enlarging, pixel-area
+    averaging (cv2.INTER_AREA) when reducing: bicubic sampling at a factor < 1 skips
+    pixels and aliases thin vessels, the area average does not. factor 1 returns the
+    image itself. The Beam job ([preprocess] fov_diameter) and inference
+    (`--input_scale auto` / a number) both call this, so a photo gets the same pixels.
+    Pixel centres map as x' = (x + 0.5) * W' / W - 0.5 (OpenCV's convention), the same
+    for `resample_mask` and `resample_probabilities`.
+    """
+    import cv2
+    h, w = image.shape[:2]
+    size = resampled_size(h, w, factor)
+    if size == (h, w):
+        return image
+    method = cv2.INTER_CUBIC if size[0] * size[1] > h * w else cv2.INTER_AREA
+    return cv2.resize(image, (size[1], size[0]), interpolation=method)
+
+
+def resample_mask(mask: np.ndarray, factor: float) -> np.ndarray:
+    """Binary uint8 [H, W] {0, 1} (or label planes [H, W, C], C <= 4) -> binary uint8 of
+    the size `resample_image` gives: bilinear on 0/255, then > MASK_THRESHOLD, as
+    `enlarge_mask` enlarges labels (in both directions: a reduced vessel stays where the
+    reduced photo has it)."""
+    import cv2
+    h, w = mask.shape[:2]
+    size = resampled_size(h, w, factor)
+    if size == (h, w):
+        return mask
+    grey = np.where(mask > 0, 255, 0).astype(np.uint8)
+    out = cv2.resize(grey, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return (out > MASK_THRESHOLD).astype(np.uint8)
+
+
+def resample_probabilities(probabilities: np.ndarray, height: int, width: int) -> np.ndarray:
+    """float32 [h, w] probabilities -> float32 [height, width]: bilinear when enlarging,
+    pixel-area average when reducing (the inverse of `resample_image`'s resampling)."""
+    import cv2
+    h, w = probabilities.shape[:2]
+    if (h, w) == (height, width):
+        return probabilities
+    method = cv2.INTER_LINEAR if height * width > h * w else cv2.INTER_AREA
+    out = cv2.resize(np.ascontiguousarray(probabilities, np.float32), (width, height),
+                     interpolation=method)
+    return np.clip(out, 0.0, 1.0)

@@ -28,6 +28,10 @@ class ModelInfo:
     model takes float32 RGB in [0, 1]. data_ids: {split: [image ids]} of the training data.
     source_sizes: [[width, height], ...] of the training photographs before enlargement
     (from dataset_info.json), for `--input_scale auto`; empty in older model dirs.
+    fov_diameter: px across the field of view of the photos the training tiles were cut
+    from, before `scale` (dataset_info.json's: [preprocess] fov_diameter, or one camera's
+    median); `--input_scale auto` resamples a photo to it. None in older model dirs and
+    for training data of mixed, unharmonised scales.
     """
     tile_size: int
     scale: int
@@ -40,6 +44,7 @@ class ModelInfo:
     data_ids: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     source_sizes: list[list[int]] = dataclasses.field(default_factory=list)
+    fov_diameter: float | None = None
 
     def model_path(self, model_dir: str) -> str:
         """model_dir/model_file; raises ModelDirError unless model_file is a `.keras` file
@@ -76,7 +81,9 @@ _FIELD_TYPES = {
     "data_ids": ((dict,), "an object {split: [image ids]}"),
     "config": ((dict,), "an object"),
     "source_sizes": ((list,), "a list of [width, height] pairs"),
+    "fov_diameter": ((int, float), "a number of px or null"),
 }
+_NULLABLE = {"fov_diameter"}
 
 
 def _check_fields(path: str, raw: object) -> None:
@@ -98,6 +105,8 @@ def _check_fields(path: str, raw: object) -> None:
         if name not in _FIELD_TYPES:  # tests require an entry for every field
             continue
         value = raw[name]
+        if value is None and name in _NULLABLE:
+            continue
         types, wanted = _FIELD_TYPES[name]
         if isinstance(value, bool) or not isinstance(value, types):
             raise ModelDirError(f"{path}: field {name!r} must be {wanted}, got "
@@ -116,6 +125,9 @@ def _check_fields(path: str, raw: object) -> None:
     for name, low in (("tile_size", 1), ("scale", 1), ("overlap", 0)):
         if name in raw and raw[name] < low:
             raise ModelDirError(f"{path}: field {name!r} must be >= {low}, got {raw[name]}")
+    if raw.get("fov_diameter") is not None and not raw["fov_diameter"] > 0:
+        raise ModelDirError(f"{path}: field 'fov_diameter' must be > 0 px or null, got "
+                            f"{raw['fov_diameter']}")
     if "threshold" in raw and not 0.0 <= raw["threshold"] <= 1.0:
         raise ModelDirError(f"{path}: field 'threshold' must be in [0, 1], got "
                             f"{raw['threshold']}")

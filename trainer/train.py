@@ -286,7 +286,8 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
             augment=config.train.online_augmentation,
             robust=robust_augment.from_train_config(config.train),
             deterministic=config.train.deterministic or None, seed=config.train.seed,
-            input_context=context, info=info, tile_shape=tile_size, with_fov=with_fov)
+            input_context=context, info=info, tile_shape=tile_size, with_fov=with_fov,
+            dataset_weights=config.train.dataset_weights or None)
 
     def valid_fn(context):  # every validation tile counted once, whatever the replicas
         return distributed_input.validation_dataset(
@@ -300,7 +301,8 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
         tile_size=tile_size[0], scale=info.parameters.scale,
         overlap=config.tiledinfer.overlap, threshold=config.tiledinfer.threshold,
         precision=policy, data_ids={s: list(v.image_ids) for s, v in info.splits.items()},
-        config=to_dict(config), source_sizes=[list(s) for s in info.source_sizes])
+        config=to_dict(config), source_sizes=[list(s) for s in info.source_sizes],
+        fov_diameter=info.fov_diameter)
 
     resume_epoch = _resume_epoch(model_dir)
     if resume_epoch:

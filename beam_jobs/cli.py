@@ -25,7 +25,7 @@ from typing import Sequence
 
 from absl import app, flags
 
-from tiled_vessel_seg import cli_app, storage
+from tiled_vessel_seg import cli_app, run_lock, storage
 from tiled_vessel_seg.configs import tool_config
 from tiled_vessel_seg.configs.schema import REFERENCE_AUGMENTATIONS
 
@@ -147,8 +147,9 @@ def _main(argv: list[str]) -> int:
         print(f"{PROGRAM}: {note}", file=sys.stderr)
     if not pairs:
         try:
-            pipeline.prepare_output_dir(FLAGS.output_dir, FLAGS.overwrite)
-            written = pipeline.write_error_lines(FLAGS.output_dir, problems)
+            with run_lock.owned(FLAGS.output_dir, PROGRAM):
+                pipeline.prepare_output_dir(FLAGS.output_dir, FLAGS.overwrite)
+                written = pipeline.write_error_lines(FLAGS.output_dir, problems)
         except (pipeline.OutputExistsError, storage.StorageError) as e:
             raise cli_app.ToolError(str(e)) from None
         kept = "" if written else f" (nothing to write: the dataset in {FLAGS.output_dir} was kept)"

@@ -35,7 +35,7 @@ from typing import Iterable, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 
-from tiled_vessel_seg import imaging, storage
+from tiled_vessel_seg import imaging, run_lock, storage
 from tiled_vessel_seg.beam_jobs import fov_scale as fov_scale_lib
 from tiled_vessel_seg.beam_jobs import inputs, split, tile_tasks
 from tiled_vessel_seg.configs.schema import PreprocessConfig
@@ -552,6 +552,10 @@ def run_job(config: PreprocessConfig, pairs: Iterable[inputs.ImagePair],
 
     Args:
       config: the [preprocess] section (flags already applied).
+
+    Raises:
+      run_lock.FolderLockedError: another run is writing output_dir (local folders).
+      OutputExistsError: output_dir holds a dataset and overwrite is False.
       pairs, problems: from `inputs.discover_stare` / `inputs.pair_folders`.
       output_dir: local or gs:// folder.
       pipeline_options: beam PipelineOptions (runner etc.); None = DirectRunner in memory.
@@ -561,6 +565,37 @@ def run_job(config: PreprocessConfig, pairs: Iterable[inputs.ImagePair],
     from apache_beam.options.pipeline_options import PipelineOptions
     pairs = sorted(pairs, key=lambda p: p.image_id)
     problems = list(problems)
+    # One run owns the folder from the check for an old dataset to the swap: two runs into
+    # one folder made one dataset of both runs' shards, and both exited 0.
+    with run_lock.owned(output_dir, "vessel-preprocess"):
+        remove_leftovers(output_dir)
+        return _write_owned(config, items, problems, output_dir, pipeline_options,
+                            parameters, overwrite, assignment)
+
+
+def remove_leftovers(output_dir: str) -> list[str]:
+    """What killed runs left in output_dir, removed by the run that now owns it: staging
+    folders of --overwrite runs, Beam's temp folders, and, when the folder holds no
+    dataset_info.json, this job's files of a run killed before it wrote one (its shards
+    would otherwise be listed with the new run's). Returns the paths removed."""
+    removed = []
+    for path in storage.glob(storage.join(output_dir, STAGING_PREFIX + "*")):
+        storage.remove_tree(path)
+        removed.append(path)
+    removed += remove_beam_temp_dirs(output_dir)
+    if not holds_dataset(output_dir):
+        for name in dataset_files(output_dir):
+            storage.remove(info_lib.join(output_dir, name), missing_ok=True)
+            removed.append(info_lib.join(output_dir, name))
+    return removed
+
+
+def _write_owned(config: PreprocessConfig, items: list[WorkItem],
+                 problems: list[inputs.InputProblem], output_dir: str, pipeline_options,
+                 parameters: dict | None, overwrite: bool,
+                 assignment: dict[str, str]) -> JobSummary:
+    """run_job's work once the run owns output_dir."""
+    from apache_beam.options.pipeline_options import PipelineOptions
     from tiled_vessel_seg import sources
     assignment = split.assign_splits([p.image_id for p in pairs], config.split, config.seed,
                                      config.valid_ids, config.test_ids,

@@ -552,19 +552,24 @@ def run_job(config: PreprocessConfig, pairs: Iterable[inputs.ImagePair],
 
     Args:
       config: the [preprocess] section (flags already applied).
-
-    Raises:
-      run_lock.FolderLockedError: another run is writing output_dir (local folders).
-      OutputExistsError: output_dir holds a dataset and overwrite is False.
       pairs, problems: from `inputs.discover_stare` / `inputs.pair_folders`.
       output_dir: local or gs:// folder.
       pipeline_options: beam PipelineOptions (runner etc.); None = DirectRunner in memory.
       parameters: extra job parameters recorded in dataset_info.json (input folders ...).
       overwrite: replace a dataset already in output_dir.
+
+    Raises:
+      run_lock.FolderLockedError: another run is writing output_dir (local folders).
+      OutputExistsError: output_dir holds a dataset and overwrite is False.
     """
-    from apache_beam.options.pipeline_options import PipelineOptions
     pairs = sorted(pairs, key=lambda p: p.image_id)
     problems = list(problems)
+    from tiled_vessel_seg import sources
+    assignment = split.assign_splits([p.image_id for p in pairs], config.split, config.seed,
+                                     config.valid_ids, config.test_ids,
+                                     subjects={p.image_id: sources.subject_key(p) for p in pairs})
+    items = [WorkItem(p.image_id, p.image_path, p.mask_path, assignment[p.image_id],
+                      p.fov_path, p.dataset or "") for p in pairs]
     # One run owns the folder from the check for an old dataset to the swap: two runs into
     # one folder made one dataset of both runs' shards, and both exited 0.
     with run_lock.owned(output_dir, "vessel-preprocess"):
@@ -596,12 +601,6 @@ def _write_owned(config: PreprocessConfig, items: list[WorkItem],
                  assignment: dict[str, str]) -> JobSummary:
     """run_job's work once the run owns output_dir."""
     from apache_beam.options.pipeline_options import PipelineOptions
-    from tiled_vessel_seg import sources
-    assignment = split.assign_splits([p.image_id for p in pairs], config.split, config.seed,
-                                     config.valid_ids, config.test_ids,
-                                     subjects={p.image_id: sources.subject_key(p) for p in pairs})
-    items = [WorkItem(p.image_id, p.image_path, p.mask_path, assignment[p.image_id],
-                      p.fov_path, p.dataset or "") for p in pairs]
     replacing = prepare_output_dir(output_dir, overwrite)
     # A dataset already there stays whole until the new one is complete beside it.
     job_dir = (storage.join(output_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}")

@@ -93,6 +93,11 @@ class TrainConfig:
     augment_gamma: tuple[float, float] = (1.0, 1.0)
     augment_blur_sigma: float = 0.0
     augment_jpeg_quality: int = 100
+    # Several datasets in one run: the share of training tiles drawn from each, by the
+    # dataset name the records carry (tiled_vessel_seg/sources.py), e.g. {"stare": 0.5,
+    # "chase_db1": 0.5}; every dataset of the training split needs a weight (0 leaves it
+    # out), the weights are normalised. Empty: tiles in proportion to their numbers.
+    dataset_weights: dict[str, float] = dataclasses.field(default_factory=dict)
     seed: int = 0
     # tf.data element order reproducible run to run (slower input pipeline), and
     # tf.config.experimental.enable_op_determinism() (vessel-train --deterministic).
@@ -119,6 +124,10 @@ class TrainConfig:
     def __post_init__(self):
         if self.loss_mask not in ("none", "fov"):
             raise ValueError(f"[train] loss_mask must be none or fov, got {self.loss_mask!r}")
+        weights = self.dataset_weights
+        if weights and (min(weights.values()) < 0 or not sum(weights.values()) > 0):
+            raise ValueError(f"[train] dataset_weights must be >= 0 with a positive sum, "
+                             f"got {weights}")
         if self.strategy not in names.STRATEGIES:
             raise ValueError(f"[train] strategy must be auto, one_device, mirrored or "
                              f"multi_worker, got {self.strategy!r}")

@@ -1,7 +1,8 @@
 """The streaming tf.data input pipeline over the TFRecord shards of a dataset directory.
 
     shard paths (dataset_info.json) -> [shuffle per epoch, repeat] -> interleave of
-    TFRecordDataset -> [shuffle serialized records] -> parse + decode (parallel)
+    TFRecordDataset -> [per-dataset streams mixed by weight] -> [shuffle serialized
+    records] -> parse + decode (parallel)
     -> float32 image in [0, 1], {0, 1} mask -> [online augmentation] -> batch -> prefetch
 
 The parse + decode function is built once per dataset from the record format in
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -98,6 +99,55 @@ def augment_tile(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor,
     return tf.clip_by_value(x, 0.0, 1.0), tf.cast(mask, tf.float32)
 
 
+def dataset_weight_list(data_dir: str, info: dataset_info_lib.DatasetInfo, split: str,
+                        weights: Mapping[str, float]) -> list[tuple[str, float]]:
+    """[(dataset name, normalised weight > 0)] of `split`, sorted by name.
+
+    Raises DatasetError when the split's records carry no dataset names (written before
+    they did), a weight names a dataset without records in the split, or a dataset of
+    the split has no weight.
+    """
+    where = f"{dataset_info_lib.join(data_dir, dataset_info_lib.INFO_FILE)}: split {split!r}"
+    present = {name for name, counts in info.splits[split].datasets.items()
+               if counts.get("records")} if split in info.splits else set()
+    if not present or present == {""}:
+        raise dataset_info_lib.DatasetError(
+            f"{where}: its records carry no dataset names, which [train] dataset_weights "
+            "needs; re-run vessel-preprocess (vessel-run: --overwrite)")
+    unknown = sorted(n for n, w in weights.items() if w > 0 and n not in present)
+    missing = sorted(present - set(weights))
+    if unknown or missing:
+        problem = (f"no records of {', '.join(unknown)}" if unknown
+                   else f"no weight for {', '.join(missing)} (0 leaves a dataset out)")
+        raise dataset_info_lib.DatasetError(
+            f"{where}: [train] dataset_weights: {problem}; the split holds "
+            f"{', '.join(sorted(present))}")
+    total = float(sum(w for n, w in weights.items() if n in present))
+    return [(name, weights[name] / total) for name in sorted(present) if weights[name] > 0]
+
+
+def record_dataset(serialized: tf.Tensor) -> tf.Tensor:
+    """The dataset name of one serialized record (b"" for records written before it)."""
+    return tf.io.parse_single_example(serialized, {schema.DATASET_KEY: tf.io.FixedLenFeature(
+        [], tf.string, default_value=b"")})[schema.DATASET_KEY]
+
+
+def weighted_records(records: tf.data.Dataset, weights: list[tuple[str, float]],
+                     seed: int) -> tf.data.Dataset:
+    """An endless record stream drawing from each dataset's records with its weight:
+    one filtered copy of the (endless) `records` stream per dataset, mixed by
+    `tf.data.Dataset.sample_from_datasets` seeded with `seed` (the same draw order on
+    every run). Only the dataset feature is parsed to filter; the tiles are decoded
+    after the mix."""
+    if len(weights) == 1:
+        name = weights[0][0]
+        return records.filter(lambda s: tf.equal(record_dataset(s), name))
+    streams = [records.filter(lambda s, name=name: tf.equal(record_dataset(s), name))
+               for name, _ in weights]
+    return tf.data.Dataset.sample_from_datasets(
+        streams, weights=[w for _, w in weights], seed=seed, stop_on_empty_dataset=False)
+
+
 def check_shards_exist(paths: Iterable[str]) -> None:
     """Raises ShardReadError naming every listed shard that does not exist."""
     missing = [p for p in paths if not tf.io.gfile.exists(p)]
@@ -114,7 +164,8 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
                  info: Optional[dataset_info_lib.DatasetInfo] = None,
                  take_batches: Optional[int] = None,
                  tile_shape: Optional[tuple[int, int]] = None,
-                 fill_replicas: bool = False, with_fov: bool = False) -> tf.data.Dataset:
+                 fill_replicas: bool = False, with_fov: bool = False,
+                 dataset_weights: Optional[Mapping[str, float]] = None) -> tf.data.Dataset:
     """The batched (image, mask) dataset of one split.
 
     Args:
@@ -144,6 +195,9 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
         tiles then count twice: use it for validation, not for final figures.
       with_fov: the mask gets the tile's field of view as a second plane (the dataset must
         have been written with FOV planes, [preprocess] fov_masks).
+      dataset_weights: (training only) {dataset name: weight}: the share of tiles drawn
+        from each source dataset ([train] dataset_weights; `weighted_records`). Every
+        dataset of the split needs a weight; 0 leaves it out.
 
     Returns:
       Dataset of (image float32 [b, H, W, 3] in [0, 1], mask float32 [b, H, W, 1] in {0, 1};
@@ -167,11 +221,15 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
+    weights = dataset_weight_list(data_dir, info, split, dataset_weights) if (
+        training and dataset_weights) else None
     shard_records = False
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
         if input_context.num_input_pipelines > 1:
-            if len(paths) >= input_context.num_input_pipelines:
+            # Weighted: every pipeline reads every shard (and keeps every W-th record), so
+            # each of its per-dataset streams has records whatever the shards hold.
+            if len(paths) >= input_context.num_input_pipelines and not weights:
                 paths = paths[input_context.input_pipeline_id::input_context.num_input_pipelines]
             else:
                 shard_records = True
@@ -196,6 +254,8 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
     if shard_records:
         records = records.shard(input_context.num_input_pipelines,
                                 input_context.input_pipeline_id)
+    if weights:
+        records = weighted_records(records, weights, seed)
     if training and shuffle_buffer > 1:
         # The stream is endless (repeated above), so no per-iteration reshuffle is needed.
         records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)

@@ -3,7 +3,10 @@
 Training (`reader.make_dataset` with the input context): each worker reads its own
 shards (sharding by FILE) when the split has at least as many shards as workers. With
 fewer shards every worker reads all of them and keeps every W-th record: correct, but
-each worker then reads the whole split (`sharding_note` says so in the log).
+each worker then reads the whole split (`sharding_note` says so in the log). With
+[train] dataset_weights every worker reads every shard and keeps every W-th record, so
+each worker's per-dataset streams (`reader.weighted_records`) hold records of every
+dataset whatever the shards hold, and each worker mixes them by the weights.
 
 Validation (`validation_dataset`): every validation tile counts exactly once across all
 replicas of all workers, and every replica gets the same number of non-empty batches. A

@@ -286,7 +286,8 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
             augment=config.train.online_augmentation,
             robust=robust_augment.from_train_config(config.train),
             deterministic=config.train.deterministic or None, seed=config.train.seed,
-            input_context=context, info=info, tile_shape=tile_size, with_fov=with_fov)
+            input_context=context, info=info, tile_shape=tile_size, with_fov=with_fov,
+            dataset_weights=config.train.dataset_weights or None)
 
     def valid_fn(context):  # every validation tile counted once, whatever the replicas
         return distributed_input.validation_dataset(

@@ -41,7 +41,9 @@ def define_flags() -> None:
     flags.DEFINE_string("masks_dir", None, "Ground-truth masks (grey > 127 is vessel), paired "
                         "with the inputs by --layout's file names, else by stem (im0001.png, "
                         "STARE's im0001.ah.ppm.gz); writes <output_dir>/metrics.csv and "
-                        "metrics.json.")
+                        "metrics.json. Photographs the model was trained or validated on "
+                        "(model_info.json data_ids) are marked used_in_training there and "
+                        "named in the summary: their scores are not test scores.")
     from tiled_vessel_seg import datasets
     flags.DEFINE_enum("layout", None, list(datasets.LAYOUT_NAMES),
                       "How --masks_dir and --fov_dir name their files: a dataset as "
@@ -70,6 +72,7 @@ def define_flags() -> None:
 def main(argv: list[str]) -> int:
     from tiled_vessel_seg import model_info
     from tiled_vessel_seg.inference import predictor as predictor_lib
+    from tiled_vessel_seg.inference import mask_hints
     from tiled_vessel_seg import datasets
     model_dir = predictor_flags.model_dir("vessel-segment")
     if not FLAGS.output_dir:
@@ -111,6 +114,8 @@ def main(argv: list[str]) -> int:
         return 1
     try:
         predictor = predictor_lib.load_predictor(model_dir, **options)
+        # photographs the model was trained or validated on: their scores are marked
+        seen = mask_hints.training_splits(model_info.read_model_info(model_dir).data_ids)
     except (model_info.ModelDirError, FileNotFoundError, ValueError) as e:
         raise cli_app.ToolError(str(e)) from None
     scale_note = {"auto": f" (native or enlarged per image; model scale x{predictor.enlarge})",
@@ -130,7 +135,8 @@ def main(argv: list[str]) -> int:
                                         save_probabilities=FLAGS.save_probabilities,
                                         overlay=FLAGS.overlay, truths=truths,
                                         overwrite=FLAGS.overwrite, error_map=FLAGS.error_map,
-                                        model=model, max_pixels=FLAGS.max_pixels)
+                                        model=model, max_pixels=FLAGS.max_pixels,
+                                        used_in_training=seen)
     except segment.OutputError as e:  # read-only or full output location
         raise cli_app.ToolError(f"{e} (outputs already written are complete and kept)") \
             from None

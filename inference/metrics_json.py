@@ -8,11 +8,15 @@ Written beside metrics.csv (the same per-image figures), it adds what a table le
       "model": {...},                    the model used (its dir and model_info fields)
       "columns": ["dice", ..., "fov_auc"],
       "images": [{"image": "im0001", "dice": ..., "fov_auc": ..., "fov": path | "computed",
-                  "counts": {"tp", "fp", "fn", "tn"}, "fov_counts": {...}}, ...],
+                  "counts": {"tp", "fp", "fn", "tn"}, "fov_counts": {...},
+                  "used_in_training": "train" | "valid"   only for a photograph the model
+                 }, ...],                                 was trained or validated on
       "summary": {"images": N,
                   "mean": {column: value}, "std": {column: value},   over images, NaN ignored
                   "pooled": {"dice", "iou", "sensitivity", "specificity", "accuracy",
-                             "fov_dice", ...}}                         over all pixels
+                             "fov_dice", ...},                         over all pixels
+                  "used_in_training": {"train": [ids], "valid": [ids]}  only when any
+                  }
     }
 
 "pooled" sums the pixel counts of all images before dividing, the "global" F1 that papers
@@ -30,6 +34,8 @@ from tiled_vessel_seg.inference import metrics
 METRICS_JSON = "metrics.json"
 COUNTS_KEY = "counts"
 FOV_COUNTS_KEY = "fov_counts"
+# "train" / "valid" on a row whose photograph the model saw (model_info.json data_ids)
+USED_IN_TRAINING_KEY = "used_in_training"
 
 
 def _clean(value: Any) -> Any:
@@ -73,7 +79,13 @@ def metrics_document(rows: Sequence[dict], columns: Sequence[str], *, threshold:
         for key in (COUNTS_KEY, FOV_COUNTS_KEY):
             if key in row:
                 entry[key] = {n: int(row[key][n]) for n in metrics.COUNT_NAMES}
+        if row.get(USED_IN_TRAINING_KEY):
+            entry[USED_IN_TRAINING_KEY] = row[USED_IN_TRAINING_KEY]
         images.append(entry)
+    used: dict[str, list[str]] = {}
+    for row in rows:
+        if row.get(USED_IN_TRAINING_KEY):
+            used.setdefault(row[USED_IN_TRAINING_KEY], []).append(row["image"])
     return _clean({
         "threshold": float(threshold),
         "fov_source": fov_source,
@@ -83,7 +95,8 @@ def metrics_document(rows: Sequence[dict], columns: Sequence[str], *, threshold:
         "summary": {"images": len(images),
                     "mean": {c: stats[c][0] for c in columns},
                     "std": {c: stats[c][1] for c in columns},
-                    "pooled": pooled_metrics(rows)},
+                    "pooled": pooled_metrics(rows),
+                    **({USED_IN_TRAINING_KEY: used} if used else {})},
     })
 
 

@@ -45,6 +45,7 @@ class Summary:
     scales: dict = dataclasses.field(default_factory=dict)      # stem -> input scale used
     fov_source: str = ""                                        # as in metrics.json
     seconds: float = 0.0
+    empty: list = dataclasses.field(default_factory=list)       # (stem, mask_hints hint)
 
 
 class OutputError(storage.StorageError):
@@ -191,17 +192,22 @@ def image_metrics(image, probabilities, truth_path: str, threshold: float,
 
 
 def write_metrics_csv(path: str, rows: list[dict]) -> None:
-    """Per-image rows, then 'mean' and 'std' rows (NaN ignored), atomically."""
+    """Per-image rows, then 'mean' and 'std' rows (NaN ignored), atomically. When a row
+    is marked as a photograph the model was trained or validated on, a used_in_training
+    column follows the image column ("train", "valid" or empty)."""
     from tiled_vessel_seg.inference import metrics
+    from tiled_vessel_seg.inference.metrics_json import USED_IN_TRAINING_KEY as USED
     columns = metric_columns()
+    marked = [USED] if any(r.get(USED) for r in rows) else []
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["image"] + columns)
+    writer.writerow(["image"] + marked + columns)
     for row in rows:
-        writer.writerow([row["image"]] + [f"{row[c]:.6f}" for c in columns])
+        writer.writerow([row["image"]] + [row.get(USED) or "" for _ in marked]
+                        + [f"{row[c]:.6f}" for c in columns])
     stats = metrics.summarize(rows, columns)
-    writer.writerow(["mean"] + [f"{stats[c][0]:.6f}" for c in columns])
-    writer.writerow(["std"] + [f"{stats[c][1]:.6f}" for c in columns])
+    writer.writerow(["mean"] + [""] * len(marked) + [f"{stats[c][0]:.6f}" for c in columns])
+    writer.writerow(["std"] + [""] * len(marked) + [f"{stats[c][1]:.6f}" for c in columns])
     storage.write_text_atomic(path, buf.getvalue())
 
 
@@ -328,7 +334,8 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
                   truths: Optional[dict] = None, overwrite: bool = False,
                   progress: bool = True, error_map: bool = False,
                   model: Optional[dict] = None,
-                  max_pixels: int = imaging.MAX_PIXELS) -> Summary:
+                  max_pixels: int = imaging.MAX_PIXELS,
+                  used_in_training: Optional[dict] = None) -> Summary:
     """Segments `files` into output_dir; one bad file never stops the others.
 
     truths: {output stem: mask path, or a datasets.ImagePair whose fov_path (if any) is
@@ -337,6 +344,10 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
     model: what metrics.json records as the model used (model dir, tiling options).
     max_pixels: photos with more pixels to segment (after the predictor's enlargement)
       are refused before the predictor runs (memory_estimate_bytes says why).
+    used_in_training: {image id: "train" | "valid"} of the photographs the model saw
+      (mask_hints.training_splits of model_info.json's data_ids): their metric rows are
+      marked, and format_summary says their scores are not test scores.
+    A (nearly) empty mask gets a hint in summary.empty (mask_hints.empty_mask_hint).
     An image whose outputs all exist is skipped unless `overwrite`; with `truths` it is
     still segmented for its metrics, but its files are left as they are. With an
     input_scale.AutoScalePredictor, each image's scale decision is one line.
@@ -352,6 +363,7 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
     import collections
     from concurrent import futures
     from tqdm import tqdm
+    from tiled_vessel_seg.inference import mask_hints
 
     try:
         storage.makedirs(output_dir)
@@ -419,6 +431,9 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
                 except Exception as e:  # pylint: disable=broad-except  # report, go on
                     fail(job.path, failure_reason(job.path, e))
                     continue
+                hint = mask_hints.empty_mask_hint(probabilities, mask, predictor.threshold)
+                if hint:
+                    summary.empty.append((job.stem, hint))
                 decision = getattr(predictor, "last_decision", None)
                 if decision is not None:
                     summary.scales[job.stem] = decision.input_scale
@@ -437,6 +452,10 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
             raise
     bar.close()
     summary.seconds = time.time() - start
+    for row in summary.metrics if used_in_training else []:
+        split = mask_hints.used_split(row["image"], used_in_training)
+        if split:
+            row["used_in_training"] = split
     if truths is not None and summary.metrics:
         summary.fov_source = write_run_metrics(output_dir, summary.metrics,
                                                predictor.threshold, model)
@@ -454,12 +473,19 @@ def format_summary(summary: Summary, output_dir: str) -> str:
     if summary.no_truth:
         lines.append(f"  no ground truth for {len(summary.no_truth)} image(s): "
                      + ", ".join(os.path.basename(p) for p in summary.no_truth))
+    for stem, hint in summary.empty:
+        lines.append(f"  {stem}: {hint}")
     if summary.metrics:
         from tiled_vessel_seg.inference import metrics
         stats = metrics.summarize(summary.metrics, metric_columns())
-        lines.append(f"  metrics over {len(summary.metrics)} image(s) (mean +- std; FOV "
-                     f"{summary.fov_source}), {os.path.join(output_dir, 'metrics.csv')} and "
-                     "metrics.json:")
+        seen = [r for r in summary.metrics if r.get("used_in_training")]
+        seen_note = ("" if not seen else
+                     f", {len(seen)} of them seen in training, so NOT test scores ("
+                     + ", ".join(f"{r['image']} {r['used_in_training']}" for r in seen)
+                     + "; marked used_in_training)")
+        lines.append(f"  metrics over {len(summary.metrics)} image(s){seen_note} (mean +- "
+                     f"std; FOV {summary.fov_source}), "
+                     f"{os.path.join(output_dir, 'metrics.csv')} and metrics.json:")
         for name in metrics.METRIC_NAMES:
             m, s = stats[name]
             fm, fs = stats["fov_" + name]
@@ -469,4 +495,9 @@ def format_summary(summary: Summary, output_dir: str) -> str:
         if pooled:
             lines.append(f"    pooled F1 over all pixels {pooled['dice']:.4f}, inside FOV "
                          f"{pooled['fov_dice']:.4f}")
+        unseen = [r for r in summary.metrics if not r.get("used_in_training")]
+        if seen and unseen:
+            held = metrics.summarize(unseen, ["dice", "fov_dice"])
+            lines.append(f"    the {len(unseen)} image(s) the model never saw: dice "
+                         f"{held['dice'][0]:.4f}, inside FOV {held['fov_dice'][0]:.4f}")
     return "\n".join(lines)

@@ -7,8 +7,12 @@ When the held-out images have a second annotator's masks (STARE's labels-vk, DRI
 2nd_manual, CHASE_DB1's 2ndHO), a "second observer" row scores them against the first
 annotator's, as published tables do.
 
-Pictures: every held-out image is one row of photo | ground truth | prediction | errors,
-with the column titles on top and the image id and Dice above each row. The montage
+Pictures: every held-out image is one row of photo | ground truth | probability |
+prediction | errors, with the column titles on top and the image id and Dice above each
+row. The probability panel (the segment stage's <id>_probabilities.png, black 0 to white
+1) shows what the model saw below the threshold: a (nearly) empty prediction with a
+non-empty probability map gets a hint in the row title and the report
+(inference/mask_hints.py: train longer, or a lower threshold). The montage
 shrinks the panels to MONTAGE_PANEL_WIDTH; report_images/<id>.png holds the same row at
 the image's full resolution, where one-pixel vessels can be judged.
 """
@@ -25,7 +29,7 @@ CURVES_FILE = "training_curves.png"
 REPORT_FILE = "report.md"
 FULL_SIZE_DIR = "report_images"
 MONTAGE_PANEL_WIDTH = 480
-COLUMN_TITLES = ("photo", "ground truth", "prediction", "errors")
+COLUMN_TITLES = ("photo", "ground truth", "probability", "prediction", "errors")
 ERROR_LEGEND = ("errors: white = vessel found (TP), red = false vessel (FP), "
                 "blue = missed vessel (FN), black = background (TN)")
 TABLE_METRICS = ("dice", "iou", "sensitivity", "specificity", "accuracy", "auc")
@@ -39,8 +43,9 @@ BLACK = (0, 0, 0)
 
 def read_metrics_csv(path: str) -> dict[str, dict[str, float]]:
     """{row name ('im0001', ..., 'mean', 'std'): {column: value}} of a metrics.csv."""
+    text_columns = ("image", "used_in_training")  # metrics_json.USED_IN_TRAINING_KEY
     with open(path, newline="", encoding="utf-8") as f:
-        return {row["image"]: {k: float(v) for k, v in row.items() if k != "image"}
+        return {row["image"]: {k: float(v) for k, v in row.items() if k not in text_columns}
                 for row in csv.DictReader(f)}
 
 
@@ -217,6 +222,21 @@ def plot_training_curves(history: dict, path: str) -> bool:
     return True
 
 
+def read_probabilities(segment_dir: str, image_id: str) -> Optional[np.ndarray]:
+    """float32 [H, W] in [0, 1] from <segment_dir>/<id>_probabilities.png (16-bit,
+    probability x 65535), or None when the segment stage did not write it."""
+    import cv2
+    path = os.path.join(segment_dir, image_id + "_probabilities.png")
+    if not os.path.exists(path):
+        return None
+    data = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if data is None:
+        return None
+    data = data[..., 0] if data.ndim == 3 else data
+    scale = 65535.0 if data.dtype == np.uint16 else 255.0
+    return data.astype(np.float32) / scale
+
+
 def _write_png(path: str, image: np.ndarray) -> None:
     from tiled_vessel_seg import imaging, storage
     storage.write_bytes_atomic(path, imaging.encode_png(image))
@@ -271,7 +291,9 @@ def write_report(workdir: str, stare_dir: str, data_dir: str, model_dir: str,
         stats = metrics.summarize(observer, columns)
         rows[SECOND_OBSERVER] = {c: stats[c][0] for c in columns}
 
-    picture_rows, full_size = [], []
+    from tiled_vessel_seg.inference import mask_hints
+    threshold = document["threshold"] if document else model.threshold
+    picture_rows, full_size, hints = [], [], []
     storage.makedirs(os.path.join(workdir, FULL_SIZE_DIR))
     for pair in held_out:
         predicted_path = os.path.join(segment_dir, pair.image_id + ".png")
@@ -282,7 +304,17 @@ def write_report(workdir: str, stare_dir: str, data_dir: str, model_dir: str,
         dice = rows.get(pair.image_id, {}).get("dice", float("nan"))
         fov_dice = rows.get(pair.image_id, {}).get("fov_dice", float("nan"))
         label = f"{pair.image_id}   Dice {_cell(dice)}   (inside FOV {_cell(fov_dice)})"
-        panels = [photos[pair.image_id], truth * 255, predicted * 255,
+        probabilities = read_probabilities(segment_dir, pair.image_id)
+        if probabilities is None or probabilities.shape != predicted.shape:
+            probability_panel = np.full(predicted.shape, 128, np.uint8)  # not written
+        else:
+            probability_panel = np.round(np.clip(probabilities, 0, 1) * 255).astype(np.uint8)
+            hint = mask_hints.empty_mask_hint(probabilities, predicted, threshold,
+                                              truth_fraction=float(truth.mean()))
+            if hint:
+                hints.append(f"- {pair.image_id}: {hint}")
+                label += "   mask nearly empty: see the report"
+        panels = [photos[pair.image_id], truth * 255, probability_panel, predicted * 255,
                   error_map.error_map(predicted, truth)]
         picture_rows.append((label, panels))
         path = os.path.join(workdir, FULL_SIZE_DIR, f"{pair.image_id}.png")
@@ -297,7 +329,6 @@ def write_report(workdir: str, stare_dir: str, data_dir: str, model_dir: str,
         for name, s in sorted(info.splits.items()))
     epochs = len(history.get("epoch", []))
     best = min(history["val_loss"]) if history.get("val_loss") else float("nan")
-    threshold = document["threshold"] if document else model.threshold
     source = (f"`{os.path.join(segment_dir, 'metrics.json')}`" if document
               else f"`{os.path.join(segment_dir, 'metrics.csv')}`")
     pooled_note = ("\"pooled\" counts the pixels of all images at once (the global F1 of "
@@ -305,6 +336,8 @@ def write_report(workdir: str, stare_dir: str, data_dir: str, model_dir: str,
     observer_note = (f"\"{SECOND_OBSERVER}\": the second annotator's masks of "
                      f"{len(observer)} image(s) scored against the first annotator's (no "
                      "AUC: a binary map has no ROC curve).\n" if observer else "")
+    hints_text = ("\n**Nearly empty predictions.** A Dice near 0 here is not a bug in the "
+                  "scoring:\n\n" + "\n".join(hints) + "\n") if hints else ""
     text = f"""# Run report: {os.path.abspath(workdir)}
 
 Source photos: `{stare_dir}`. Model: `{model_dir}` (tile {model.tile_size}, scale
@@ -322,14 +355,15 @@ Segmented at native resolution (`vessel-segment --input_scale native`), threshol
 {threshold}; metrics from {source}; FOV = {fov_source}.
 {pooled_note}{observer_note}
 {metrics_table(rows)}
-
+{hints_text}
 Tile-level test metrics: `{evaluation}`.
 
 ## Pictures
 
 {'![training curves](' + CURVES_FILE + ')' if has_curves else '(no training history)'}
 
-Each row: photo | ground truth | prediction | errors ({ERROR_LEGEND.split(': ', 1)[1]}).
+Each row: photo | ground truth | probability (black 0, white 1) | prediction | errors
+({ERROR_LEGEND.split(': ', 1)[1]}).
 Full resolution: {', '.join(full_size) or 'none'}.
 
 ![montage]({MONTAGE_FILE})

@@ -13,7 +13,7 @@ def _panels(h, w, seed=0):
     rng = np.random.default_rng(seed)
     photo = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     truth = (rng.random((h, w)) > 0.8).astype(np.uint8) * 255
-    return [photo, truth, truth, photo]
+    return [photo, truth, truth, truth, photo]  # photo, truth, probability, prediction, errors
 
 
 def test_full_resolution_montage_keeps_every_pixel_and_has_titles():
@@ -21,7 +21,7 @@ def test_full_resolution_montage_keeps_every_pixel_and_has_titles():
     rows = [("im0001 Dice 0.9", _panels(h, w, 0)), ("im0002 Dice 0.8", _panels(h, w, 1))]
     out = report.labelled_montage(rows, width=None)
     band = int(round(34 * max(0.7, w / 500)))
-    total = 4 * w + 5 * report.GAP
+    total = 5 * w + 6 * report.GAP
     assert out.dtype == np.uint8 and out.shape[1] == total
     # Panels sit unchanged after the header band and the first row's title band.
     top = 2 * band
@@ -40,9 +40,9 @@ def test_full_resolution_montage_keeps_every_pixel_and_has_titles():
 
 def test_montage_panels_are_resized_to_the_panel_width():
     out = report.labelled_montage([("a", _panels(100, 200))], width=80, legend=None)
-    assert out.shape[1] == 4 * 80 + 5 * report.GAP
-    with pytest.raises(ValueError, match="3 panels for 4 titles"):
-        report.labelled_montage([("a", _panels(10, 10)[:3])])
+    assert out.shape[1] == 5 * 80 + 6 * report.GAP
+    with pytest.raises(ValueError, match="4 panels for 5 titles"):
+        report.labelled_montage([("a", _panels(10, 10)[:4])])
 
 
 def test_training_curves_mark_the_best_epoch(tmp_path):

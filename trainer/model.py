@@ -21,6 +21,7 @@ from tiled_vessel_seg.configs.schema import ModelConfig
 
 
 PROBABILITIES = "probabilities"
+MODEL_EXTENSION = ".keras"
 DEEP_SUPERVISION = "deep_supervision"
 
 
@@ -176,6 +177,48 @@ class InferenceCheckpoint(keras.callbacks.ModelCheckpoint):
             served.compile(optimizer=model.optimizer.__class__.from_config(
                 model.optimizer.get_config()), loss=model.loss)
         super().set_model(served)
+
+    def on_train_begin(self, logs=None):
+        remove_temporary_saves(self.filepath)  # of a save killed mid-write
+
+    def _save_model(self, epoch, batch, logs):
+        # Keras' own _save_model writes the .keras archive in place: a kill or a full disk
+        # mid-save left a truncated best model and the previous one gone.
+        filepath = self._get_file_path(epoch, batch, logs)
+        if self._should_save_model(epoch, batch, logs, filepath):
+            save_model_atomic(self.model, filepath)
+
+
+def _temporary_prefix(path: str) -> str:
+    return f"{path}.tmp-"
+
+
+def save_model_atomic(model: keras.Model, path: str) -> str:
+    """model.save to a temporary sibling `PATH.tmp-PID-HEX.keras` (Keras needs the
+    extension), renamed over `path` once complete; on a failure the temporary file is
+    removed and `path` is left as it was. Local or remote (gs://) paths; returns path."""
+    import os
+    import uuid
+
+    from tiled_vessel_seg import storage
+    tmp = f"{_temporary_prefix(path)}{os.getpid()}-{uuid.uuid4().hex[:8]}{MODEL_EXTENSION}"
+    try:
+        model.save(tmp, overwrite=True)
+        storage.rename(tmp, path)
+    finally:
+        if storage.exists(tmp):
+            storage.remove(tmp, missing_ok=True)
+    return path
+
+
+def remove_temporary_saves(path: str) -> list[str]:
+    """Deletes the temporary files of `save_model_atomic(..., path)` calls that were
+    killed before their rename; returns them."""
+    from tiled_vessel_seg import storage
+    leftovers = storage.glob(_temporary_prefix(path) + "*" + MODEL_EXTENSION)
+    for leftover in leftovers:
+        storage.remove(leftover, missing_ok=True)
+    return leftovers
 
 
 def load_model(path: str, compile: bool = True) -> keras.Model:

@@ -53,6 +53,50 @@ class OutputError(storage.StorageError):
     every later image would fail the same way."""
 
 
+class InputOverwriteError(storage.StorageError):
+    """An output path that is one of the run's inputs: refused before anything is
+    written, with or without --overwrite (exit 2)."""
+
+
+def _same_file_key(path: str) -> str:
+    """A key equal for two spellings of one file: the resolved real path (symlinks, '..',
+    relative paths), or the URL with duplicate slashes dropped for remote paths."""
+    path = str(path)
+    if storage.is_remote(path):
+        scheme, rest = path.split("://", 1)
+        return scheme + "://" + "/".join(p for p in rest.split("/") if p not in ("", "."))
+    return os.path.realpath(path)
+
+
+def check_outputs_are_not_inputs(files: list[str], output_dir: str,
+                                 truths: Optional[dict] = None, *,
+                                 save_probabilities: bool = False, overlay: bool = False,
+                                 error_map: bool = False) -> None:
+    """Raises InputOverwriteError naming the first output of the run (masks, overlays,
+    probability maps, error maps, metrics files) that is one of its input files (photos,
+    ground-truth and FOV masks): `--output_dir` the photos' folder replaced photographs
+    by their masks."""
+    inputs = {}
+    for path in files:
+        inputs.setdefault(_same_file_key(path), path)
+    for entry in (truths or {}).values():
+        for path in (getattr(entry, "mask_path", entry), getattr(entry, "fov_path", None)):
+            if isinstance(path, str):
+                inputs.setdefault(_same_file_key(path), path)
+    outputs = [storage.join(output_dir, "metrics.csv"),
+               storage.join(output_dir, "metrics.json")]
+    for path in files:
+        outputs += output_paths(output_dir, imaging.image_stem(path),
+                                save_probabilities=save_probabilities, overlay=overlay,
+                                error_map=error_map).values()
+    for output in outputs:
+        source = inputs.get(_same_file_key(output))
+        if source is not None:
+            raise InputOverwriteError(
+                output, f"would overwrite the input {source}; inputs are never written, "
+                        f"so choose an --output_dir apart from the inputs")
+
+
 def _write(path: str, data: bytes) -> None:
     try:
         storage.write_bytes_atomic(path, data)
@@ -357,6 +401,8 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
     photograph's outputs and metrics (TensorFlow, OpenCV and zlib release the GIL).
 
     Raises:
+      InputOverwriteError: an output path is an input (photo, ground truth, FOV mask);
+        raised before anything is written.
       OutputError: output_dir or an output file cannot be written; files written
         before stay (each is complete: writes are atomic).
     """
@@ -365,6 +411,9 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
     from tqdm import tqdm
     from tiled_vessel_seg.inference import mask_hints
 
+    check_outputs_are_not_inputs(files, output_dir, truths,
+                                 save_probabilities=save_probabilities, overlay=overlay,
+                                 error_map=error_map)
     try:
         storage.makedirs(output_dir)
     except storage.StorageError as e:

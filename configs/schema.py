@@ -11,6 +11,8 @@ reference's second names are ALIASES, read into the one name with a one-line not
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from typing import Optional
 
 from tiled_vessel_seg import names
@@ -22,6 +24,52 @@ REFERENCE_AUGMENTATIONS = (
     "elastic", "grid_distortion_1", "grid_distortion_2",
     "barrel", "pincushion",
 )
+
+
+# ---------------------------------------------------------------- range checks shared by
+# the config sections, the tools' flags and the Python API (one place for every limit).
+
+def check_threshold(value: object, where: str = "threshold") -> float:
+    """`value` as a float in the open interval (0, 1); ValueError naming `where` otherwise
+    (nan, 0, 1, 2.0 and -1 gave all-black or all-white masks)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not 0.0 < float(value) < 1.0:
+        raise ValueError(f"{where} must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+class TooLargeError(ValueError):
+    """A size whose arrays would not fit in this machine's memory (refused before they
+    are allocated)."""
+
+
+def available_memory_bytes() -> int:
+    """Memory this process can allocate without swapping: /proc/meminfo MemAvailable, else
+    the physical memory."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62  # unknown: no limit
+
+
+def check_memory(needed_bytes: float, what: str) -> None:
+    """Raises TooLargeError when `needed_bytes` exceed the available memory."""
+    available = available_memory_bytes()
+    if needed_bytes > available:
+        raise TooLargeError(f"{what} needs about {needed_bytes / 2**30:,.1f} GiB of memory; "
+                            f"this machine has {available / 2**30:,.1f} GiB available")
+
+
+def dilated_extent(kernel: int, dilation: int) -> int:
+    """Pixels one dilated convolution spans: (kernel - 1) * dilation + 1."""
+    return (kernel - 1) * dilation + 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +103,15 @@ class ModelConfig:
     show_summary: bool = False
 
     def __post_init__(self):
+        if not (isinstance(self.learning_rate, (int, float))
+                and math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"[model] learning_rate must be > 0, got {self.learning_rate}")
+        if self.clipvalue is not None and not (math.isfinite(self.clipvalue)
+                                               and self.clipvalue > 0):
+            raise ValueError(f"[model] clipvalue must be > 0 or None, got {self.clipvalue}")
+        for name in ("base_kernels", "dilation"):
+            if min(getattr(self, name)) < 1:
+                raise ValueError(f"[model] {name} must be >= 1, got {getattr(self, name)}")
         if self.num_layers < 1:
             raise ValueError(f"[model] num_layers must be >= 1, got {self.num_layers}")
         if self.base_filters < 1:
@@ -139,6 +196,10 @@ class TrainConfig:
             raise ValueError(f"[train] lr_schedule must be plateau or cosine, got {self.lr_schedule!r}")
         if self.cosine_cycle_epochs < 1:
             raise ValueError(f"[train] cosine_cycle_epochs must be >= 1, got {self.cosine_cycle_epochs}")
+        if not (math.isfinite(self.min_learning_rate) and self.min_learning_rate >= 0):
+            raise ValueError(f"[train] min_learning_rate must be >= 0, got {self.min_learning_rate}")
+        if not 0.0 < self.reducer_factor < 1.0:
+            raise ValueError(f"[train] reducer_factor must be in (0, 1), got {self.reducer_factor}")
         for name in ("augment_zoom", "augment_gamma"):
             low, high = getattr(self, name)
             if not 0.0 < low <= high:
@@ -178,6 +239,9 @@ class TiledInferConfig:
         return self.overlap
 
     def __post_init__(self):
+        check_threshold(self.threshold, "[tiledinfer] threshold")
+        if self.batch_size < 1:
+            raise ValueError(f"[tiledinfer] batch_size must be >= 1, got {self.batch_size}")
         if self.overlap < 0:
             raise ValueError(f"[tiledinfer] overlap must be >= 0, got {self.overlap}")
         if self.blend not in ("gaussian", "linear", "none"):
@@ -281,6 +345,12 @@ class SynthConfig:
     def __post_init__(self):
         if self.num_images < 1:
             raise ValueError(f"[synth] num_images must be >= 1, got {self.num_images}")
+        if min(self.width, self.height) < SYNTH_MIN_SIZE:
+            raise ValueError(f"[synth] width and height must be >= {SYNTH_MIN_SIZE}, got "
+                             f"{self.width}x{self.height}")
+
+
+SYNTH_MIN_SIZE = 32  # synthetic/fundus.py MIN_SIZE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,6 +363,17 @@ class Config:
     synth: SynthConfig = SynthConfig()
 
     def __post_init__(self):
+        tile = self.preprocess.tile_size
+        spans = [dilated_extent(k, d) for k, d in zip(self.model.base_kernels,
+                                                       self.model.dilation)]
+        if max(spans) > tile:
+            # TF runs a dilated convolution on the tile padded to the dilation: (100000,
+            # 100000) asked for terabytes and died in a 106-line out-of-memory traceback.
+            raise ValueError(
+                f"[model] dilation {self.model.dilation} with base_kernels "
+                f"{self.model.base_kernels} spans {max(spans)} px, more than the {tile} px "
+                f"tile ([preprocess] tile_size); a kernel must fit the tile "
+                f"((kernel - 1) x dilation + 1 <= tile_size)")
         # A FOV-masked loss needs FOV planes in the records: the one config that trains
         # with it also makes vessel-preprocess (and vessel-run's preprocess stage) write them.
         if self.train.loss_mask == "fov" and not self.preprocess.fov_masks:

@@ -62,6 +62,9 @@ def segment(image: np.ndarray, model: Optional[str] = None, *, tta: str = "none"
       (probabilities float32 [H, W] in [0, 1], mask bool [H, W]).
     """
     from tiled_vessel_seg.models import resolve_model
+    if threshold is not None:
+        from tiled_vessel_seg.configs import schema
+        schema.check_threshold(threshold, "segment(): threshold")
     predictor = _predictor(resolve_model(model), overlap, batch_size, blend, tta,
                            input_scale)
     probabilities, mask = predictor(as_rgb_uint8(image), threshold=threshold)

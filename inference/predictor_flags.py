@@ -55,6 +55,16 @@ def define_flags() -> None:
                       f"line (default: [tiledinfer] input_scale, {_DEFAULTS.input_scale}).")
 
 
+    def _threshold_valid(value):
+        try:
+            return value is None or bool(schema.check_threshold(value))
+        except ValueError:
+            return False
+
+    flags.register_validator("threshold", _threshold_valid,
+                             message="--threshold must be a number in (0, 1)")
+
+
 def model_dir(tool: str) -> str:
     """The directory of --model (a shipped name or a directory). Call it first: with no
     --model it prints, as the tool's first line, that the shipped model is used."""

@@ -111,8 +111,13 @@ def stage_synth(config, paths: RunPaths, options: RunOptions) -> str:
                                          stare_layout.label_path(paths.stare_dir, i))]
     if not options.overwrite and all(os.path.exists(p) for p in expected):
         return f"skipped: {synth.num_images} synthetic images already in {paths.stare_dir}"
-    stare_layout.write_synthetic_stare(paths.stare_dir, synth.num_images, width=synth.width,
-                                       height=synth.height, seed=synth.seed, overwrite=True)
+    from tiled_vessel_seg.configs import schema
+    try:
+        stare_layout.write_synthetic_stare(paths.stare_dir, synth.num_images,
+                                           width=synth.width, height=synth.height,
+                                           seed=synth.seed, overwrite=True)
+    except schema.TooLargeError as e:
+        raise StageError(f"[synth] {e}") from None
     return (f"wrote {synth.num_images} synthetic {synth.width}x{synth.height} images "
             f"(seed {synth.seed}) to {paths.stare_dir}")
 

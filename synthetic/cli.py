@@ -17,7 +17,7 @@ from absl import app
 from absl import flags
 
 from tiled_vessel_seg import cli_app
-from tiled_vessel_seg.configs import tool_config
+from tiled_vessel_seg.configs import schema, tool_config
 from tiled_vessel_seg.synthetic import fundus
 from tiled_vessel_seg.synthetic import stare_layout
 
@@ -55,6 +55,7 @@ def parse_size(text: str) -> tuple[int, int]:
     if width < fundus.MIN_SIZE or height < fundus.MIN_SIZE:
         raise ValueError(f"--size {text} is too small; need at least "
                          f"{fundus.MIN_SIZE}x{fundus.MIN_SIZE}")
+    fundus.check_size_fits(width, height, f"--size {width}x{height}")
     return width, height
 
 
@@ -67,6 +68,8 @@ def main(argv: list[str]) -> int:
                                  "synth.seed": FLAGS.seed}).synth
     try:
         width, height = parse_size(FLAGS.size or f"{synth.width}x{synth.height}")
+    except schema.TooLargeError as e:  # a size this machine cannot hold: one line, exit 2
+        raise cli_app.ToolError(str(e)) from None
     except ValueError as e:
         raise app.UsageError(str(e)) from e
     output_dir, num_images, seed = FLAGS.output_dir, synth.num_images, synth.seed

@@ -24,6 +24,17 @@ import numpy as np
 STARE_HEIGHT = 605
 STARE_WIDTH = 700
 MIN_SIZE = 32
+# Peak memory of generate_fundus per pixel (tracemalloc: 98-99 bytes at 400x300 to
+# 1600x1200: float32 planes and the noise), with a margin for encoding and gzip.
+PEAK_BYTES_PER_PIXEL = 120
+
+
+def check_size_fits(width: int, height: int, what: str) -> None:
+    """Raises configs.schema.TooLargeError, before anything is allocated, when one image
+    of width x height would not fit in the available memory (100000x100000 was a
+    MemoryError traceback)."""
+    from tiled_vessel_seg.configs import schema
+    schema.check_memory(float(width) * height * PEAK_BYTES_PER_PIXEL, what)
 
 _BACKGROUND_RGB = np.array([200.0, 100.0, 18.0])
 _DISC_RGB = np.array([255.0, 235.0, 150.0])

@@ -108,6 +108,7 @@ def write_synthetic_stare(output_dir: str, num_images: int, *, width: int = fund
     """
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}")
+    fundus.check_size_fits(width, height, f"a {width}x{height} synthetic image")
     numbers = range(first_id, first_id + num_images)
     targets = planned_paths(output_dir, numbers)
     if not overwrite:

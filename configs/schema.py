@@ -223,8 +223,10 @@ class TiledInferConfig:
     threshold: float = 0.5
     # "enlarged": images_dir holds photos already at training scale (the reference's
     # 3500x3025 mini_test); "native": the graph enlarges them by the model's scale;
-    # "auto": chosen per image from the training photos' sizes (inference/input_scale.py).
-    input_scale: str = "auto"
+    # "auto": each photo resampled to the model's FOV diameter (models that record none:
+    # native or enlarged chosen by the photo's size); a number: every photo resampled by
+    # it (inference/input_scale.py).
+    input_scale: str | float = "auto"
     # When set, replaces `overlap`: per image the smallest tile grid whose tiles overlap by
     # >= min_overlap px, with no reflected margin (42 tiles at 3500x3025 for <= 9 px, where
     # overlap 64 takes 56).
@@ -246,9 +248,10 @@ class TiledInferConfig:
             raise ValueError(f"[tiledinfer] overlap must be >= 0, got {self.overlap}")
         if self.blend not in ("gaussian", "linear", "none"):
             raise ValueError(f"[tiledinfer] blend must be gaussian, linear or none, got {self.blend!r}")
-        if self.input_scale not in ("auto", "enlarged", "native"):
-            raise ValueError(f"[tiledinfer] input_scale must be auto, enlarged or native, "
-                             f"got {self.input_scale!r}")
+        if not (self.input_scale in ("auto", "enlarged", "native")
+                or (isinstance(self.input_scale, float) and 0.0 < self.input_scale <= 16.0)):
+            raise ValueError(f"[tiledinfer] input_scale must be auto, enlarged, native or a "
+                             f"resampling factor in (0, 16], got {self.input_scale!r}")
         if self.tta not in ("none", "flips", "d4"):
             raise ValueError(f"[tiledinfer] tta must be none, flips or d4, got {self.tta!r}")
         if self.min_overlap is not None and self.min_overlap < 0:

@@ -44,7 +44,7 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
 def segment(image: np.ndarray, model: Optional[str] = None, *, tta: str = "none",
             threshold: Optional[float] = None, overlap: Optional[int] = None,
             batch_size: int = 4, blend: str = "gaussian",
-            input_scale: str = "native") -> tuple[np.ndarray, np.ndarray]:
+            input_scale: str | float = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Vessel probabilities and mask of one fundus photograph.
 
     Args:
@@ -55,8 +55,13 @@ def segment(image: np.ndarray, model: Optional[str] = None, *, tta: str = "none"
         (for stare_small: the F1-maximising threshold on its validation image).
         Another threshold reuses the traced graph (no retracing).
       overlap, batch_size, blend: tiling (overlap default: model_info.json's).
-      input_scale: "native" (photos as taken; a model trained on enlarged tiles enlarges
-        in the graph) or "enlarged" (already at the model's training scale).
+      input_scale: "auto" (resampled so its field of view is as many px across as the
+        model's training photos', and the probabilities back: inference/input_scale.py;
+        a photo without a visible FOV, or a model recording no FOV diameter, as with
+        "native"), "native" (photos as taken; a model trained on enlarged tiles enlarges
+        in the graph), "enlarged" (already at the model's training scale), or a number:
+        the photo resampled by it. A warning (warnings.warn) says when auto found no FOV
+        or the photo's scale is outside the model's training zoom range.
 
     Returns:
       (probabilities float32 [H, W] in [0, 1], mask bool [H, W]).
@@ -68,4 +73,8 @@ def segment(image: np.ndarray, model: Optional[str] = None, *, tta: str = "none"
     predictor = _predictor(resolve_model(model), overlap, batch_size, blend, tta,
                            input_scale)
     probabilities, mask = predictor(as_rgb_uint8(image), threshold=threshold)
+    decision = getattr(predictor, "last_decision", None)
+    if decision is not None and not decision.fits:
+        import warnings
+        warnings.warn(f"segment(): input {decision.reason}", stacklevel=2)
     return probabilities.numpy(), mask.numpy() > 0

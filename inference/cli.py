@@ -118,7 +118,10 @@ def main(argv: list[str]) -> int:
         seen = mask_hints.training_splits(model_info.read_model_info(model_dir).data_ids)
     except (model_info.ModelDirError, FileNotFoundError, ValueError) as e:
         raise cli_app.ToolError(str(e)) from None
-    scale_note = {"auto": f" (native or enlarged per image; model scale x{predictor.enlarge})",
+    fov_diameter = getattr(predictor, "fov_diameter", None)
+    scale_note = {"auto": (f" (each photo resampled to the model's FOV of {fov_diameter:.0f} px)"
+                           if fov_diameter else " (native or enlarged per image by its size: "
+                           f"the model records no FOV diameter; model scale x{predictor.enlarge})"),
                   "native": f" (x{predictor.enlarge} in the graph)" if predictor.enlarge > 1
                   else ""}.get(options["input_scale"], "")
     grid = "min overlap" if predictor.fitted else "overlap"

@@ -85,9 +85,7 @@ class EpochChangeTiledInference(keras.callbacks.Callback):
                 blend=t.blend, tta=t.tta, threshold=info.threshold, scale=info.scale,
                 input_scale=input_scale)
 
-        if t.input_scale != "auto":
-            return make(t.input_scale)
-        return input_scale_lib.AutoScalePredictor(make, info.scale, info.source_sizes)
+        return input_scale_lib.scaled_predictor(make, info, t.input_scale)
 
     def on_epoch_end(self, epoch, logs=None):
         from tiled_vessel_seg import imaging, model_info, storage

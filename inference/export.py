@@ -72,6 +72,9 @@ def main(argv: list[str]) -> int:
         options["input_scale"] = "enlarged"
         print("vessel-export: input scale enlarged (auto is decided per image; a SavedModel "
               "serves one scale: pass --input_scale native for photos as taken)")
+    elif options["input_scale"] not in ("native", "enlarged"):
+        raise app.UsageError("vessel-export serves photos at one scale: --input_scale native "
+                             "or enlarged (a resampling factor is applied outside the graph)")
     try:
         predictor = predictor_lib.load_predictor(model_dir, **options)
     except (model_info.ModelDirError, ValueError) as e:

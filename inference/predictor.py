@@ -309,8 +309,9 @@ def load_predictor(model_dir: str, *, overlap: Optional[int] = None, batch_size:
     """A TiledPredictor for `model_dir`; overlap and threshold default to model_info.json;
     min_overlap (the fitted grid) replaces overlap when given.
 
-    input_scale "auto" gives an input_scale.AutoScalePredictor: native or enlarged chosen
-    per image from the training photos' sizes in model_info.json.
+    input_scale "auto" or a number gives an input_scale.AutoScalePredictor: each photo
+    resampled to the model's FOV diameter (or by the number), else, for models that
+    record none, native or enlarged chosen per image by size (inference/input_scale.py).
     """
     model, info = load_model(model_dir)
 
@@ -321,7 +322,5 @@ def load_predictor(model_dir: str, *, overlap: Optional[int] = None, batch_size:
             blend=blend, tta=tta, threshold=info.threshold if threshold is None else threshold,
             scale=info.scale, input_scale=scale, min_overlap=min_overlap, tiler=tiler)
 
-    if input_scale == "auto":
-        from tiled_vessel_seg.inference import input_scale as input_scale_lib
-        return input_scale_lib.AutoScalePredictor(make, info.scale, info.source_sizes)
-    return make(input_scale)
+    from tiled_vessel_seg.inference import input_scale as input_scale_lib
+    return input_scale_lib.scaled_predictor(make, info, input_scale)

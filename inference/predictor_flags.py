@@ -46,14 +46,30 @@ def define_flags() -> None:
                       f"(default: [tiledinfer] tta, {_DEFAULTS.tta}).")
     flags.DEFINE_float("threshold", None, "Vessel if probability > threshold (default: "
                        "[tiledinfer] threshold with --config/--set, else model_info.json).")
-    flags.DEFINE_enum("input_scale", None, ["auto", "enlarged", "native"],
-                      "enlarged: inputs are at the training scale (e.g. 3500x3025 STARE); native: "
-                      "inputs are original photos (700x605), enlarged by the model's scale in the "
-                      "graph (the Beam job's bicubic kernel) and the output shrunk back to the "
-                      "input size; auto: per image, whichever of the two its size fits (the "
-                      "training photos' sizes are in model_info.json), said in the per-image "
-                      f"line (default: [tiledinfer] input_scale, {_DEFAULTS.input_scale}).")
+    flags.DEFINE_string("input_scale", None,
+                        "auto: each photo resampled so its field of view is as many px "
+                        "across as the model's training photos' (model_info.json "
+                        "fov_diameter), segmented, and the probabilities resampled back to "
+                        "the photo's size; the factor is said in the per-image line (no FOV "
+                        "found: as given; models recording no FOV diameter: native or "
+                        "enlarged by the photo's size). native: photos as taken, enlarged by "
+                        "the model's scale in the graph; enlarged: photos already at the "
+                        "training scale (e.g. 3500x3025 STARE); a number, e.g. 0.7: every "
+                        "photo resampled by it "
+                        f"(default: [tiledinfer] input_scale, {_DEFAULTS.input_scale}).")
 
+    def _valid(value):
+        if value is None:
+            return True
+        from tiled_vessel_seg.inference import input_scale as input_scale_lib
+        try:
+            input_scale_lib.parse_input_scale(value)
+        except ValueError:
+            return False
+        return True
+
+    flags.register_validator("input_scale", _valid, message="--input_scale must be auto, "
+                             "native, enlarged or a resampling factor in (0, 16]")
 
     def _threshold_valid(value):
         try:
@@ -85,4 +101,7 @@ def predictor_options() -> dict:
         if value is None and (use_config or name not in ("overlap", "threshold")):
             value = getattr(tiled, key)
         options[name] = value
+    if options["input_scale"] is not None:  # "0.7" -> 0.7; the validator checked it
+        from tiled_vessel_seg.inference import input_scale as input_scale_lib
+        options["input_scale"] = input_scale_lib.parse_input_scale(options["input_scale"])
     return options

@@ -110,20 +110,21 @@ def memory_estimate_bytes(pixels: int, enlarged_in_graph: bool) -> float:
     return MEMORY_BYTES_PER_PIXEL[enlarged_in_graph] * pixels
 
 
-def _graph_enlargement(predictor, image) -> int:
+def _graph_enlargement(predictor, image) -> float:
     """The factor the predictor will enlarge `image` by (an auto-scale predictor decides
-    per image)."""
+    per image: its FOV resampling times the model's scale when native)."""
     decide = getattr(type(predictor), "decide", None)
     if decide is not None:
-        return predictor.scale if predictor.decide(image).input_scale == "native" else 1
+        decision = predictor.decide(image)
+        return decision.factor * (predictor.scale if decision.input_scale == "native" else 1)
     return int(getattr(predictor, "enlarge", 1))
 
 
-def _too_large(path: str, width: int, height: int, enlarge: int, max_pixels: int):
-    pixels = width * height * enlarge * enlarge
+def _too_large(path: str, width: int, height: int, enlarge: float, max_pixels: int):
+    pixels = int(round(width * enlarge) * round(height * enlarge))
     gigabytes = memory_estimate_bytes(pixels, enlarge > 1) / 1e9
-    size = f"{width}x{height}" + (f" (x{enlarge} in the graph: {width * enlarge}x"
-                                  f"{height * enlarge})" if enlarge > 1 else "")
+    size = f"{width}x{height}" + (f" (x{enlarge:g} in the graph: {round(width * enlarge)}x"
+                                  f"{round(height * enlarge)})" if enlarge != 1 else "")
     return imaging.ImageReadError(
         path, f"{size} is {pixels} pixels to segment, more than --max_pixels {max_pixels}; "
               f"it needs about {gigabytes:.1f} GB of memory besides the model's: raise "

@@ -151,12 +151,14 @@ def segment_dirs(segment_dir: str, pairs) -> dict[str, str]:
 
 def fold_predictor(config, model_dir: str):
     """The predictor that scores a fold's held-out photos (outputs at each photo's own
-    size): [tiledinfer] tiling and TTA, the model's threshold."""
+    size): [tiledinfer] tiling, TTA and input_scale (default auto: each photo resampled
+    to the model's FOV diameter, so a model trained on harmonised photos is scored at
+    its scale on every camera's), the model's threshold."""
     from tiled_vessel_seg.inference import predictor as predictor_lib
     tiled = config.tiledinfer
     return predictor_lib.load_predictor(
         model_dir, overlap=tiled.overlap, batch_size=tiled.batch_size,
-        blend=tiled.blend, tta=tiled.tta, threshold=None, input_scale="native")
+        blend=tiled.blend, tta=tiled.tta, threshold=None, input_scale=tiled.input_scale)
 
 
 def _segment_files():
@@ -227,7 +229,7 @@ def run_fold(config, fold: Fold, inputs, workdir: str, pairs, options,
 
 
 def store_image_threshold(predictor, model_dir: str, valid_pairs) -> tuple[float, float]:
-    """Segments the validation photos whole (the predictor's tiling and TTA, native size)
+    """Segments the validation photos whole (the predictor's tiling, TTA and input scale)
     and stores in model_info.json the threshold maximising F1 over their FOV pixels;
     sets it on `predictor` too. Returns (threshold, that F1)."""
     from tiled_vessel_seg import imaging, model_info

@@ -351,7 +351,8 @@ Source photos: `{stare_dir}`. Model: `{model_dir}` (tile {model.tile_size}, scal
 
 ## Held-out full images
 
-Segmented at native resolution (`vessel-segment --input_scale native`), threshold
+Segmented whole, outputs at each photo's own size ([tiledinfer] input_scale, recorded in
+metrics.json; auto resamples each photo to the model's FOV diameter), threshold
 {threshold}; metrics from {source}; FOV = {fov_source}.
 {pooled_note}{observer_note}
 {metrics_table(rows)}

@@ -237,10 +237,11 @@ def stage_segment(config, paths: RunPaths, options: RunOptions) -> str:
     # chose one on the validation data ([train] select_threshold).
     predictor = predictor_lib.load_predictor(
         paths.model_dir, overlap=tiled.overlap, batch_size=tiled.batch_size,
-        blend=tiled.blend, tta=tiled.tta, threshold=None, input_scale="native")
+        blend=tiled.blend, tta=tiled.tta, threshold=None, input_scale=tiled.input_scale)
     from tiled_vessel_seg import imaging
     model = {"model_dir": paths.model_dir, "overlap": predictor.overlap,
-             "blend": predictor.blend, "tta": predictor.tta, "input_scale": "native"}
+             "blend": predictor.blend, "tta": predictor.tta,
+             "input_scale": tiled.input_scale}
     summary = segment.segment_files(
         predictor, [p.image_path for p in pairs], paths.segment_dir, overlay=True,
         save_probabilities=True, truths={imaging.image_stem(p.image_path): p for p in pairs},

@@ -225,6 +225,23 @@ def load_config(path: str | os.PathLike | None = None,
     return _with_derived_keys(config)
 
 
+def given_keys(path: str | os.PathLike | None = None,
+               overrides: Iterable[str] = ()) -> set[tuple[str, str]]:
+    """(section, key) of every setting `path` or `overrides` name (aliases as the one name
+    they are read as): what the user set, as opposed to the defaults. Values are not
+    checked here (load_config does)."""
+    keys: set[tuple[str, str]] = set()
+    if path is not None:
+        parser = _read_parser(str(path))
+        for section in parser.sections():
+            for key in parser.options(section):
+                keys.add(schema.ALIASES.get((section, key), (section, key)))
+    for item in overrides:
+        section, key, _ = split_override(item)
+        keys.add(schema.ALIASES.get((section, key), (section, key)))
+    return keys
+
+
 def _settable_types(section: str, cls: type) -> dict[str, Any]:
     """Field types of a section's keys a file or --set may give (not the derived ones)."""
     derived = schema.DERIVED_KEYS.get(section, ())

@@ -95,10 +95,13 @@ def predictor_options() -> dict:
     """Keyword arguments of predictor.load_predictor from the flags and the config."""
     use_config = bool(FLAGS.config or FLAGS.set)
     tiled = tool_config.load_config().tiledinfer if use_config else _DEFAULTS
+    # Only the keys the file or --set name override model_info.json and the tool's own
+    # defaults: any --set tiledinfer.* replaced the model's overlap with the default 64.
+    given = tool_config.given_keys("tiledinfer") if use_config else set()
     options = {}
     for name, key in CONFIG_KEYS.items():
         value = getattr(FLAGS, name)
-        if value is None and (use_config or name not in ("overlap", "threshold")):
+        if value is None and (key in given or name not in ("overlap", "threshold")):
             value = getattr(tiled, key)
         options[name] = value
     if options["input_scale"] is not None:  # "0.7" -> 0.7; the validator checked it

@@ -23,6 +23,10 @@ Stages, in order (`--stages` picks some):
 A stage whose complete outputs exist is skipped (so a rerun after an interruption goes on
 where it stopped; training itself resumes from its last finished epoch); `--overwrite`
 redoes the selected stages. Each stage ends with one line saying what it did and where.
+
+Exit status: 0 every selected stage done; 1 done, but preprocessing rejected inputs (each
+named in a [preprocess] line, all in W/data/errors.jsonl; --allow_errors: 0); 2 bad flags
+or config, or a stage failed (one error line).
 """
 from __future__ import annotations
 
@@ -154,9 +158,26 @@ def stage_preprocess(config, paths: RunPaths, options: RunOptions) -> str:
     splits = ", ".join(f"{name} {len(s.image_ids)} images/{s.records} records"
                        for name, s in sorted(summary.info.splits.items()))
     rejected = f"; {len(summary.errors)} input(s) rejected" if summary.errors else ""
+    for error in summary.errors[:MAX_NAMED]:  # each rejected input named where it happened
+        _say("preprocess", f"rejected {error.get('path')}: {error.get('reason')}")
+    if len(summary.errors) > MAX_NAMED:
+        _say("preprocess", f"... and {len(summary.errors) - MAX_NAMED} more in "
+                           f"{os.path.join(paths.data_dir, dataset_info.ERRORS_FILE)}")
     for warning in summary.warnings:  # e.g. a requested split left empty
         _say("preprocess", f"WARNING: {warning}")
     return f"wrote {splits} to {paths.data_dir}{rejected}"
+
+
+MAX_NAMED = 10  # rejected inputs named one per line; the rest are in errors.jsonl
+
+
+def rejected_inputs(paths: RunPaths) -> list[dict]:
+    """The lines of W/data/errors.jsonl: inputs the preprocess stage left out."""
+    import json
+    from tiled_vessel_seg.beam_jobs import pipeline
+    from tiled_vessel_seg.tfrecords import dataset_info
+    return [json.loads(line) for line in pipeline.read_lines(
+        os.path.join(paths.data_dir, dataset_info.ERRORS_FILE))]
 
 
 def stage_train(config, paths: RunPaths, options: RunOptions) -> str:
@@ -326,6 +347,8 @@ def define_flags() -> None:
     flags.DEFINE_bool("deterministic", False, "Seeded, ordered input and op determinism in "
                       "training (repeatable bit for bit); same as --set train.deterministic=True.")
     flags.DEFINE_bool("quiet", False, "No per-epoch or per-image lines.")
+    flags.DEFINE_bool("allow_errors", False, "Exit 0 although preprocessing rejected inputs "
+                      "(without it: exit status 1, as vessel-preprocess).")
 
 
 def mean_held_out_dice(metrics_csv: str) -> Optional[float]:
@@ -379,6 +402,13 @@ def _main(argv: list[str]) -> int:
         print(f"vessel-run: held-out Dice (mean over the test images) {dice:.4f}"
               + pooled_held_out_f1(paths.segment_dir) + f"; report: {paths.report}")
     print(f"vessel-run: done in {time.time() - start:.0f} s")
+    rejected = rejected_inputs(paths) if "preprocess" in FLAGS.stages else []
+    if rejected and not FLAGS.allow_errors:  # the exit-status table: inputs left out -> 1
+        print(f"vessel-run: {len(rejected)} input(s) rejected by preprocessing and left out "
+              f"of the dataset (named above; all in "
+              f"{os.path.join(paths.data_dir, 'errors.jsonl')}); exit status 1 (pass "
+              f"--allow_errors to accept)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -38,7 +38,8 @@ def main() -> None:
     from tiled_vessel_seg.inference import metrics, tiling
     from tiled_vessel_seg.inference import predictor as predictor_lib
 
-    model, info = predictor_lib.load_model(args.model_dir)
+    from tiled_vessel_seg import model_loading
+    model, info = model_loading.load_model(args.model_dir)
     pairs, _ = inputs.discover_stare(args.stare_dir)
     data = [(p.image_id, imaging.read_image(p.image_path),
              imaging.read_mask(p.mask_path).astype(bool)) for p in pairs]

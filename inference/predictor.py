@@ -18,7 +18,6 @@ the image are the single-channel tile probabilities and the canvas.
 """
 from __future__ import annotations
 
-import os
 from typing import Callable, Optional
 
 import numpy as np
@@ -26,8 +25,7 @@ import tensorflow as tf
 
 from tiled_vessel_seg.inference import blend as blend_lib
 from tiled_vessel_seg.inference import tiling
-from tiled_vessel_seg import imaging, storage
-from tiled_vessel_seg import model_info as model_info_lib
+from tiled_vessel_seg import imaging, model_loading
 
 TTAS = ("none", "flips", "d4")
 INPUT_SCALES = ("enlarged", "native")
@@ -238,69 +236,6 @@ class TiledPredictor:
         return probs, mask
 
 
-def load_model(model_dir: str):
-    """(keras model, ModelInfo) of a model dir written by the trainer.
-
-    Raises ModelDirError naming the file when model_info.json or the model is unusable.
-    """
-    import keras
-    info = model_info_lib.read_model_info(model_dir)
-    if info.input_normalization != "divide_255":
-        raise model_info_lib.ModelDirError(
-            f"{model_dir}/model_info.json: input_normalization {info.input_normalization!r} "
-            "is not supported (expected 'divide_255')")
-    path = info.model_path(model_dir)
-    if not storage.exists(path):
-        raise model_info_lib.ModelDirError(f"{path}: model file not found")
-    try:
-        model = load_keras_file(path)
-    except Exception as e:  # keras raises many types for a bad file
-        raise model_info_lib.ModelDirError(f"{path}: cannot load the model: {e}") from e
-    return model, info
-
-
-# The members of a .keras file (a zip) that make the model: architecture, Keras'
-# metadata, weights.
-KERAS_MEMBERS = ("config.json", "metadata.json", "model.weights.h5")
-_MAX_EXPANSION = 100  # a member inflating more than this (and past 4 GiB) is refused
-
-
-def load_keras_file(path: str):
-    """The model of the .keras file at `path` (local or remote): uncompiled, safe_mode.
-
-    Keras reads a .keras file's weights member whole into memory before assigning the
-    weights (when they take less than half the free memory): for the reference U-Net
-    (477 MB of weights) that made loading the peak of a vessel-segment run, 2.20 GiB
-    against 1.30 GiB for the same model built in memory. Here the members are streamed
-    into a temporary folder, which Keras' own loader reads (same safe_mode) one variable
-    at a time from disk: peak 1.74 GiB (benchmarks/infer_bench.py measures it).
-    """
-    import shutil
-    import tempfile
-    import zipfile
-
-    import keras
-    with tempfile.TemporaryDirectory() as tmp:
-        local = path
-        if storage.is_remote(path):  # zipfile and keras read local files only
-            local = os.path.join(tmp, "model.keras")
-            storage.copy(path, local)
-        folder = os.path.join(tmp, "model")
-        os.makedirs(folder)
-        with zipfile.ZipFile(local) as archive:
-            for member in archive.infolist():
-                if member.filename not in KERAS_MEMBERS:
-                    continue
-                if (member.file_size > 1 << 32
-                        and member.file_size > _MAX_EXPANSION * member.compress_size):
-                    raise ValueError(f"{member.filename} inflates {member.compress_size} to "
-                                     f"{member.file_size} bytes: not a model")
-                with archive.open(member) as source, \
-                        open(os.path.join(folder, member.filename), "wb") as target:
-                    shutil.copyfileobj(source, target, 1 << 20)
-        return keras.models.load_model(folder, compile=False, safe_mode=True)
-
-
 def load_predictor(model_dir: str, *, overlap: Optional[int] = None, batch_size: int = 4,
                    blend: str = "gaussian", tta: str = "none",
                    threshold: Optional[float] = None,
@@ -313,7 +248,7 @@ def load_predictor(model_dir: str, *, overlap: Optional[int] = None, batch_size:
     resampled to the model's FOV diameter (or by the number), else, for models that
     record none, native or enlarged chosen per image by size (inference/input_scale.py).
     """
-    model, info = load_model(model_dir)
+    model, info = model_loading.load_model(model_dir)
 
     def make(scale: str) -> TiledPredictor:
         return TiledPredictor(

@@ -1,5 +1,5 @@
-"""predictor.load_keras_file: a .keras file loaded member by member from disk (not read
-whole into memory), with Keras' own loader and safe_mode."""
+"""model_loading, the one model loader: a .keras file loaded member by member from disk (not
+read whole into memory), with Keras' own loader and safe_mode; model dirs local or remote."""
 import json
 import zipfile
 
@@ -9,7 +9,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from tiled_vessel_seg import model_info  # noqa: E402
-from tiled_vessel_seg.inference import predictor  # noqa: E402
+from tiled_vessel_seg import model_loading  # noqa: E402
 
 
 def _small_model():
@@ -23,7 +23,7 @@ def test_loads_the_saved_weights_and_outputs(tmp_path):
     model = _small_model()
     path = tmp_path / "best_model.keras"
     model.save(path)
-    loaded = predictor.load_keras_file(str(path))
+    loaded = model_loading.load_keras_file(str(path))
     for saved, got in zip(model.get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(saved, got)
     x = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32)
@@ -39,7 +39,7 @@ def test_code_in_a_keras_file_is_refused_and_never_runs(tmp_path):
     marker.unlink()
     model_info.write_model_info(str(tmp_path), model_info.ModelInfo(tile_size=8, scale=1))
     with pytest.raises(model_info.ModelDirError, match="(?i)lambda|safe_mode"):
-        predictor.load_model(str(tmp_path))
+        model_loading.load_model(str(tmp_path))
     assert not marker.exists()
 
 
@@ -56,11 +56,11 @@ def test_a_member_that_inflates_like_a_bomb_is_refused(tmp_path, monkeypatch):
         return infos
     monkeypatch.setattr(zipfile.ZipFile, "infolist", inflated)
     with pytest.raises(ValueError, match="inflates"):
-        predictor.load_keras_file(str(path))
+        model_loading.load_keras_file(str(path))
 
 
 def test_not_a_zip_is_a_model_dir_error(tmp_path):
     (tmp_path / "best_model.keras").write_bytes(b"not a zip")
     (tmp_path / "model_info.json").write_text(json.dumps({"tile_size": 8, "scale": 1}))
     with pytest.raises(model_info.ModelDirError, match="cannot load the model"):
-        predictor.load_model(str(tmp_path))
+        model_loading.load_model(str(tmp_path))

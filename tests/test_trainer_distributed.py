@@ -95,9 +95,8 @@ def test_two_replicas_train_exactly_like_one(data_dir, tmp_path):
     # validation tiles counts exactly once on 2 replicas as on one device.
     for name in ("val_accuracy", "val_specificity", "val_sensitivity", "val_auc"):
         assert two[name][0] == pytest.approx(one[name][0], rel=1e-6, abs=1e-7), name
-    from tiled_vessel_seg.trainer.model import load_model
-    one, two = (load_model(str(tmp_path / name / "best_model.keras")).get_weights()
-                for name in ("one", "two"))
+    from tiled_vessel_seg.model_loading import load_model
+    one, two = (load_model(str(tmp_path / name))[0].get_weights() for name in ("one", "two"))
     for a, b in zip(one, two):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
     # The comparison means something: three Adam steps at lr 0.01 moved the weights.
@@ -141,8 +140,8 @@ def one_shard_dir(tmp_path_factory):
 
 
 def _weights_and_optimizer(model_dir):
-    from tiled_vessel_seg.trainer.model import load_model
-    model = load_model(os.path.join(model_dir, "best_model.keras"))
+    from tiled_vessel_seg.model_loading import load_model
+    model, _ = load_model(model_dir, compile=True)
     return ([np.array(w) for w in model.get_weights()],
             {v.path: np.array(v) for v in model.optimizer.variables})
 

@@ -239,9 +239,9 @@ def test_two_workers_killed_and_restarted_train_like_one_process(data_dir, tmp_p
                                    err_msg=name)
     # best_model.keras is the last epoch's in both: it holds the final weights.
     assert int(np.argmin(reference["val_loss"])) == 2, reference["val_loss"]
-    from tiled_vessel_seg.trainer.model import load_model
-    two = load_model(os.path.join(model_dir, "best_model.keras")).get_weights()
-    one = load_model(os.path.join(reference_dir, "best_model.keras")).get_weights()
+    from tiled_vessel_seg.model_loading import load_model
+    two = load_model(model_dir)[0].get_weights()
+    one = load_model(reference_dir)[0].get_weights()
     for a, b in zip(two, one):
         np.testing.assert_allclose(a, b, atol=2e-5, rtol=0)
     from tiled_vessel_seg.trainer.model import build_model

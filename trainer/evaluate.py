@@ -10,44 +10,30 @@ weighted by batch size); the thresholded metrics and AUC count every pixel of th
 """
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Optional
+
+import tensorflow as tf
+
+from tiled_vessel_seg import keras_objects, model_loading, storage
+from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
+from tiled_vessel_seg.tfrecords import reader, record_counts
+from tiled_vessel_seg.trainer import metrics
 
 EVALUATION_FILE = "evaluation.csv"
 
 
 def write_evaluation(model_dir: str, results: dict[str, float]) -> str:
     """Writes results as "metric,value" rows to M/evaluation.csv; returns its path."""
-    from tiled_vessel_seg import storage
     return storage.write_text_atomic(
         storage.join(model_dir, EVALUATION_FILE),
         "metric,value\n" + "".join(f"{name},{value:.6f}\n" for name, value in results.items()))
 
 
 def read_evaluation(model_dir: str) -> dict[str, float]:
-    from tiled_vessel_seg import storage
     lines = storage.read_text(storage.join(model_dir, EVALUATION_FILE)).splitlines()
     rows = [line.strip().split(",") for line in lines[1:] if line.strip()]
     return {name: float(value) for name, value in rows}
-
-
-def load_model(model_dir: str):
-    """(model, ModelInfo): the best model loaded with safe_mode=True and compile=True."""
-    from tiled_vessel_seg.trainer import model as model_lib
-    from tiled_vessel_seg import model_info as model_info_lib
-    info = model_info_lib.read_model_info(model_dir)
-    path = info.model_path(model_dir)
-    if not os.path.exists(path):
-        raise model_info_lib.ModelDirError(
-            f"{path}: not found; vessel-train saves it after the first epoch whose val_loss "
-            f"improves")
-    try:
-        model = model_lib.load_model(path, compile=True)
-    except Exception as e:  # keras raises many types; its safe_mode refusal names no file
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise model_info_lib.ModelDirError(f"{path}: cannot load the model: {reason}") from e
-    return model, info
 
 
 def evaluate(model_dir: str, data_dir: str, split: str = "test", *,
@@ -58,19 +44,11 @@ def evaluate(model_dir: str, data_dir: str, split: str = "test", *,
     multi-replica pass cannot promise (a replica may get an empty last batch, and TF
     cannot run a dilated convolution on one).
     """
-    import tensorflow as tf
-
     strategy = tf.distribute.get_strategy()
-
-    from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
-    from tiled_vessel_seg.tfrecords import reader, record_counts
-    from tiled_vessel_seg import keras_objects
-    from tiled_vessel_seg.trainer import metrics
-
     data_info = dataset_info_lib.read_dataset_info(data_dir)
     record_counts.check_splits(data_dir, data_info, [split], "vessel-evaluate")
     with strategy.scope():
-        model, info = load_model(model_dir)
+        model, info = model_loading.load_model(model_dir, compile=True)
         model.compile(optimizer=model.optimizer, loss=keras_objects.BceDiceLoss(),
                       metrics=metrics.segmentation_metrics(info.threshold))
     height, width = model.input_shape[1:3]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import keras
 
-from tiled_vessel_seg import keras_objects  # noqa: F401  (registers the custom objects)
 from tiled_vessel_seg.configs.schema import ModelConfig
 
 
@@ -220,11 +219,3 @@ def remove_temporary_saves(path: str) -> list[str]:
         storage.remove(leftover, missing_ok=True)
     return leftovers
 
-
-def load_model(path: str, compile: bool = True) -> keras.Model:
-    """Loads a saved `.keras` U-Net with safe_mode=True.
-
-    compile=True restores the loss and metrics too (tiled_vessel_seg.keras_objects
-    registers their classes).
-    """
-    return keras.models.load_model(path, safe_mode=True, compile=compile)

@@ -453,18 +453,13 @@ def remove_beam_temp_dirs(output_dir: str) -> list[str]:
     """Deletes the beam-temp-* folders a failed job leaves in output_dir and its split
     folders (WriteToTFRecord/WriteToText stage their files there); returns them.
     Best effort: a failure to delete is not allowed to hide the job's own error."""
-    import shutil
     patterns = [storage.join(output_dir, "beam-temp-*")] + [
         storage.join(output_dir, name, "beam-temp-*") for name in split.SPLIT_NAMES]
     removed = []
     for pattern in patterns:
         try:
             for path in storage.glob(pattern):
-                if storage.is_remote(path):
-                    import tensorflow as tf
-                    tf.io.gfile.rmtree(path)
-                else:
-                    shutil.rmtree(path)
+                storage.remove_tree(path)
                 removed.append(path)
         except Exception:  # noqa: BLE001 - already failing; keep the original error
             continue

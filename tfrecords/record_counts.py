@@ -16,10 +16,9 @@ differs from dataset_info.json are one DatasetError naming the shard.
 """
 from __future__ import annotations
 
-import contextlib
 import gzip
 import struct
-from typing import BinaryIO, Iterable, Iterator, Optional
+from typing import BinaryIO, Iterable, Optional
 
 from tiled_vessel_seg import storage
 from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
@@ -31,17 +30,6 @@ _FOOTER = 4   # uint32 data CRC
 class RecordCountError(dataset_info_lib.DatasetError):
     """A split that is empty or whose shards do not hold the records dataset_info.json
     lists; the message names the shard(s)."""
-
-
-@contextlib.contextmanager
-def _open(path: str) -> Iterator[BinaryIO]:
-    if storage.is_remote(path):
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel  (remote only)
-        with tf.io.gfile.GFile(path, "rb") as f:
-            yield f
-    else:
-        with open(path, "rb") as f:
-            yield f
 
 
 def _skip(stream: BinaryIO, count: int, seekable: bool) -> int:
@@ -80,7 +68,7 @@ def count_records(path: str, compression: str) -> int:
     """The number of records in one shard. compression: "gzip" or "none" (dataset_info.json's
     value). Raises RecordCountError for a missing, unreadable or truncated shard."""
     try:
-        with _open(path) as raw:
+        with storage.open_read(path) as raw:
             if compression == "gzip":
                 with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
                     return _count_stream(stream, path, seekable=False)
@@ -89,8 +77,9 @@ def count_records(path: str, compression: str) -> int:
         raise
     except Exception as e:  # noqa: BLE001 - OSError, zlib.error, EOFError, TF's on gs://
         text = str(e).strip()
-        reason = getattr(e, "strerror", None) or (text.splitlines()[0] if text
-                                                  else type(e).__name__)
+        reason = (e.reason if isinstance(e, storage.StorageError) else
+                  getattr(e, "strerror", None) or (text.splitlines()[0] if text
+                                                   else type(e).__name__))
         raise RecordCountError(f"{path}: cannot count records: {reason}") from None
 
 

@@ -18,12 +18,13 @@ The dataset's shard names are defined here once (`shard_name`, `shard_glob`,
 """
 from __future__ import annotations
 
+import contextlib
 import errno as errno_lib
 import glob as glob_lib
 import os
 import posixpath
 import uuid
-from typing import Optional
+from typing import BinaryIO, Iterator, Optional
 
 # Beam's shard_name_template producing the names of `shard_name` after the prefix
 # `shard_prefix(data_dir, split)` and before the suffix `shard_suffix(compression)`.
@@ -151,6 +152,20 @@ def read_bytes(path: str) -> bytes:
             return f.read()
     except Exception as e:  # noqa: BLE001
         raise _wrap(path, "read", e) from None
+
+
+@contextlib.contextmanager
+def open_read(path: str) -> Iterator[BinaryIO]:
+    """A binary file object to read `path` in pieces (local: open(); remote: GFile), for
+    readers that must not load a whole file (record headers, archives). Failing to open
+    is a StorageError; errors while reading are the file object's own."""
+    path = str(path)
+    try:
+        stream = open(path, "rb") if not is_remote(path) else _gfile().GFile(path, "rb")
+    except Exception as e:  # noqa: BLE001
+        raise _wrap(path, "read", e) from None
+    with stream:
+        yield stream
 
 
 def read_text(path: str) -> str:

@@ -6,10 +6,10 @@ the mask is exactly the lines, so a small U-Net can learn it in a few steps.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
+from tiled_vessel_seg import storage
 from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
 from tiled_vessel_seg.tfrecords import schema
 from tiled_vessel_seg.tfrecords.encoding import TileEncoding
@@ -46,9 +46,9 @@ def write_fake_dataset(out_dir: str, tile_size: int = 32,
     splits = {}
     options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
     for split, count in tiles.items():
-        os.makedirs(os.path.join(out_dir, split), exist_ok=True)
+        storage.makedirs(storage.join(out_dir, split))
         names = [dataset_info_lib.shard_name(split, i, shards, compression) for i in range(shards)]
-        writers = [tf.io.TFRecordWriter(os.path.join(out_dir, n), options) for n in names]
+        writers = [tf.io.TFRecordWriter(storage.join(out_dir, n), options) for n in names]
         ids = set()
         for k in range(count):
             image, mask = fake_tile(rng, tile_size)

@@ -38,24 +38,15 @@ def define_flags() -> None:
                       "16-bit, probability x 65535.")
     flags.DEFINE_bool("overlay", False, "Also write <stem>_overlay.png: the photo with the "
                       "vessels tinted green.")
-    flags.DEFINE_string("masks_dir", None, "Ground-truth masks (grey > 127 is vessel), paired "
-                        "with the inputs by --layout's file names, else by stem (im0001.png, "
-                        "STARE's im0001.ah.ppm.gz); writes <output_dir>/metrics.csv and "
-                        "metrics.json. Photographs the model was trained or validated on "
-                        "(model_info.json data_ids) are marked used_in_training there and "
-                        "named in the summary: their scores are not test scores.")
-    from tiled_vessel_seg import datasets
-    flags.DEFINE_enum("layout", None, list(datasets.LAYOUT_NAMES),
-                      "How --masks_dir and --fov_dir name their files: a dataset as "
-                      "distributed, e.g. drive (21_training.tif / 21_manual1.gif / "
-                      "21_training_mask.gif), chase_db1 (Image_01L.jpg / Image_01L_1stHO.png), "
-                      "hrf (01_dr.JPG / 01_dr.tif / 01_dr_mask.tif), stare.")
-    flags.DEFINE_string("fov_dir", None, "Field-of-view masks (with --masks_dir), named by "
-                        "--layout, else like the image with an optional _mask/_fov suffix; "
-                        "used for the fov_* metrics instead of the computed FOV.")
-    flags.DEFINE_string("manifest", None, "CSV with columns image,mask[,fov][,split] (paths "
-                        "relative to the CSV): the images to segment (unless --input is "
-                        "given) and their ground truth; bad rows are reported by row number.")
+    from tiled_vessel_seg import source_flags
+    source_flags.define_flags(("masks_dir", "layout", "fov_dir", "manifest"), help_overrides={
+        "masks_dir": "Here the inputs' ground truth: writes <output_dir>/metrics.csv and "
+                     "metrics.json. Photographs the model was trained or validated on "
+                     "(model_info.json data_ids) are marked used_in_training there and "
+                     "named in the summary: their scores are not test scores.",
+        "fov_dir": "Here (with --masks_dir) used for the fov_* metrics.",
+        "manifest": "Here the images to segment (unless --input is given) and their "
+                    "ground truth."})
     flags.DEFINE_bool("error_map", False, "With ground truth, also write <stem>_errors.png: "
                       "true positives white, false positives red, false negatives blue.")
     flags.DEFINE_bool("overwrite", False, "Rewrite outputs that exist (default: skip them).")

@@ -1,20 +1,29 @@
-r"""`vessel-cv`: K-fold cross-validation BY IMAGE, as one command.
+r"""`vessel-cv`: K-fold cross-validation BY IMAGE, grouped by subject, as one command.
 
     vessel-cv --config configs/stare_small.config --stare_dir ../shared/data/stare \
         --workdir runs/cv --folds 7
+    vessel-cv --config C --source stare:../shared/data/stare \
+        --source chase_db1:../shared/data/chase_db1 --workdir runs/cv_both --folds 5
 
-The images are shuffled with `--seed` and cut into K folds. For fold f:
+The inputs are vessel-preprocess's (tiled_vessel_seg/source_flags.py; several datasets
+with --source NAME:DIR, tiled_vessel_seg/sources.py). The subjects (CHASE_DB1's child:
+both eyes; elsewhere each photo) of each dataset are shuffled with `--seed` and cut into
+K folds (`assign_folds`). For fold f:
   test   the fold's images (never used for training or selection),
-  valid  one image of the next fold (model selection and the threshold only),
+  valid  one image per dataset of the next fold (model selection and the threshold only),
   train  every other image.
 Each fold runs vessel-run's stages into W/fold_<f>/ (preprocess with these ids, train),
-then segments its held-out photos at native resolution and scores them
-(W/fold_<f>/segment/metrics.csv, threshold from the fold's model_info.json).
+then segments its held-out photos ([tiledinfer] input_scale, default auto: resampled to
+the model's FOV diameter, outputs at each photo's own size) and scores them
+(W/fold_<f>/segment/[<dataset>/]metrics.csv, threshold from the fold's model_info.json).
 At the end:
-  W/cv_metrics.csv   one row per held-out image (fold, image, metrics), then mean and std
+  W/cv_metrics.csv   one row per held-out image (fold, dataset, image, metrics), then per
+                     dataset, for all images and per second observer: mean, std and
+                     pooled (summed pixel counts) rows; then the second observer's rows
   W/cv_report.md     per-fold and overall F1 inside the FOV and over the whole image, AUC,
-                     sensitivity, specificity, accuracy, training time per fold, the config
-A fold whose metrics.csv exists is skipped on rerun (a fold interrupted while training
+                     sensitivity, specificity, accuracy, training time per fold, a
+                     per-dataset table (mean +- std, pooled F1, second observer), the config
+A fold whose metrics exist is skipped on rerun (a fold interrupted while training
 resumes from its last finished epoch); `--overwrite` redoes every fold.
 """
 from __future__ import annotations

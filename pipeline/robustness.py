@@ -63,15 +63,11 @@ def evaluate_folds(config, workdir: str, folds, pairs) -> dict[str, tuple[float,
     from tiled_vessel_seg import imaging, storage
     from tiled_vessel_seg import fov
     from tiled_vessel_seg.inference import metrics
-    from tiled_vessel_seg.inference import predictor as predictor_lib
     from tiled_vessel_seg.pipeline import cv
-    tiled = config.tiledinfer
     rows = []
     for fold in folds:
-        predictor = predictor_lib.load_predictor(
-            os.path.join(cv.fold_dir(workdir, fold), "model"), overlap=tiled.overlap,
-            batch_size=tiled.batch_size, blend=tiled.blend, tta=tiled.tta,
-            threshold=None, input_scale="native")
+        # The predictor that scored the fold's held-out photos: "as is" is that figure.
+        predictor = cv.fold_predictor(config, os.path.join(cv.fold_dir(workdir, fold), "model"))
         for pair in (p for p in pairs if p.image_id in fold.test_ids):
             image = imaging.read_image(pair.image_path)
             truth = imaging.read_mask(pair.mask_path) > 0

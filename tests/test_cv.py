@@ -89,15 +89,17 @@ def test_tiny_cross_validation_end_to_end_and_resume(tmp_path, capsys):
     folds = cv.assign_folds([f"im{n:04d}" for n in range(1, 5)], 2, seed=0)
     with open(work / cv.CV_METRICS, newline="") as f:
         rows = list(csv.DictReader(f))
-    images = [r for r in rows if r["image"] not in ("mean", "std")]
+    images = [r for r in rows if r["image"] not in ("mean", "std", "pooled")]
+    assert {r["dataset"] for r in images} == {"stare"}
     assert sorted(r["image"] for r in images) == [f"im{n:04d}" for n in range(1, 5)]
     for r in images:  # scored in the fold that held it out
         assert r["image"] in folds[int(r["fold"])].test_ids
     f1 = np.array([float(r["fov_dice"]) for r in images])
-    assert [float(r["fov_dice"]) for r in rows if r["image"] == "mean"] == pytest.approx(
-        [f1.mean()], abs=1e-6)
-    assert [float(r["fov_dice"]) for r in rows if r["image"] == "std"] == pytest.approx(
-        [f1.std()], abs=1e-6)
+    # One dataset: its summary rows and those of all images agree.
+    for name in ("stare", cv.ALL):
+        summary = {r["image"]: r for r in rows if r["dataset"] == name and not r["fold"]}
+        assert float(summary["mean"]["fov_dice"]) == pytest.approx(f1.mean(), abs=1e-6)
+        assert float(summary["std"]["fov_dice"]) == pytest.approx(f1.std(), abs=1e-6)
     # Each fold's model never saw its held-out images.
     from tiled_vessel_seg.tfrecords import dataset_info
     for fold in folds:

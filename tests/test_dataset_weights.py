@@ -107,11 +107,16 @@ def test_every_input_pipeline_draws_by_the_weights(data_dir, pipelines):
     assert shares == pytest.approx([0.5] * pipelines, abs=0.035)
 
 
-def test_weights_must_name_the_split_s_datasets(data_dir, tmp_path):
+def test_weights_must_name_the_split_s_datasets(data_dir, tmp_path, caplog):
     for weights, words in (({"a": 1.0}, "no weight for b"),
-                           ({"a": 1.0, "b": 1.0, "c": 1.0}, "no records of c")):
+                           ({"a": 0.0, "b": 0.0, "c": 1.0}, "no records of c")):
         with pytest.raises(info_lib.DatasetError, match=words):
             reader.make_dataset(data_dir, "train", 8, training=True, dataset_weights=weights)
+    # A weighted dataset without records here (all its photos held out): left out, said.
+    drawn = _sources(reader.make_dataset(data_dir, "train", 50, training=True, seed=3,
+                                         dataset_weights={"a": 1, "b": 1, "c": 2}), 20)
+    assert drawn.count("a") / len(drawn) == pytest.approx(0.5, abs=0.06)
+    assert "no records of c; drawing from a, b" in caplog.text
     old = _write(tmp_path / "old", datasets_recorded=False, shards=1)
     with pytest.raises(info_lib.DatasetError, match="carry no dataset names"):
         reader.make_dataset(old, "train", 8, training=True, dataset_weights={"a": 1.0})

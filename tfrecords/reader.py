@@ -24,6 +24,7 @@ reading each shard of the split on its own.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from typing import Iterable, Iterator, Mapping, Optional
 
@@ -103,9 +104,10 @@ def dataset_weight_list(data_dir: str, info: dataset_info_lib.DatasetInfo, split
                         weights: Mapping[str, float]) -> list[tuple[str, float]]:
     """[(dataset name, normalised weight > 0)] of `split`, sorted by name.
 
-    Raises DatasetError when the split's records carry no dataset names (written before
-    they did), a weight names a dataset without records in the split, or a dataset of
-    the split has no weight.
+    A weight for a dataset without records in the split (a cross-validation fold whose
+    few photos of it are all held out) is left out with a warning. Raises DatasetError
+    when the split's records carry no dataset names (written before they did), a dataset
+    of the split has no weight, or no dataset with a weight > 0 is left.
     """
     where = f"{dataset_info_lib.join(data_dir, dataset_info_lib.INFO_FILE)}: split {split!r}"
     present = {name for name, counts in info.splits[split].datasets.items()
@@ -114,15 +116,18 @@ def dataset_weight_list(data_dir: str, info: dataset_info_lib.DatasetInfo, split
         raise dataset_info_lib.DatasetError(
             f"{where}: its records carry no dataset names, which [train] dataset_weights "
             "needs; re-run vessel-preprocess (vessel-run: --overwrite)")
-    unknown = sorted(n for n, w in weights.items() if w > 0 and n not in present)
+    absent = sorted(n for n, w in weights.items() if w > 0 and n not in present)
     missing = sorted(present - set(weights))
-    if unknown or missing:
-        problem = (f"no records of {', '.join(unknown)}" if unknown
-                   else f"no weight for {', '.join(missing)} (0 leaves a dataset out)")
+    total = float(sum(w for n, w in weights.items() if n in present))
+    if missing or not total > 0:
+        problem = (f"no weight for {', '.join(missing)} (0 leaves a dataset out)" if missing
+                   else f"no records of {', '.join(absent)}")
         raise dataset_info_lib.DatasetError(
             f"{where}: [train] dataset_weights: {problem}; the split holds "
             f"{', '.join(sorted(present))}")
-    total = float(sum(w for n, w in weights.items() if n in present))
+    if absent:
+        logging.warning("%s: [train] dataset_weights: no records of %s; drawing from %s",
+                        where, ", ".join(absent), ", ".join(sorted(present)))
     return [(name, weights[name] / total) for name in sorted(present) if weights[name] > 0]
 
 

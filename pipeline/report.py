@@ -19,10 +19,13 @@ the image's full resolution, where one-pixel vessels can be judged.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from typing import Optional, Sequence
 
 import numpy as np
+
+from tiled_vessel_seg import imaging, storage
 
 MONTAGE_FILE = "montage.png"
 CURVES_FILE = "training_curves.png"
@@ -44,9 +47,9 @@ BLACK = (0, 0, 0)
 def read_metrics_csv(path: str) -> dict[str, dict[str, float]]:
     """{row name ('im0001', ..., 'mean', 'std'): {column: value}} of a metrics.csv."""
     text_columns = ("image", "used_in_training")  # metrics_json.USED_IN_TRAINING_KEY
-    with open(path, newline="", encoding="utf-8") as f:
-        return {row["image"]: {k: float(v) for k, v in row.items() if k not in text_columns}
-                for row in csv.DictReader(f)}
+    rows = csv.DictReader(io.StringIO(storage.read_text(path), newline=""))
+    return {row["image"]: {k: float(v) for k, v in row.items() if k not in text_columns}
+            for row in rows}
 
 
 def read_segment_metrics(segment_dir: str) -> tuple[dict[str, dict[str, float]], Optional[dict]]:
@@ -57,7 +60,7 @@ def read_segment_metrics(segment_dir: str) -> tuple[dict[str, dict[str, float]],
     """
     from tiled_vessel_seg.inference import metrics_json
     path = os.path.join(segment_dir, metrics_json.METRICS_JSON)
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return read_metrics_csv(os.path.join(segment_dir, "metrics.csv")), None
     document = metrics_json.read_metrics_json(path)
     columns = document["columns"]
@@ -227,7 +230,7 @@ def read_probabilities(segment_dir: str, image_id: str) -> Optional[np.ndarray]:
     probability x 65535), or None when the segment stage did not write it."""
     import cv2
     path = os.path.join(segment_dir, image_id + "_probabilities.png")
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return None
     data = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if data is None:
@@ -238,7 +241,6 @@ def read_probabilities(segment_dir: str, image_id: str) -> Optional[np.ndarray]:
 
 
 def _write_png(path: str, image: np.ndarray) -> None:
-    from tiled_vessel_seg import imaging, storage
     storage.write_bytes_atomic(path, imaging.encode_png(image))
 
 
@@ -270,7 +272,6 @@ def write_report(workdir: str, stare_dir: str, data_dir: str, model_dir: str,
     held_out: the segmented test images' pairs (image_id, image_path, mask_path and,
       when the dataset has them, fov_path and second_mask_path).
     """
-    from tiled_vessel_seg import imaging, storage
     from tiled_vessel_seg.inference import error_map
     from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
     from tiled_vessel_seg.trainer import callbacks
@@ -297,7 +298,7 @@ def write_report(workdir: str, stare_dir: str, data_dir: str, model_dir: str,
     storage.makedirs(os.path.join(workdir, FULL_SIZE_DIR))
     for pair in held_out:
         predicted_path = os.path.join(segment_dir, pair.image_id + ".png")
-        if not os.path.exists(predicted_path):
+        if not storage.exists(predicted_path):
             continue
         truth = imaging.read_mask(pair.mask_path)
         predicted = imaging.read_mask(predicted_path)

@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import sys
 import time
 from typing import Callable, Optional, Sequence
 
 from absl import app, flags
 
-from tiled_vessel_seg import cli_app, names
+from tiled_vessel_seg import cli_app, names, storage
 from tiled_vessel_seg.configs import tool_config
 
 FLAGS = flags.FLAGS
@@ -113,7 +112,7 @@ def stage_synth(config, paths: RunPaths, options: RunOptions) -> str:
     ids = [stare_layout.stare_id(n) for n in range(1, synth.num_images + 1)]
     expected = [p for i in ids for p in (stare_layout.image_path(paths.stare_dir, i),
                                          stare_layout.label_path(paths.stare_dir, i))]
-    if not options.overwrite and all(os.path.exists(p) for p in expected):
+    if not options.overwrite and all(storage.exists(p) for p in expected):
         return f"skipped: {synth.num_images} synthetic images already in {paths.stare_dir}"
     from tiled_vessel_seg.configs import schema
     try:
@@ -130,7 +129,7 @@ def stage_preprocess(config, paths: RunPaths, options: RunOptions) -> str:
     from apache_beam.options.pipeline_options import PipelineOptions
     from tiled_vessel_seg.beam_jobs import inputs, pipeline
     from tiled_vessel_seg.tfrecords import dataset_info
-    if not options.overwrite and os.path.exists(os.path.join(paths.data_dir,
+    if not options.overwrite and storage.exists(os.path.join(paths.data_dir,
                                                              dataset_info.INFO_FILE)):
         return f"skipped: dataset already in {paths.data_dir}"
     from tiled_vessel_seg.beam_jobs import split
@@ -184,8 +183,8 @@ def stage_train(config, paths: RunPaths, options: RunOptions) -> str:
     from tiled_vessel_seg.trainer import callbacks, train
     if _training_finished(paths.model_dir) and not options.overwrite:
         return f"skipped: trained model already in {paths.model_dir}"
-    if options.overwrite and os.path.isdir(paths.model_dir):
-        shutil.rmtree(paths.model_dir)
+    if options.overwrite and storage.isdir(paths.model_dir):
+        storage.remove_tree(paths.model_dir)
     start = time.time()
     from tiled_vessel_seg.inference import epoch_callback
     train.train(config, paths.data_dir, paths.model_dir,
@@ -214,16 +213,16 @@ def _training_finished(model_dir: str) -> bool:
     """True when the model dir holds a best model and no unfinished run to resume."""
     from tiled_vessel_seg import model_info
     from tiled_vessel_seg.trainer import train
-    return (os.path.exists(os.path.join(model_dir, model_info.MODEL_FILE))
-            and os.path.exists(os.path.join(model_dir, model_info.INFO_FILE))
-            and not os.path.exists(os.path.join(model_dir, train.BACKUP_DIR)))
+    return (storage.exists(os.path.join(model_dir, model_info.MODEL_FILE))
+            and storage.exists(os.path.join(model_dir, model_info.INFO_FILE))
+            and not storage.exists(os.path.join(model_dir, train.BACKUP_DIR)))
 
 
 def stage_evaluate(config, paths: RunPaths, options: RunOptions) -> str:
     from tiled_vessel_seg.tfrecords import dataset_info
     from tiled_vessel_seg.trainer import evaluate
     out = os.path.join(paths.model_dir, evaluate.EVALUATION_FILE)
-    if not options.overwrite and os.path.exists(out):
+    if not options.overwrite and storage.exists(out):
         return f"skipped: {out} exists"
     if "test" not in dataset_info.read_dataset_info(paths.data_dir).splits:
         return "skipped: the dataset has no test split"
@@ -248,7 +247,7 @@ def held_out_pairs(paths: RunPaths):
 def stage_segment(config, paths: RunPaths, options: RunOptions) -> str:
     from tiled_vessel_seg.inference import segment
     from tiled_vessel_seg.inference import predictor as predictor_lib
-    if not options.overwrite and os.path.exists(paths.metrics_csv):
+    if not options.overwrite and storage.exists(paths.metrics_csv):
         return f"skipped: {paths.metrics_csv} exists"
     pairs = held_out_pairs(paths)
     if not pairs:
@@ -275,7 +274,7 @@ def stage_segment(config, paths: RunPaths, options: RunOptions) -> str:
 
 def stage_report(config, paths: RunPaths, options: RunOptions) -> str:
     from tiled_vessel_seg.pipeline import report
-    if not options.overwrite and os.path.exists(paths.report):
+    if not options.overwrite and storage.exists(paths.report):
         return f"skipped: {paths.report} exists"
     report.write_report(paths.workdir, paths.describe_source(), paths.data_dir,
                         paths.model_dir, paths.segment_dir, held_out_pairs(paths))
@@ -302,7 +301,7 @@ def run_pipeline(config, workdir: str, stare_dir: Optional[str] = None,
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise StageError(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(STAGES)}")
-    if stare_dir is not None and not os.path.isdir(stare_dir):
+    if stare_dir is not None and not storage.isdir(stare_dir):
         raise StageError(f"--stare_dir {stare_dir}: not a folder")
     if source is not None:
         from tiled_vessel_seg import sources
@@ -315,7 +314,7 @@ def run_pipeline(config, workdir: str, stare_dir: Optional[str] = None,
                 raise StageError(f"--dataset_dir {one.root}: not a folder")
     paths = RunPaths(workdir=workdir, stare_dir=stare_dir or os.path.join(workdir, "stare"),
                      source=source)
-    os.makedirs(workdir, exist_ok=True)
+    storage.makedirs(workdir)
     for stage in STAGES:
         if stage not in stages:
             continue
@@ -361,7 +360,7 @@ def pooled_held_out_f1(segment_dir: str) -> str:
     """', pooled F1 X' from metrics.json, or '' without it."""
     from tiled_vessel_seg.inference import metrics_json
     path = os.path.join(segment_dir, metrics_json.METRICS_JSON)
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return ""
     pooled = metrics_json.read_metrics_json(path)["summary"]["pooled"]
     return f", pooled F1 {pooled['dice']:.4f} (inside FOV {pooled['fov_dice']:.4f})"
@@ -397,7 +396,7 @@ def _main(argv: list[str]) -> int:
     except (StageError, DatasetError, ModelDirError, datasets.InputDirError,
             FileNotFoundError, FileExistsError) as e:
         raise cli_app.ToolError(str(e)) from None
-    dice = mean_held_out_dice(paths.metrics_csv) if os.path.exists(paths.metrics_csv) else None
+    dice = mean_held_out_dice(paths.metrics_csv) if storage.exists(paths.metrics_csv) else None
     if dice is not None:
         print(f"vessel-run: held-out Dice (mean over the test images) {dice:.4f}"
               + pooled_held_out_f1(paths.segment_dir) + f"; report: {paths.report}")

@@ -35,7 +35,7 @@ from typing import Iterable, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 
-from tiled_vessel_seg import imaging, run_lock, storage
+from tiled_vessel_seg import console, imaging, run_lock, storage
 from tiled_vessel_seg.beam_jobs import fov_scale as fov_scale_lib
 from tiled_vessel_seg.beam_jobs import inputs, split, tile_tasks
 from tiled_vessel_seg.configs.schema import PreprocessConfig
@@ -605,7 +605,9 @@ def _write_owned(config: PreprocessConfig, items: list[WorkItem],
     try:
         storage.makedirs(job_dir)
         options = pipeline_options or PipelineOptions([])
-        with beam.Pipeline(runner=local_runner(options), options=options) as pipeline:
+        # quiet_subprocesses: the DirectRunner's worker processes print start-up chatter
+        with console.quiet_subprocesses(), \
+                beam.Pipeline(runner=local_runner(options), options=options) as pipeline:
             build_pipeline(pipeline, items,
                            [error_line(p.path, p.stage, p.reason) for p in problems],
                            config, job_dir)

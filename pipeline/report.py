@@ -198,7 +198,8 @@ def plot_training_curves(history: dict, path: str) -> bool:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    epochs = list(history["epoch"])
+    from tiled_vessel_seg.trainer import callbacks
+    epochs = [callbacks.keras_epoch(e) for e in history["epoch"]]  # as the training log
     val_loss = [np.nan if v is None else v for v in history.get("val_loss", [])]
     best = int(np.nanargmin(val_loss)) if val_loss and np.isfinite(val_loss).any() else None
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -214,7 +215,7 @@ def plot_training_curves(history: dict, path: str) -> bool:
                             label=f"best epoch {epochs[best]} (lowest val_loss)")
         if best is not None:
             ax.axvline(epochs[best], color="tab:red", alpha=0.3, linestyle="--")
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epoch (as in the training log: 1 = the first)")
         ax.set_ylabel(label)
         ax.set_title(f"{key}: training and validation")
         ax.legend(fontsize=8)
@@ -330,6 +331,8 @@ def write_report(workdir: str, stare_dir: str, data_dir: str, model_dir: str,
         for name, s in sorted(info.splits.items()))
     epochs = len(history.get("epoch", []))
     best = min(history["val_loss"]) if history.get("val_loss") else float("nan")
+    best_epoch = callbacks.best_epoch_number(history)
+    best_at = f" at epoch {best_epoch} (as the training log numbers it)" if best_epoch else ""
     source = (f"`{os.path.join(segment_dir, 'metrics.json')}`" if document
               else f"`{os.path.join(segment_dir, 'metrics.csv')}`")
     pooled_note = ("\"pooled\" counts the pixels of all images at once (the global F1 of "
@@ -342,7 +345,7 @@ def write_report(workdir: str, stare_dir: str, data_dir: str, model_dir: str,
     text = f"""# Run report: {os.path.abspath(workdir)}
 
 Source photos: `{stare_dir}`. Model: `{model_dir}` (tile {model.tile_size}, scale
-{model.scale}, precision {model.precision}). Trained {epochs} epochs, best val_loss {best:.4f}.
+{model.scale}, precision {model.precision}). Trained {epochs} epochs, best val_loss {best:.4f}{best_at}.
 
 ## Split (by image)
 

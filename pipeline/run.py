@@ -31,6 +31,7 @@ or config, or a stage failed (one error line).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import sys
 import time
@@ -102,6 +103,27 @@ class StageError(RuntimeError):
 
 def _say(stage: str, message: str) -> None:
     print(f"[{stage}] {message}", flush=True)
+
+
+def keras_verbosity(quiet: bool, stream=None) -> int:
+    """Keras' fit verbosity for vessel-run: none with --quiet, a progress bar within
+    each epoch on a terminal (1), one line per epoch otherwise (2)."""
+    if quiet:
+        return 0
+    stream = sys.stdout if stream is None else stream
+    return 1 if getattr(stream, "isatty", lambda: False)() else 2
+
+
+def show_training_log(quiet: bool) -> None:
+    """The trainer's own lines (strategy, batch, precision, parameter count) as
+    "[train] ..." on stderr, unless --quiet (vessel-train prints them as "vessel-train: ")."""
+    logger = logging.getLogger("vessel-train")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[train] %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 # ---------------------------------------------------------------------------- stages
@@ -268,8 +290,10 @@ def stage_segment(config, paths: RunPaths, options: RunOptions) -> str:
         overwrite=True, progress=options.verbose > 0, error_map=True, model=model)
     if summary.failed:
         raise StageError("could not segment " + "; ".join(f"{p}: {r}" for p, r in summary.failed))
+    empty = (f"; {len(summary.empty)} nearly empty mask(s) ({summary.empty[0][1]}; see the "
+             "report)" if summary.empty else "")
     return (f"segmented {len(summary.written)} held-out images in {summary.seconds:.1f} s "
-            f"-> {paths.segment_dir}")
+            f"-> {paths.segment_dir}{empty}")
 
 
 def stage_report(config, paths: RunPaths, options: RunOptions) -> str:
@@ -379,8 +403,9 @@ def _main(argv: list[str]) -> int:
     from tiled_vessel_seg.model_info import ModelDirError
     from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
     options = RunOptions(overwrite=FLAGS.overwrite, num_cpu_replicas=FLAGS.num_cpu_replicas,
-                         precision=FLAGS.precision, verbose=0 if FLAGS.quiet else 2,
+                         precision=FLAGS.precision, verbose=keras_verbosity(FLAGS.quiet),
                          direct_num_workers=FLAGS.direct_num_workers)
+    show_training_log(FLAGS.quiet)
     start = time.time()
     config = tool_config.load_config({"train.deterministic": FLAGS.deterministic or None})
     from tiled_vessel_seg import datasets, source_flags

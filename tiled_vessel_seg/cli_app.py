@@ -18,6 +18,8 @@ What every tool gets from `run`:
 * `--version` prints "<tool> <package version>" and exits 0.
 * the common flags: --config, --set (repeatable), --verbose. `with_config=False` leaves
   out --config/--set for a tool no config section applies to.
+* without --verbose, only the tool's own lines and real warnings reach stderr: logging
+  at WARNING with library chatter dropped (tiled_vessel_seg/console.py).
 * TensorFlow's C++ start-up lines are off (tiled_vessel_seg/__init__.py sets
   TF_CPP_MIN_LOG_LEVEL=3 before anything imports TensorFlow); --verbose turns them back
   on, when TensorFlow has not been imported yet, and shows debug logs.
@@ -176,6 +178,8 @@ def _program(argv: list[str]) -> str:
 
 def _apply_verbose() -> None:
     if not FLAGS.verbose:
+        from tiled_vessel_seg import console
+        console.quiet_logging()  # our lines and real warnings only
         return
     if "tensorflow" not in sys.modules:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"

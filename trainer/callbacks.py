@@ -8,7 +8,9 @@ resumed by BackupAndRestore never duplicates or loses a row):
     M/eval/train_losses.png, M/eval/train_metrics.png             line plots
     M/history.json             every logged value per epoch, full precision
 
-Epochs are 0-based in the CSVs, as the reference writes them.
+Epochs are 0-based in the CSVs and history.json, as the reference writes them; the plots
+number them as Keras' log does ("Epoch 6/6" is the sixth, epoch 5 in the CSV):
+`keras_epoch` and `best_epoch_number`.
 
 Also here: `WriteModelInfo` (model_info.json once a best model exists) and
 `WorkerBackupAndRestore` (BackupAndRestore of a worker that is not the chief).
@@ -99,6 +101,21 @@ class EpochLogs(keras.callbacks.Callback):
               m0, f"{m0} per epoch")
 
 
+def keras_epoch(epoch: int) -> int:
+    """A 0-based epoch of history.json / the CSVs as Keras' log numbers it (1-based)."""
+    return int(epoch) + 1
+
+
+def best_epoch_number(history: dict[str, list]) -> Optional[int]:
+    """The epoch with the lowest val_loss (where best_model.keras comes from), numbered
+    as Keras' log does ("Epoch N/M", "Epoch N: val_loss improved"); None without one."""
+    val_loss = np.array([np.nan if v is None else v for v in history.get("val_loss", [])],
+                        float)
+    if not np.isfinite(val_loss).any():
+        return None
+    return keras_epoch(history["epoch"][int(np.nanargmin(val_loss))])
+
+
 def _plot(history: dict[str, list], keys: Sequence[str], path: str, ylabel: str,
           title: str) -> None:
     """Line plot of `keys` per epoch, with a star on the validation curve at the best
@@ -110,17 +127,18 @@ def _plot(history: dict[str, list], keys: Sequence[str], path: str, ylabel: str,
     val_loss = np.array([np.nan if v is None else v for v in history.get("val_loss", [])],
                         float)
     best = int(np.nanargmin(val_loss)) if np.isfinite(val_loss).any() else None
+    epochs = [keras_epoch(e) for e in history["epoch"]]  # as Keras' log numbers them
     for key in keys:
         if key in history:
             values = [np.nan if v is None else v for v in history[key]]
-            ax.plot(history["epoch"], values, marker="o", label=key)
+            ax.plot(epochs, values, marker="o", label=key)
             if best is not None and key.startswith("val_"):
-                ax.plot([history["epoch"][best]], [values[best]], marker="*", markersize=15,
+                ax.plot([epochs[best]], [values[best]], marker="*", markersize=15,
                         color="tab:red", linestyle="none",
-                        label=f"best epoch {history['epoch'][best]} (lowest val_loss)")
+                        label=f"best epoch {epochs[best]} (lowest val_loss)")
     if best is not None:
-        ax.axvline(history["epoch"][best], color="tab:red", alpha=0.3, linestyle="--")
-    ax.set_xlabel("epoch")
+        ax.axvline(epochs[best], color="tab:red", alpha=0.3, linestyle="--")
+    ax.set_xlabel("epoch (as in the training log: 1 = the first)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend()

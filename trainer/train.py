@@ -278,6 +278,10 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
                       metrics=metrics.segmentation_metrics(config.tiledinfer.threshold))
     if config.model.show_summary:
         model.summary()
+    from math import prod
+    trainable = sum(prod(w.shape) for w in model.trainable_weights)
+    _LOG.info("model %s: %s parameters (%s trainable)", config.model.architecture,
+              f"{model.count_params():,}", f"{trainable:,}")
     strategy_lib.adapt_keras(model, distribution)
 
     def train_fn(context):

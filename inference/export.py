@@ -1,16 +1,26 @@
 """`vessel-export`: a SavedModel for TF Serving, core TF ops only.
 
   vessel-export [--model stare_small|M] --output_dir S [--config C --set tiledinfer.tta=d4]
+  vessel-export --output_dir S --overwrite      # replace the SavedModel already in S
 
 serving_default: image_bytes (scalar string, PNG or JPEG; GIF/BMP also decode) ->
   probabilities float32 [H, W], mask_png_bytes (scalar string, 8-bit PNG, 0/255).
 The whole tiled predictor (padding, tiles, batched model, blending, TTA, native-scale
 enlargement, the same cubic kernel as the Beam job) is inside the signature. PPM and TIFF
 have no core TF decoder: convert such photos to PNG first.
+
+The SavedModel is written into a staging folder beside S (S.staging-PID-XXXX) and renamed
+to S when complete, so S holds a whole export or the one before it, never a mix or the
+saved_model.pb.tmp* files of a failed write (on gs:// the final move is file by file). A
+folder S that is not empty is refused unless --overwrite.
+Exit status: 0 written; 1 the export holds non-core ops (not written); 2 flags, model
+dir, or an output folder that is not empty (without --overwrite) or cannot be written.
 """
 from __future__ import annotations
 
+import os
 import sys
+import uuid
 
 from absl import app, flags
 
@@ -40,6 +50,71 @@ def export_saved_model(predictor, output_dir: str) -> str:
     return output_dir
 
 
+STAGING_INFIX = ".staging-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_dead_staging(output_dir: str) -> list[str]:
+    """Removes the staging folders `S.staging-PID-XXXX` beside `output_dir` whose process
+    is gone (a killed export); returns them. Local folders only."""
+    from tiled_vessel_seg import storage
+    removed = []
+    if storage.is_remote(output_dir):
+        return removed
+    prefix = output_dir.rstrip("/") + STAGING_INFIX
+    for path in storage.glob(prefix + "*"):
+        pid = path[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            storage.remove_tree(path)
+            removed.append(path)
+    return removed
+
+
+def check_output_dir(output_dir: str, overwrite: bool) -> None:
+    """Refuses (cli_app.ToolError) a path that is a file, or a non-empty folder without
+    `overwrite`: the export would mix with what is there."""
+    from tiled_vessel_seg import storage
+    if not storage.exists(output_dir):
+        return
+    if not storage.isdir(output_dir):
+        raise cli_app.ToolError(f"{output_dir}: exists and is not a folder")
+    if storage.listdir(output_dir) and not overwrite:
+        raise cli_app.ToolError(f"{output_dir}: not empty; pass --overwrite to replace its "
+                                f"contents with the SavedModel")
+
+
+def install_folder(staging: str, output_dir: str) -> None:
+    """Puts the complete folder `staging` in place of `output_dir` (replacing it). Local:
+    two renames, so output_dir is never a mix of old and new files; remote: file by file."""
+    from tiled_vessel_seg import storage
+    if not storage.is_remote(output_dir):
+        old = None
+        if os.path.lexists(output_dir):
+            old = f"{output_dir.rstrip('/')}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            os.rename(output_dir, old)
+        os.rename(staging, output_dir)
+        if old:
+            storage.remove_tree(old)
+        return
+    import tensorflow as tf
+    storage.remove_tree(output_dir)
+    for folder, _, names in tf.io.gfile.walk(staging):
+        target = storage.join(output_dir, folder[len(staging):].lstrip("/"))
+        storage.makedirs(target)
+        for name in names:
+            storage.rename(storage.join(folder, name), storage.join(target, name))
+    storage.remove_tree(staging)
+
+
 def graph_op_types(saved_model_dir: str) -> set[str]:
     """Every op type in the SavedModel's graph and its function library."""
     from tensorflow.core.protobuf import saved_model_pb2
@@ -56,6 +131,8 @@ def graph_op_types(saved_model_dir: str) -> set[str]:
 
 def define_flags() -> None:
     flags.DEFINE_string("output_dir", None, "SavedModel directory to write (local or gs://).")
+    flags.DEFINE_bool("overwrite", False, "Replace what is in a non-empty --output_dir "
+                      "(without it such a folder is refused).")
     predictor_flags.define_flags()
 
 
@@ -79,16 +156,32 @@ def main(argv: list[str]) -> int:
         predictor = predictor_lib.load_predictor(model_dir, **options)
     except (model_info.ModelDirError, ValueError) as e:
         raise cli_app.ToolError(str(e)) from None
+    from tiled_vessel_seg import storage
+    output_dir = FLAGS.output_dir.rstrip("/") or FLAGS.output_dir
+    remove_dead_staging(output_dir)
+    check_output_dir(output_dir, FLAGS.overwrite)
+    # Written beside the target and renamed in when complete: a full disk left
+    # saved_model.pb.tmp* files in the target that survived a successful rerun.
+    staging = f"{output_dir}{STAGING_INFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        export_saved_model(predictor, FLAGS.output_dir)
-    except Exception as e:  # TF and OS errors of an unwritable --output_dir
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise cli_app.ToolError(f"{FLAGS.output_dir}: cannot write the SavedModel: "
-                                f"{reason}") from None
-    foreign = sorted(op for op in graph_op_types(FLAGS.output_dir) if op.startswith("IO>"))
-    if foreign:
-        print(f"error: the export holds non-core ops {foreign}", file=sys.stderr)
-        return 1
+        try:
+            parent = os.path.dirname(output_dir)
+            if parent:
+                storage.makedirs(parent)
+            export_saved_model(predictor, staging)
+        except Exception as e:  # TF and OS errors of an unwritable --output_dir
+            reason = (e.strerror if isinstance(e, OSError) and e.strerror else
+                      str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+            raise cli_app.ToolError(f"{output_dir}: cannot write the SavedModel: "
+                                    f"{reason}") from None
+        foreign = sorted(op for op in graph_op_types(staging) if op.startswith("IO>"))
+        if foreign:
+            print(f"error: the export holds non-core ops {foreign}; not written",
+                  file=sys.stderr)
+            return 1
+        install_folder(staging, output_dir)
+    finally:
+        storage.remove_tree(staging)
     print(f"wrote {FLAGS.output_dir}: serving_default(image_bytes: PNG/JPEG string) -> "
           f"probabilities float32 [H, W], mask_png_bytes; tiles cut by {predictor.tiler}"
           + (" (auto, decided here: pass --tiler extract_patches for a GPU server)"

@@ -18,12 +18,13 @@ import numpy as np
 
 @functools.lru_cache(maxsize=4)
 def _predictor(model_dir: str, overlap: Optional[int], batch_size: int, blend: str,
-               tta: str, input_scale: str):
+               tta: str, input_scale: str, min_overlap: Optional[int] = None):
     # No threshold in the key: it is an argument of the traced graph, so a new
     # threshold reuses the predictor and its trace.
     from tiled_vessel_seg.inference import predictor as predictor_lib
     return predictor_lib.load_predictor(model_dir, overlap=overlap, batch_size=batch_size,
-                                        blend=blend, tta=tta, input_scale=input_scale)
+                                        blend=blend, tta=tta, input_scale=input_scale,
+                                        min_overlap=min_overlap)
 
 
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -43,7 +44,7 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
 
 def segment(image: np.ndarray, model: Optional[str] = None, *, tta: str = "none",
             threshold: Optional[float] = None, overlap: Optional[int] = None,
-            batch_size: int = 4, blend: str = "gaussian",
+            batch_size: int = 4, blend: str = "gaussian", min_overlap: Optional[int] = None,
             input_scale: str | float = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Vessel probabilities and mask of one fundus photograph.
 
@@ -55,6 +56,8 @@ def segment(image: np.ndarray, model: Optional[str] = None, *, tta: str = "none"
         (for stare_small: the F1-maximising threshold on its validation image).
         Another threshold reuses the traced graph (no retracing).
       overlap, batch_size, blend: tiling (overlap default: model_info.json's).
+      min_overlap: the fitted grid (inference/tiling.py fitted_grid); with neither it nor
+        overlap given, vessel-segment's default, min_overlap 8.
       input_scale: "auto" (resampled so its field of view is as many px across as the
         model's training photos', and the probabilities back: inference/input_scale.py;
         a photo without a visible FOV, or a model recording no FOV diameter, as with
@@ -70,8 +73,11 @@ def segment(image: np.ndarray, model: Optional[str] = None, *, tta: str = "none"
     if threshold is not None:
         from tiled_vessel_seg.configs import schema
         schema.check_threshold(threshold, "segment(): threshold")
+    if overlap is None and min_overlap is None:
+        from tiled_vessel_seg.inference import tiling
+        min_overlap = tiling.DEFAULT_MIN_OVERLAP
     predictor = _predictor(resolve_model(model), overlap, batch_size, blend, tta,
-                           input_scale)
+                           input_scale, min_overlap)
     probabilities, mask = predictor(as_rgb_uint8(image), threshold=threshold)
     decision = getattr(predictor, "last_decision", None)
     if decision is not None and not decision.fits:

@@ -11,7 +11,7 @@ check_photo_size, finish_photo, write_run_metrics), and the model is the one-gra
 TiledPredictor of inference/predictor.py, loaded once per worker process by
 `PhotoModelHandler.load_model` (predictor.load_predictor: the .keras file with
 safe_mode). A photograph whose outputs exist is skipped (without ground truth) unless
-`overwrite`; every file is written atomically, the mask last, so after a kill -9 a
+`overwrite`; every file is written atomically, so after a kill -9 a
 rerun finds only complete files under final names and redoes the rest. A photograph
 that cannot be read, decoded, is too large or fails in the model is one line of
 errors.jsonl {"path", "stage", "reason"}; the others are written.

@@ -24,12 +24,16 @@ def define_flags() -> None:
     from tiled_vessel_seg import models
     flags.DEFINE_string("model", None, models.MODEL_FLAG_HELP)
     flags.DEFINE_alias("model_dir", "model")
-    flags.DEFINE_integer("overlap", None, "Tile overlap in px (default: [tiledinfer] "
-                         "overlap with --config/--set, else model_info.json).")
+    flags.DEFINE_integer("overlap", None, "Tile overlap in px, with a margin of overlap/2 "
+                         "reflected px around the photo (the grid before --min_overlap became "
+                         "the default; default: [tiledinfer] overlap with --config/--set, else "
+                         "model_info.json).")
     flags.DEFINE_integer("min_overlap", None, "Instead of --overlap: per image, the smallest "
                          "tile grid whose tiles overlap by at least this many px, without a "
                          "reflected margin (fewer tiles: 42 instead of 56 for a 3500x3025 photo "
-                         "with 512 tiles at <= 9 px) (default: [tiledinfer] min_overlap, unset).",
+                         "with 512 tiles at <= 9 px) (default: [tiledinfer] min_overlap with "
+                         "--config/--set, else 8 (inference/tiling.py DEFAULT_MIN_OVERLAP) "
+                         "unless --overlap is given).",
                          lower_bound=0)
     flags.DEFINE_enum("tiler", None, ["auto", "extract_patches", "slices"],
                       "How the graph cuts tiles: slices (fastest on a CPU), extract_patches "
@@ -104,6 +108,10 @@ def predictor_options() -> dict:
         if value is None and (key in given or name not in ("overlap", "threshold")):
             value = getattr(tiled, key)
         options[name] = value
+    if not given & {"overlap", "min_overlap"} and FLAGS.overlap is None \
+            and FLAGS.min_overlap is None:
+        from tiled_vessel_seg.inference import tiling
+        options["min_overlap"] = tiling.DEFAULT_MIN_OVERLAP  # the fitted grid (issue 19)
     if options["input_scale"] is not None:  # "0.7" -> 0.7; the validator checked it
         from tiled_vessel_seg.inference import input_scale as input_scale_lib
         options["input_scale"] = input_scale_lib.parse_input_scale(options["input_scale"])

@@ -331,9 +331,8 @@ def encode_outputs(job: PhotoJob, image, probabilities, mask, truth=None) -> dic
 
 
 def finish_photo(job: PhotoJob, image, probabilities, mask, threshold: float):
-    """After the model: reads the ground truth, writes the outputs (atomically, the mask
-    last, so a mask on disk means its photograph is done) unless job.keep_outputs, and
-    returns (written, metrics row or None).
+    """After the model: reads the ground truth, writes the outputs (each atomically)
+    unless job.keep_outputs, and returns (written, metrics row or None).
 
     Raises OutputError when an output cannot be written; ValueError etc. for a bad
     ground-truth file (nothing of the photograph is written then).
@@ -341,10 +340,8 @@ def finish_photo(job: PhotoJob, image, probabilities, mask, threshold: float):
     truth = (read_truth(job.truth_path, probabilities.shape)
              if job.truth_path is not None else None)
     if not job.keep_outputs:
-        encoded = encode_outputs(job, image, probabilities, mask, truth)
-        mask_path = job.outputs["mask"]
-        for path in [p for p in encoded if p != mask_path] + [mask_path]:
-            _write(path, encoded[path])
+        for path, data in encode_outputs(job, image, probabilities, mask, truth).items():
+            _write(path, data)
     row = None
     if truth is not None:
         row = image_metrics(image, probabilities, job.truth_path, threshold,
@@ -500,7 +497,8 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
             for _, pending in list(reads) + list(writes):
                 pending.cancel()
             raise
-    bar.close()
+        finally:
+            bar.close()  # ends the bar's line before any error line
     summary.seconds = time.time() - start
     for row in summary.metrics if used_in_training else []:
         split = mask_hints.used_split(row["image"], used_in_training)

@@ -156,8 +156,6 @@ def test_rerun_after_kill_9(model_dir, photos, tmp_path):
     for path in out.iterdir():  # every file under a final name is complete and right
         if path.name in expected:
             np.testing.assert_array_equal(_png(path), expected[path.name])
-    for name in done:  # a mask is written last: its photo's other files are there
-        assert (out / name.replace(".png", "_probabilities.png")).exists()
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"{24 - len(done)} written, {len(done)} skipped" in result.stdout

@@ -167,7 +167,7 @@ def _serve(saved_dir):
 
 def test_export_d4_round_trip_matches_numpy_tiling(model_dir, oracle, tmp_path):
     _run("vessel-export", "--model_dir", model_dir, "--output_dir", tmp_path / "d4",
-         "--tta", "d4")
+         "--tta", "d4", "--overlap", OVERLAP)  # the oracle's grid, not the default fitted one
     serving = _serve(tmp_path / "d4")
     image = _photo(50, 41, 3)
     result = serving(image_bytes=tf.io.encode_png(image))

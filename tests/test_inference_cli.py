@@ -108,7 +108,8 @@ def test_cli_probabilities_and_metrics_match_numpy(segment_run, model_dir, synth
     inputs, out, _ = segment_run
     model = keras.models.load_model(str(model_dir / "best_model.keras"), compile=False,
                                     safe_mode=True)
-    predictor = TiledPredictor(model, overlap=OVERLAP, scale=SCALE, input_scale="native")
+    # vessel-segment's default grid: the fitted one (issue 19)
+    predictor = TiledPredictor(model, min_overlap=8, scale=SCALE, input_scale="native")
     with open(out / "metrics.csv", newline="") as f:
         rows = {r["image"]: r for r in csv.DictReader(f)}
     assert set(rows) == {"im0001", "im0002", "im0003", "im0004", "mean", "std"}
@@ -233,8 +234,9 @@ def test_tiling_options_precedence_flag_then_config_then_model_info(tmp_path):
         return json.loads(result.stdout)
 
     assert options() == {"overlap": None, "batch_size": 4, "blend": "gaussian", "tta": "none",
-                         "threshold": None, "input_scale": "auto", "min_overlap": None,
-                         "tiler": "auto"}
+                         "threshold": None, "input_scale": "auto", "min_overlap": 8,
+                         "tiler": "auto"}  # the fitted grid is the default (issue 19)
+    assert options("--overlap", 32)["min_overlap"] is None  # --overlap: the margin grid
     config = tmp_path / "c.config"
     config.write_text("[tiledinfer]\noverlap = 32\nblend = 'linear'\nthreshold = 0.4\n")
     assert options("--config", config, "--set", "tiledinfer.tta=d4", "--blend", "none") == {

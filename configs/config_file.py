@@ -163,9 +163,20 @@ def _read_parser(path: str) -> configparser.ConfigParser:
         raise ConfigError(f"{path}: config file not found") from None
     try:
         parser.read_string(text, source=path)
+    except configparser.MissingSectionHeaderError as e:
+        # configparser quotes the offending line: a file that is not a config (a key
+        # file, a password list) must not be echoed into logs.
+        raise ConfigError(f"{path}: not an INI config file: line {e.lineno} comes before "
+                          f"any [section] header") from None
+    except configparser.ParsingError as e:
+        numbers = [str(number) for number, _ in e.errors[:5]]
+        where = (f"line {numbers[0]} is" if len(numbers) == 1
+                 else f"lines {', '.join(numbers)} are")
+        raise ConfigError(f"{path}: not a valid INI file: {where} not 'key = value'") \
+            from None
     except configparser.Error as e:
-        raise ConfigError(
-            f"{path}: not a valid INI file: {_clip(str(e), 4 * ECHO_LIMIT)}") from None
+        raise ConfigError(f"{path}: not a valid INI file: "
+                          f"{_clip(' '.join(str(e).split()), 4 * ECHO_LIMIT)}") from None
     return parser
 
 
@@ -199,6 +210,8 @@ def load_config(path: str | os.PathLike | None = None,
     section_classes = schema.section_classes()
     if path is not None:
         _read_file(_read_parser(str(path)), source, sections)
+    from_file = {name: dict(values) for name, values in sections.items()}
+    overrides = list(overrides)
     for item in overrides:
         section, key, raw = split_override(item)
         where = f"override {_clip(repr(item))}"
@@ -218,11 +231,32 @@ def load_config(path: str | os.PathLike | None = None,
         sections.setdefault(section, {})[key] = parse_value(
             raw, types_[key], f"override: [{section}] {key}")
     try:
-        config = schema.Config(**{name: section_classes[name](**vals)
-                                  for name, vals in sections.items()})
+        config = _build(sections)
     except ValueError as e:  # __post_init__ checks of ranges and combinations
-        raise ConfigError(f"{source}: {_clip(str(e), 4 * ECHO_LIMIT)}") from None
+        raise ConfigError(f"{_blame(e, source, from_file, overrides)}: "
+                          f"{_clip(str(e), 4 * ECHO_LIMIT)}") from None
     return _with_derived_keys(config)
+
+
+def _build(sections: Mapping[str, Mapping[str, Any]]) -> schema.Config:
+    section_classes = schema.section_classes()
+    return schema.Config(**{name: section_classes[name](**vals)
+                            for name, vals in sections.items()})
+
+
+def _blame(error: ValueError, source: str, from_file: Mapping[str, Mapping[str, Any]],
+           overrides: list[str]) -> str:
+    """Who gave the value a range check refused: the file (when it alone fails too), else
+    the --set overrides naming the key in the message (all of them if none does)."""
+    if not overrides:
+        return source
+    try:
+        _build(from_file)
+    except ValueError:
+        return source
+    named = [item for item in overrides
+             if "[{}] {}".format(*split_override(item)[:2]) in str(error)]
+    return "--set " + ", ".join(_clip(item) for item in (named or overrides))
 
 
 def given_keys(path: str | os.PathLike | None = None,

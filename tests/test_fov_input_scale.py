@@ -203,18 +203,6 @@ def test_vessel_segment_says_the_factor_and_the_no_fov_fallback_once(tiny_fov_mo
     # Outputs at each photo's own size.
     assert cv2.imread(str(tmp_path / "out" / "disc.png")).shape[:2] == (100, 110)
     assert cv2.imread(str(tmp_path / "out" / "crop.png")).shape[:2] == (70, 80)
-    # An explicit factor is taken as given; a bad one is a usage error.
-    result = subprocess.run(
-        [sys.executable, "-m", "tiled_vessel_seg.inference.cli", "--model", tiny_fov_model,
-         "--input", photos / "disc.png", "--output_dir", tmp_path / "out2",
-         "--input_scale", "0.5"], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "resampled x0.5 to 55x50" in result.stderr
-    result = subprocess.run(
-        [sys.executable, "-m", "tiled_vessel_seg.inference.cli", "--model", tiny_fov_model,
-         "--input", photos / "disc.png", "--output_dir", tmp_path / "out3",
-         "--input_scale", "huge"], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and "--input_scale must be" in result.stderr
 
 
 def test_model_info_fov_diameter_round_trip_and_checks(tmp_path):
@@ -254,3 +242,19 @@ def test_dataset_info_fov_fields_round_trip_and_older_files_read(tmp_path):
     (tmp_path / info_lib.INFO_FILE).write_text(json.dumps(raw))
     back = info_lib.read_dataset_info(str(tmp_path))
     assert back.fov_diameters == {} and back.fov_diameter is None
+
+
+def test_cv_and_run_score_held_out_photos_at_the_models_fov(tiny_fov_model):
+    """vessel-cv's held-out scoring takes [tiledinfer] input_scale, auto by default: a
+    harmonised model resamples each held-out photo to its FOV diameter."""
+    from tiled_vessel_seg.configs import schema
+    from tiled_vessel_seg.pipeline import cv
+    tiled = schema.TiledInferConfig(overlap=8)  # input_scale: the default
+    predictor = cv.fold_predictor(schema.Config(tiledinfer=tiled), str(tiny_fov_model))
+    assert isinstance(predictor, lib.AutoScalePredictor) and predictor.fov_diameter == 60.0
+    probabilities, _ = predictor(disc_photo(100, 110, 90))
+    assert predictor.last_decision.factor == pytest.approx(60 / 90, rel=0.02)
+    assert probabilities.shape == (100, 110)
+    native = cv.fold_predictor(schema.Config(tiledinfer=schema.TiledInferConfig(
+        overlap=8, input_scale="native")), str(tiny_fov_model))
+    assert not isinstance(native, lib.AutoScalePredictor)

@@ -170,7 +170,7 @@ def test_folds_refuse_fewer_subjects_than_folds():
 
 
 def _tiny_preprocess_flags():
-    return ["--scale", "1", "--tile_size", "16", "--tile_stride", "16", "--augment", "none",
+    return ["--scale", "1", "--tile_size", "32", "--tile_stride", "32", "--augment", "none",
             "--shards", "1", "--image_encoding", "png", "--config", os.devnull,
             "--direct_running_mode", "in_memory", "--direct_num_workers", "1"]
 
@@ -216,3 +216,40 @@ def test_source_flag_usage_errors_exit_2(argv, words, tmp_path, capsys):
     from tiled_vessel_seg.beam_jobs import cli
     assert cli.main(argv + ["--output_dir", str(tmp_path / "o")]) == 2
     assert words in capsys.readouterr().err
+
+
+def test_vessel_cv_takes_every_input_flag(tmp_path, capsys):
+    """vessel-cv reads --manifest / --dataset_dir --layout / --source like vessel-preprocess
+    (issue 18 item 15): each is found and refused here for its own reason, before training."""
+    work = str(tmp_path / "w")
+    base = ["--config", os.devnull, "--workdir", work, "--folds", "2"]
+    cases = [(["--manifest", str(tmp_path / "none.csv")], "none.csv does not exist"),
+             (["--dataset_dir", str(tmp_path / "DRIVE"), "--layout", "drive"],
+              "DRIVE: not a folder"),
+             (["--source", f"chase_db1:{tmp_path / 'c'}"], "c: not a folder"),
+             ([], "give the photos")]
+    for argv, words in cases:
+        assert cv.main(base + argv) == 2
+        assert words in capsys.readouterr().err, argv
+    chase = tmp_path / "c"
+    chase_layout.write_synthetic_chase(str(chase), 1, width=40, height=36)
+    assert cv.main(base + ["--source", f"chase_db1:{chase}"]) == 2  # 1 child, 2 folds
+    assert "2 images of 1 subjects cannot make 2 folds" in capsys.readouterr().err
+
+
+def test_vessel_run_preprocesses_two_sources(trees, tmp_path):
+    from tiled_vessel_seg.pipeline import run
+    from tiled_vessel_seg.tfrecords import dataset_info
+    stare, chase = trees
+    work = tmp_path / "run"
+    assert run.main(["--config", os.devnull, "--workdir", str(work), "--stages", "preprocess",
+                     "--source", f"stare:{stare}", "--source", f"chase_db1:{chase}", "--quiet",
+                     "--set", "preprocess.scale=1", "--set", "preprocess.tile_size=32",
+                     "--set", "preprocess.augmentations=()", "--set", "preprocess.shards=1"]) == 0
+    info = dataset_info.read_dataset_info(str(work / "data"))
+    assert info.parameters.values["sources"] == [f"stare:{stare}", f"chase_db1:{chase}"]
+    ids = sorted(i for s in info.splits.values() for i in s.image_ids)
+    assert ids == sorted(["Image_01L", "Image_01R", "Image_02L", "Image_02R", "Image_03L",
+                          "Image_03R", "im0001", "im0002", "im0003"])
+    assignment = info.parameters.split_assignment
+    assert all(assignment[f"Image_0{c}L"] == assignment[f"Image_0{c}R"] for c in (1, 2, 3))

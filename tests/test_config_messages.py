@@ -40,3 +40,17 @@ def test_a_bad_file_value_is_still_blamed_on_the_file(tmp_path):
 def test_a_bad_override_without_a_file(tmp_path):
     with pytest.raises(ConfigError, match=r"^--set tiledinfer.threshold=2.0: .*\(0, 1\)"):
         config_file.load_config(None, ["tiledinfer.threshold=2.0"])
+
+
+def test_an_empty_tf_config_means_no_cluster_for_every_strategy():
+    """TF's own TF_CONFIG reader failed on "" with "Expecting value", naming nothing."""
+    import os
+    import subprocess
+    import sys
+    code = ("from tiled_vessel_seg.trainer import strategy; "
+            "d = strategy.make_distribution('multi_worker'); "
+            "print('replicas', d.num_replicas, d.num_workers)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=dict(os.environ, TF_CONFIG=""), timeout=120)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert "replicas 1 1" in result.stdout

@@ -113,6 +113,11 @@ def make_distribution(name: str = "auto", num_cpu_replicas: int = 0,
     Raises ClusterError (a ValueError) for an unusable TF_CONFIG, ValueError for an
     unknown name or a --num_cpu_replicas the strategy does not use.
     """
+    if environ is os.environ and cluster_lib.TF_CONFIG in environ \
+            and not environ[cluster_lib.TF_CONFIG].strip():
+        # Blank means no cluster, as read_tf_config reads it; TensorFlow's own resolver
+        # failed on it with "Expecting value", naming no variable.
+        del os.environ[cluster_lib.TF_CONFIG]
     cluster = cluster_lib.read_tf_config(environ)
     gpus = tf.config.list_physical_devices("GPU")
     name = resolve_strategy(name, cluster, len(gpus), num_cpu_replicas)

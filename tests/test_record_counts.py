@@ -155,3 +155,17 @@ def test_vessel_run_train_stage_with_an_empty_train_shard_exits_2(tmp_path, caps
     assert status == 2, err
     assert "'train' is empty" in err
     assert not (workdir / "model" / model_info_lib.MODEL_FILE).exists()
+
+
+@pytest.mark.parametrize("shard", ["/etc/passwd", "../elsewhere/train-00000-of-00001.tfrecord",
+                                   "train/../../x.tfrecord", "gs://bucket/x.tfrecord"])
+def test_a_shard_path_outside_the_dataset_is_refused(tmp_path, shard):
+    """Shards are files of the dataset folder: an absolute path, a URL or '..' in
+    dataset_info.json would read (or count) any file of the machine (issue 18, minor)."""
+    data_dir = _dataset(tmp_path, "none", shards=1)
+    raw = json.load(open(os.path.join(data_dir, "dataset_info.json")))
+    raw["splits"]["train"]["shards"] = [shard]
+    open(os.path.join(data_dir, "dataset_info.json"), "w").write(json.dumps(raw))
+    with pytest.raises(dataset_info_lib.DatasetError, match="outside the dataset folder"):
+        info = dataset_info_lib.read_dataset_info(data_dir)
+        info.shard_paths(data_dir, "train")

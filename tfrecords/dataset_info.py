@@ -184,7 +184,22 @@ def read_dataset_info(data_dir: str) -> DatasetInfo:
         info.record_format  # pylint: disable=pointless-statement  (validates the encoding)
     except (ValueError, TypeError) as e:
         raise DatasetError(f"{path}: bad encoding {info.encoding}: {e}") from None
+    for name, split in info.splits.items():
+        for shard in split.shards:
+            if not is_inside_dataset(shard):
+                raise DatasetError(f"{path}: shard {str(shard)[:200]!r} of split {name!r} is "
+                                   f"outside the dataset folder; shards are paths relative "
+                                   f"to it, without '..'")
     return info
+
+
+def is_inside_dataset(shard: object) -> bool:
+    """Whether a shard path of dataset_info.json names a file inside the dataset folder:
+    relative, no URL, no drive, no '..' part (an absolute path read any file)."""
+    if not isinstance(shard, str) or not shard or storage.is_remote(shard):
+        return False
+    parts = shard.replace("\\", "/").split("/")
+    return not (shard.startswith(("/", "\\")) or ":" in parts[0] or ".." in parts)
 
 
 def require_fov(data_dir: str, info: DatasetInfo, needed_by: str) -> None:

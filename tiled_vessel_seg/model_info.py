@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Any
 
 from tiled_vessel_seg import names, storage
@@ -50,7 +51,13 @@ class ModelInfo:
         """model_dir/model_file; raises ModelDirError unless model_file is a `.keras` file
         name inside model_dir (see check_model_file)."""
         check_model_file(self.model_file, info_path(model_dir))
-        return storage.join(model_dir, self.model_file)
+        path = storage.join(model_dir, self.model_file)
+        if not storage.is_remote(path) and os.path.islink(path):
+            target, root = os.path.realpath(path), os.path.realpath(model_dir)
+            if os.path.commonpath([target, root]) != root:
+                raise ModelDirError(f"{path}: a symbolic link to {target}, outside the model "
+                                    f"dir: refused, as a model_file outside it is")
+        return path
 
 
 def check_model_file(name: object, where: str) -> None:

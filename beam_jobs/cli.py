@@ -120,7 +120,8 @@ def pipeline_options(beam_args: Sequence[str]):
 
 
 def _main(argv: list[str]) -> int:
-    from tiled_vessel_seg.beam_jobs import inputs, pipeline
+    from tiled_vessel_seg import datasets
+    from tiled_vessel_seg.beam_jobs import pipeline
     beam_args = argv[1:]
     if not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required")
@@ -135,7 +136,7 @@ def _main(argv: list[str]) -> int:
     try:
         ignored: list = []
         pairs, problems = sources.find_pairs(inputs_given, ignored)
-    except inputs.InputDirError as e:
+    except datasets.InputDirError as e:
         raise cli_app.ToolError(str(e)) from None
     if ignored:
         from tiled_vessel_seg import datasets

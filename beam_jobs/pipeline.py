@@ -35,9 +35,9 @@ from typing import Iterable, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 
-from tiled_vessel_seg import console, imaging, run_lock, storage
+from tiled_vessel_seg import console, datasets, imaging, run_lock, storage
 from tiled_vessel_seg.beam_jobs import fov_scale as fov_scale_lib
-from tiled_vessel_seg.beam_jobs import inputs, split, tile_tasks
+from tiled_vessel_seg.beam_jobs import split, tile_tasks
 from tiled_vessel_seg.configs.schema import PreprocessConfig
 from tiled_vessel_seg.tfrecords import dataset_info as info_lib
 from tiled_vessel_seg.tfrecords import record_counts
@@ -240,7 +240,7 @@ def read_lines(path: str) -> list[str]:
     return [line for line in storage.read_text(path).splitlines() if line.strip()]
 
 
-def write_error_lines(output_dir: str, problems: Iterable[inputs.InputProblem]) -> str | None:
+def write_error_lines(output_dir: str, problems: Iterable[datasets.InputProblem]) -> str | None:
     """Writes OUT/errors.jsonl from discovery problems alone (when nothing can be processed);
     None, writing nothing, when OUT holds a dataset (its errors.jsonl belongs to it)."""
     if holds_dataset(output_dir):
@@ -539,15 +539,15 @@ def local_runner(options) -> beam.runners.PipelineRunner | None:
     return runner
 
 
-def run_job(config: PreprocessConfig, pairs: Iterable[inputs.ImagePair],
-            problems: Iterable[inputs.InputProblem], output_dir: str,
+def run_job(config: PreprocessConfig, pairs: Iterable[datasets.ImagePair],
+            problems: Iterable[datasets.InputProblem], output_dir: str,
             pipeline_options=None, parameters: dict | None = None,
             overwrite: bool = False) -> JobSummary:
     """Splits the pairs by image, runs the pipeline to completion and finalizes the dataset.
 
     Args:
       config: the [preprocess] section (flags already applied).
-      pairs, problems: from `inputs.discover_stare` / `inputs.pair_folders`.
+      pairs, problems: from `datasets.discover_stare` / `datasets.pair_folders`.
       output_dir: local or gs:// folder.
       pipeline_options: beam PipelineOptions (runner etc.); None = DirectRunner in memory.
       parameters: extra job parameters recorded in dataset_info.json (input folders ...).
@@ -591,7 +591,7 @@ def remove_leftovers(output_dir: str) -> list[str]:
 
 
 def _write_owned(config: PreprocessConfig, items: list[WorkItem],
-                 problems: list[inputs.InputProblem], output_dir: str, pipeline_options,
+                 problems: list[datasets.InputProblem], output_dir: str, pipeline_options,
                  parameters: dict | None, overwrite: bool,
                  assignment: dict[str, str]) -> JobSummary:
     """run_job's work once the run owns output_dir."""

@@ -28,7 +28,8 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from tiled_vessel_seg.beam_jobs import augment, enlarge, tiling
+from tiled_vessel_seg import imaging
+from tiled_vessel_seg.beam_jobs import augment, tiling
 from tiled_vessel_seg.configs.schema import PreprocessConfig
 from tiled_vessel_seg.tfrecords import schema
 from tiled_vessel_seg.tfrecords.encoding import TileEncoding
@@ -114,7 +115,7 @@ def plan_image(image_id: str, source_path: str, split: str, image: np.ndarray,
     labels = label_planes(mask, fov)
     scale, size = config.scale, config.tile_size
     h, w = mask.shape
-    big_labels = enlarge.enlarge_mask(labels, scale)  # per plane: [..., 0] is the mask's
+    big_labels = imaging.enlarge_mask(labels, scale)  # per plane: [..., 0] is the mask's
     big_mask = big_labels if fov is None else big_labels[..., 0]
     height, width = big_mask.shape
     tasks: list[TileTask] = []
@@ -131,7 +132,7 @@ def plan_image(image_id: str, source_path: str, split: str, image: np.ndarray,
                               dataset=dataset))
     kept = len(tasks)
     if config.whole_image:
-        big_image = enlarge.enlarge_image(image, scale)
+        big_image = imaging.enlarge_image(image, scale)
         small_image, small_mask = tiling.whole_image_sample(big_image, big_labels, size)
         tasks.append(TileTask(image_id, source_path, split, schema.WHOLE_IMAGE_ORIGIN,
                               schema.WHOLE_IMAGE_ORIGIN, (height, width), (0, 0),
@@ -154,8 +155,8 @@ def build_tile(task: TileTask, config: PreprocessConfig) -> tuple[np.ndarray, np
     if task.finished:
         return task.image, task.mask
     scale = config.scale
-    window_image = enlarge.enlarge_image(task.image, scale)
-    window_mask = enlarge.enlarge_mask(task.mask, scale)
+    window_image = imaging.enlarge_image(task.image, scale)
+    window_mask = imaging.enlarge_mask(task.mask, scale)
     origin = (task.window_origin[0] * scale, task.window_origin[1] * scale)
     return tiling.cut_tile(window_image, window_mask, task.y, task.x, config.tile_size,
                            task.enlarged_shape, origin)

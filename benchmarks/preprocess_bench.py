@@ -34,7 +34,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tiled_vessel_seg.beam_jobs import inputs, pipeline  # noqa: E402
+from tiled_vessel_seg import datasets  # noqa: E402
+from tiled_vessel_seg.beam_jobs import pipeline  # noqa: E402
 from tiled_vessel_seg.configs.schema import PreprocessConfig, REFERENCE_AUGMENTATIONS  # noqa: E402
 
 REFERENCE_SECONDS_PER_IMAGE = 120.5
@@ -177,7 +178,7 @@ def main() -> None:
     if not os.path.isdir(os.path.join(args.stare_dir, "stare-images")):
         sys.exit(f"preprocess_bench: no STARE folder at {args.stare_dir}")
     import tensorflow  # noqa: F401  (imported once here, not inside the timings)
-    pairs, _ = inputs.discover_stare(args.stare_dir)
+    pairs, _ = datasets.discover_stare(args.stare_dir)
     runs = [(w, "multi_processing") for w in (int(x) for x in args.workers.split(","))]
     if args.in_memory:
         runs.insert(0, (1, "in_memory"))

@@ -59,11 +59,12 @@ TARGET_VS_PNG = 3.0
 def real_tiles(stare_dir: str, image_ids: list[str]):
     """[(TileRecord, image uint8 [512, 512, 3], mask uint8 [512, 512])]: the kept tiles of
     the images at scale 5 (the Beam job's own tile planning)."""
-    from tiled_vessel_seg.beam_jobs import inputs, pipeline, tile_tasks
+    from tiled_vessel_seg import datasets
+    from tiled_vessel_seg.beam_jobs import pipeline, tile_tasks
     from tiled_vessel_seg.configs.schema import PreprocessConfig
     from tiled_vessel_seg.tfrecords import schema
     config = PreprocessConfig(scale=5, tile_size=512, augmentations=())
-    pairs = {p.image_id: p for p in inputs.discover_stare(stare_dir)[0]}
+    pairs = {p.image_id: p for p in datasets.discover_stare(stare_dir)[0]}
     out = []
     for image_id in image_ids:
         pair = pairs[image_id]
@@ -236,9 +237,9 @@ def main() -> None:
     if args.skip_preprocess:
         return
     import preprocess_bench
-    from tiled_vessel_seg.beam_jobs import inputs
+    from tiled_vessel_seg import datasets
     from tiled_vessel_seg.configs.schema import REFERENCE_AUGMENTATIONS
-    pairs, _ = inputs.discover_stare(args.stare_dir)
+    pairs, _ = datasets.discover_stare(args.stare_dir)
     rows = []
     runs = [((), args.images, DEFAULT)] + [(REFERENCE_AUGMENTATIONS, args.aug_images, name)
                                            for name in ("png", "jpeg", "raw")]

@@ -235,11 +235,6 @@ class TiledInferConfig:
     # design's op, for GPUs) or "auto" (extract_patches when TensorFlow sees a GPU).
     tiler: str = "auto"
 
-    @property
-    def overlapping(self) -> int:
-        """Read-only: the reference's name of `overlap`, for code not yet moved to it."""
-        return self.overlap
-
     def __post_init__(self):
         check_threshold(self.threshold, "[tiledinfer] threshold")
         if self.batch_size < 1:

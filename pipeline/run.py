@@ -149,13 +149,13 @@ def stage_synth(config, paths: RunPaths, options: RunOptions) -> str:
 
 def stage_preprocess(config, paths: RunPaths, options: RunOptions) -> str:
     from apache_beam.options.pipeline_options import PipelineOptions
-    from tiled_vessel_seg.beam_jobs import inputs, pipeline
+    from tiled_vessel_seg import datasets
+    from tiled_vessel_seg.beam_jobs import pipeline
     from tiled_vessel_seg.tfrecords import dataset_info
     if not options.overwrite and storage.exists(os.path.join(paths.data_dir,
                                                              dataset_info.INFO_FILE)):
         return f"skipped: dataset already in {paths.data_dir}"
     from tiled_vessel_seg.beam_jobs import split
-    from tiled_vessel_seg import datasets
     ignored: list = []
     from tiled_vessel_seg import sources
     pairs, problems = sources.find_pairs(paths.pairs_source, ignored)

@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tiled_vessel_seg.beam_jobs import inputs, pipeline
+from tiled_vessel_seg import datasets
+from tiled_vessel_seg.beam_jobs import pipeline
 from tiled_vessel_seg.configs.schema import (DISTORTION_CENTERS, PreprocessConfig,
                                              REFERENCE_AUGMENTATIONS)
 
@@ -43,7 +44,7 @@ def dataset(tmp_path_factory):
                     valid_ids=("b",), seed=3, shards=2)
     if "image_encoding" in {f.name for f in dataclasses.fields(PreprocessConfig)}:
         settings["image_encoding"] = "png"  # lossless, so red == 255 survives exactly
-    pairs, problems = inputs.pair_folders(str(root / "images"), str(root / "masks"))
+    pairs, problems = datasets.pair_folders(str(root / "images"), str(root / "masks"))
     assert len(pairs) == 2 and not problems
     out = str(root / "tiles")
     pipeline.run_job(PreprocessConfig(**settings), pairs, problems, out)

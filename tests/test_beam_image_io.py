@@ -1,4 +1,4 @@
-"""tiled_vessel_seg.imaging (the Beam job's decoder) and beam_jobs.inputs: every format,
+"""tiled_vessel_seg.imaging (the Beam job's decoder) and tiled_vessel_seg.datasets: every format,
 every bad-input kind."""
 import gzip
 import io
@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from tiled_vessel_seg import imaging
-from tiled_vessel_seg.beam_jobs import inputs
+from tiled_vessel_seg import datasets
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_discover_stare_pairs_and_reports_problems(tmp_path):
     _touch(tmp_path / "stare-images" / "README.txt")  # plainly not a photo: left out
     _touch(tmp_path / "stare-images" / "im0004.ppm.gz.part")  # should have been an image
     _touch(tmp_path / "stare-images" / ".DS_Store")
-    pairs, problems = inputs.discover_stare(str(tmp_path))
+    pairs, problems = datasets.discover_stare(str(tmp_path))
     assert [p.image_id for p in pairs] == ["im0001", "im0002"]
     assert pairs[0].mask_path.endswith("labels-ah/im0001.ah.ppm.gz")
     reasons = {p.path.rsplit("/", 1)[-1]: p.reason for p in problems}
@@ -115,18 +115,18 @@ def test_folders_pair_by_stem_and_report_empty_or_missing(tmp_path):
     _touch(tmp_path / "img" / "a.jpg")
     _touch(tmp_path / "img" / "b.png")
     _touch(tmp_path / "msk" / "a.png")
-    pairs, problems = inputs.pair_folders(str(tmp_path / "img"), str(tmp_path / "msk"))
+    pairs, problems = datasets.pair_folders(str(tmp_path / "img"), str(tmp_path / "msk"))
     assert [(p.image_id, p.mask_path.endswith("a.png")) for p in pairs] == [("a", True)]
     assert len(problems) == 1 and "unpaired image" in problems[0].reason
     (tmp_path / "empty").mkdir()
-    pairs, problems = inputs.pair_folders(str(tmp_path / "empty"), str(tmp_path / "missing"))
+    pairs, problems = datasets.pair_folders(str(tmp_path / "empty"), str(tmp_path / "missing"))
     assert pairs == []
     assert {p.reason.split(":")[0] for p in problems} == {"empty image folder",
                                                           "mask folder does not exist"}
 
 
 def test_missing_top_level_dir_raises(tmp_path):
-    with pytest.raises(inputs.InputDirError, match="does not exist"):
-        inputs.discover_stare(str(tmp_path / "nowhere"))
-    with pytest.raises(inputs.InputDirError, match="stare-images"):
-        inputs.discover_stare(str(tmp_path))
+    with pytest.raises(datasets.InputDirError, match="does not exist"):
+        datasets.discover_stare(str(tmp_path / "nowhere"))
+    with pytest.raises(datasets.InputDirError, match="stare-images"):
+        datasets.discover_stare(str(tmp_path))

@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tiled_vessel_seg.beam_jobs import cli, inputs, pipeline
+from tiled_vessel_seg import datasets
+from tiled_vessel_seg.beam_jobs import cli, pipeline
 from tiled_vessel_seg.configs.schema import DISTORTION_CENTERS, PreprocessConfig, REFERENCE_AUGMENTATIONS
 from tiled_vessel_seg.tfrecords import dataset_info as info_lib
 
@@ -71,7 +72,7 @@ def stare_with_bad_inputs(synthetic_stare_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def run_a(stare_with_bad_inputs, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("run_a"))
-    pairs, problems = inputs.discover_stare(str(stare_with_bad_inputs))
+    pairs, problems = datasets.discover_stare(str(stare_with_bad_inputs))
     summary = pipeline.run_job(CONFIG, pairs, problems, out,
                                parameters={"stare_dir": str(stare_with_bad_inputs)})
     return out, summary
@@ -262,7 +263,7 @@ def test_image_failing_late_leaves_no_record_in_any_shard(synthetic_stare_dir, t
     monkeypatch.setattr(tiling, "whole_image_sample", failing_for_im0009)
     config = dataclasses.replace(CONFIG, augmentations=("hflip",), split="train=1.0")
     out = str(tmp_path / "out")
-    pairs, problems = inputs.discover_stare(str(root))
+    pairs, problems = datasets.discover_stare(str(root))
     summary = pipeline.run_job(config, pairs, problems, out)
     assert [e["image_id"] for e in summary.errors] == ["im0009"]
     assert summary.errors[0]["stage"] == "process" and "simulated" in summary.errors[0]["reason"]
@@ -276,7 +277,7 @@ def test_image_failing_late_leaves_no_record_in_any_shard(synthetic_stare_dir, t
 def test_shards_0_writes_where_records_are_made(synthetic_stare_dir, tmp_path):
     """shards = 0: one file per writing bundle, no shuffle before the write; every record
     is still listed and read back, the same records as with a fixed shard count."""
-    pairs, problems = inputs.discover_stare(str(synthetic_stare_dir))
+    pairs, problems = datasets.discover_stare(str(synthetic_stare_dir))
     config = dataclasses.replace(CONFIG, augmentations=("hflip",), whole_image=False)
     records = {}
     for shards in (0, 3):
@@ -295,7 +296,7 @@ def test_two_worker_processes_write_the_same_records(synthetic_stare_dir, tmp_pa
     """The fan-out across real worker processes (tasks pickled between them) gives the
     records of the in-memory run."""
     from apache_beam.options.pipeline_options import PipelineOptions
-    pairs, problems = inputs.discover_stare(str(synthetic_stare_dir))
+    pairs, problems = datasets.discover_stare(str(synthetic_stare_dir))
     config = dataclasses.replace(CONFIG, augmentations=("hflip", "elastic"), shards=0)
     records = {}
     for mode, workers in (("in_memory", 1), ("multi_processing", 2)):

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tiled_vessel_seg.beam_jobs import augment, enlarge, split, tiling
+from tiled_vessel_seg import imaging
+from tiled_vessel_seg.beam_jobs import augment, split, tiling
 from tiled_vessel_seg.configs.schema import DISTORTION_CENTERS, REFERENCE_AUGMENTATIONS
 
 
@@ -14,7 +15,7 @@ from tiled_vessel_seg.configs.schema import DISTORTION_CENTERS, REFERENCE_AUGMEN
 def test_enlarge_sizes_and_bicubic_values():
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (7, 9, 3), dtype=np.uint8)
-    big = enlarge.enlarge_image(image, 5)
+    big = imaging.enlarge_image(image, 5)
     assert big.shape == (35, 45, 3) and big.dtype == np.uint8
     assert np.array_equal(big, cv2.resize(image, (45, 35), interpolation=cv2.INTER_CUBIC))
 
@@ -22,16 +23,19 @@ def test_enlarge_sizes_and_bicubic_values():
 def test_enlarged_mask_is_binary_and_follows_threshold_at_half():
     mask = np.zeros((6, 8), np.uint8)
     mask[2:4, 3:6] = 1
-    big = enlarge.enlarge_mask(mask, 4)
+    big = imaging.enlarge_mask(mask, 4)
     assert big.shape == (24, 32) and set(np.unique(big)) == {0, 1}
     ref = cv2.resize(mask.astype(np.float32), (32, 24), interpolation=cv2.INTER_LINEAR) >= 0.5
     assert np.mean(big.astype(bool) != ref) < 0.01  # rounding at exactly 0.5 only
     assert big[9:15, 13:23].all() and not big[:4].any()  # interior set, far rows clear
 
 
-def test_enlarge_pair_rejects_size_mismatch():
-    with pytest.raises(ValueError, match="differ"):
-        enlarge.enlarge_pair(np.zeros((4, 5, 3), np.uint8), np.zeros((4, 6), np.uint8), 2)
+def test_stage_1_rejects_an_image_and_mask_of_different_sizes():
+    from tiled_vessel_seg.beam_jobs import tile_tasks
+    from tiled_vessel_seg.configs.schema import PreprocessConfig
+    with pytest.raises(ValueError, match=r"image \(4, 5\) and mask \(4, 6\) differ"):
+        tile_tasks.plan_image("im1", "im1.ppm", "train", np.zeros((4, 5, 3), np.uint8),
+                              np.zeros((4, 6), np.uint8), PreprocessConfig(scale=2))
 
 
 # ----------------------------------------------------------------------------- tiling

@@ -21,7 +21,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from tiled_vessel_seg import fov as fov_lib  # noqa: E402
-from tiled_vessel_seg.beam_jobs import inputs, pipeline  # noqa: E402
+from tiled_vessel_seg import datasets  # noqa: E402
+from tiled_vessel_seg.beam_jobs import pipeline  # noqa: E402
 from tiled_vessel_seg.configs import load_config  # noqa: E402
 from tiled_vessel_seg.configs.schema import PreprocessConfig  # noqa: E402
 from tiled_vessel_seg.tfrecords import dataset_info as info_lib  # noqa: E402
@@ -53,7 +54,7 @@ def fov_run(synthetic_stare_dir, tmp_path_factory):
         label = _read_ppm_gz(root / "labels-ah" / f"im000{i}.ah.ppm.gz")
         cv2.imwrite(str(fov_dir / f"im000{i}_fov.png"), label[..., 0])
     cv2.imwrite(str(fov_dir / "im0005_fov.png"), np.full((10, 12), 255, np.uint8))
-    pairs, problems = inputs.discover_stare(str(root))
+    pairs, problems = datasets.discover_stare(str(root))
     files = {f"im000{i}": str(fov_dir / f"im000{i}_fov.png") for i in (1, 2, 5)}
     pairs = [dataclasses.replace(p, fov_path=files.get(p.image_id)) for p in pairs]
     out = str(tmp_path_factory.mktemp("fov_records"))

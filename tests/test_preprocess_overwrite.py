@@ -8,7 +8,8 @@ import shutil
 
 import pytest
 
-from tiled_vessel_seg.beam_jobs import cli, inputs, pipeline, tile_tasks
+from tiled_vessel_seg import datasets
+from tiled_vessel_seg.beam_jobs import cli, pipeline, tile_tasks
 from tiled_vessel_seg.configs.schema import PreprocessConfig
 from tiled_vessel_seg.tfrecords import dataset_info as info_lib
 
@@ -30,7 +31,7 @@ def _snapshot(data_dir):
 @pytest.fixture
 def old_dataset(synthetic_stare_dir, tmp_path):
     out = tmp_path / "dataset"
-    pairs, problems = inputs.discover_stare(str(synthetic_stare_dir))
+    pairs, problems = datasets.discover_stare(str(synthetic_stare_dir))
     pipeline.run_job(CONFIG, pairs, problems, str(out))
     return str(out), _snapshot(str(out))
 
@@ -75,7 +76,7 @@ def test_overwrite_failing_midway_keeps_the_dataset(old_dataset, synthetic_stare
         raise RuntimeError("disk gone")
         yield  # pragma: no cover
     monkeypatch.setattr(tile_tasks, "task_records", broken)
-    pairs, problems = inputs.discover_stare(str(synthetic_stare_dir))
+    pairs, problems = datasets.discover_stare(str(synthetic_stare_dir))
     with pytest.raises(Exception, match="disk gone"):
         pipeline.run_job(CONFIG, pairs, problems, out, overwrite=True)
     assert _snapshot(out) == before
@@ -86,7 +87,7 @@ def test_overwrite_replaces_every_old_file(old_dataset, synthetic_stare_dir):
     out, before = old_dataset
     old_info = info_lib.read_dataset_info(out)
     assert all(len(s.shards) == 4 for s in old_info.splits.values())
-    pairs, problems = inputs.discover_stare(str(synthetic_stare_dir))
+    pairs, problems = datasets.discover_stare(str(synthetic_stare_dir))
     config = PreprocessConfig(scale=1, tile_size=32, augmentations=(), split="train=1.0", shards=1)
     summary = pipeline.run_job(config, pairs, problems, out, overwrite=True)
     info = info_lib.read_dataset_info(out)
@@ -112,7 +113,7 @@ def test_empty_requested_split_is_a_warning(synthetic_stare_dir, tmp_path, capsy
     assert "im0003" in out and "split 'test'" not in out
     summary_config = PreprocessConfig(scale=1, tile_size=64, augmentations=(),
                                       split="train=0.5,valid=0.25,test=0.25")
-    pairs, problems = inputs.discover_stare(str(synthetic_stare_dir))
+    pairs, problems = datasets.discover_stare(str(synthetic_stare_dir))
     summary = pipeline.run_job(summary_config, pairs[:2], problems, str(tmp_path / "two"))
     # two images for three requested splits: one split gets none, and that is said
     assert len(summary.warnings) == 1 and "no image was assigned" in summary.warnings[0]

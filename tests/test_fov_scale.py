@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from tiled_vessel_seg import fov, imaging
-from tiled_vessel_seg.beam_jobs import fov_scale, inputs, pipeline
+from tiled_vessel_seg import datasets
+from tiled_vessel_seg.beam_jobs import fov_scale, pipeline
 from tiled_vessel_seg.configs.schema import PreprocessConfig
 
 
@@ -122,7 +123,7 @@ def harmonised_run(synthetic_stare_dir, tmp_path_factory):
     config = PreprocessConfig(scale=SCALE, tile_size=TILE, augmentations=(), split="train=1.0",
                               seed=0, shards=1, image_encoding="png", fov_masks=True,
                               fov_diameter=TARGET)
-    pairs, problems = inputs.discover_stare(str(root))
+    pairs, problems = datasets.discover_stare(str(root))
     summary = pipeline.run_job(config, pairs, problems, out)
     return root, out, summary
 

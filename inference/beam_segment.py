@@ -1,7 +1,7 @@
 """The Beam job of `vessel-segment-beam`: whole archives of photographs segmented by
 Beam's RunInference, on one machine (DirectRunner) or many (Dataflow).
 
-    Create(photos) -> Reshuffle -> DecodeFn --photos--> RunInference(PhotoModelHandler)
+    ReadFromText(photo list) -> Reshuffle -> DecodeFn --photos--> RunInference(PhotoModelHandler)
         -> WriteFn --metrics--> metrics.csv / metrics.json (with ground truth)
     DecodeFn, RunInference, WriteFn --errors--> errors.jsonl (dead letters)
 
@@ -36,6 +36,7 @@ from tiled_vessel_seg import imaging, storage
 from tiled_vessel_seg.inference import segment
 
 ERRORS_FILE = "errors.jsonl"
+INPUTS_PREFIX = ".vessel-segment-beam-inputs-"  # the run's photo list, removed after it
 NAMESPACE = "vessel_segment_beam"
 ERRORS_TAG, PHOTOS_TAG, METRICS_TAG = "errors", "photos", "metrics"
 
@@ -207,12 +208,23 @@ def write_metrics(rows: list[dict], options: JobOptions) -> None:
                                   options.threshold, options.model_record)
 
 
-def build_pipeline(pipeline: beam.Pipeline, items: Sequence[PhotoItem],
+def item_line(item: PhotoItem) -> str:
+    return json.dumps(dataclasses.asdict(item), sort_keys=True)
+
+
+def parse_item(line: str) -> PhotoItem:
+    return PhotoItem(**json.loads(line))
+
+
+def build_pipeline(pipeline: beam.Pipeline, items_file: str,
                    problems: Sequence[str], options: JobOptions) -> None:
-    """Adds the job to `pipeline`. problems: errors.jsonl lines found before it (inputs
-    that matched nothing, bad manifest rows, duplicate output names)."""
+    """Adds the job to `pipeline`. items_file: one PhotoItem per line (item_line), read
+    by the workers (a list of 100,000 photos inside the job graph would pass Dataflow's
+    10 MB graph limit). problems: errors.jsonl lines found before the job (inputs that
+    matched nothing, bad manifest rows, duplicate output names)."""
     decoded = (pipeline
-               | "Photos" >> beam.Create(list(items))
+               | "Photos" >> beam.io.ReadFromText(items_file)
+               | "Parse" >> beam.Map(parse_item)
                | "Spread" >> beam.Reshuffle()
                | "Decode" >> beam.ParDo(DecodeFn(options)).with_outputs(ERRORS_TAG,
                                                                          main=PHOTOS_TAG))
@@ -259,17 +271,23 @@ def run_job(items: Sequence[PhotoItem], options: JobOptions, pipeline_options=No
     None = the DirectRunner. The DirectRunner runs without its Prism download
     (beam_jobs.pipeline.local_runner)."""
     import time
+    import uuid
     from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.options.pipeline_options import PipelineOptions
     from tiled_vessel_seg.beam_jobs.pipeline import local_runner
     start = time.time()
     items, duplicates = unique_items(items)
     storage.makedirs(options.output_dir)
-    beam_options = pipeline_options or PipelineOptions([])
-    pipeline = beam.Pipeline(runner=local_runner(beam_options), options=beam_options)
-    build_pipeline(pipeline, items, [*problems, *duplicates], options)
-    result = pipeline.run()
-    result.wait_until_finish()
+    items_file = storage.join(options.output_dir, f"{INPUTS_PREFIX}{uuid.uuid4().hex[:12]}.jsonl")
+    storage.write_text_atomic(items_file, "".join(item_line(i) + "\n" for i in items))
+    try:
+        beam_options = pipeline_options or PipelineOptions([])
+        pipeline = beam.Pipeline(runner=local_runner(beam_options), options=beam_options)
+        build_pipeline(pipeline, items_file, [*problems, *duplicates], options)
+        result = pipeline.run()
+        result.wait_until_finish()
+    finally:
+        storage.remove(items_file, missing_ok=True)
     counts = {}
     for name in ("written", "skipped"):
         query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE)

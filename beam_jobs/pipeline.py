@@ -417,7 +417,8 @@ def format_summary(summary: JobSummary) -> str:
                  + (f" (see {summary.errors_file})" if summary.errors and summary.errors_file
                     else ""))
     for e in summary.errors[:10]:
-        lines.append(f"    [{e.get('stage')}] {e.get('path')}: {e.get('reason')}")
+        lines.append(f"    [{e.get('stage')}] {imaging.one_line(e.get('path'))}: "
+                     f"{imaging.one_line(e.get('reason'))}")
     if len(summary.errors) > 10:
         lines.append(f"    ... and {len(summary.errors) - 10} more")
     lines.extend(f"  WARNING: {w}" for w in summary.warnings)

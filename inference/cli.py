@@ -88,7 +88,7 @@ def main(argv: list[str]) -> int:
         raise cli_app.ToolError(str(e)) from None
     files, unmatched = segment.expand_inputs(patterns)
     for pattern in unmatched:
-        print(f"no image matches {pattern}", file=sys.stderr)
+        print(f"no image matches {imaging.one_line(pattern)}", file=sys.stderr)
     try:
         if FLAGS.masks_dir:
             ignored: list = []
@@ -99,7 +99,8 @@ def main(argv: list[str]) -> int:
     except datasets.InputDirError as e:
         raise cli_app.ToolError(str(e)) from None
     for problem in problems:
-        print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
+        print(f"skipped {imaging.one_line(problem.path)}: {imaging.one_line(problem.reason)}",
+              file=sys.stderr)
     if not files:
         print("nothing to segment", file=sys.stderr)
         return 1

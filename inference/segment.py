@@ -422,7 +422,8 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
 
     def fail(path: str, reason: str) -> None:
         summary.failed.append((path, reason))
-        tqdm.write(f"FAILED {path}: {reason}", file=sys.stderr)
+        tqdm.write(f"FAILED {imaging.one_line(path)}: {imaging.one_line(reason)}",
+                   file=sys.stderr)
         bar.update()
 
     jobs, seen = [], {}
@@ -465,7 +466,7 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
         writes = collections.deque()
         try:
             for index, job in enumerate(jobs):
-                bar.set_postfix_str(job.stem)
+                bar.set_postfix_str(imaging.one_line(job.stem))
                 _, read = reads.popleft()
                 if index + PREFETCH < len(jobs):
                     ahead = jobs[index + PREFETCH]
@@ -485,8 +486,9 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
                 if decision is not None:
                     summary.scales[job.stem] = decision.input_scale
                     if progress or not decision.fits:
-                        tqdm.write(f"{job.stem}: {image.shape[1]}x{image.shape[0]}, input "
-                                   f"{decision.reason}", file=sys.stderr)
+                        tqdm.write(f"{imaging.one_line(job.stem)}: {image.shape[1]}x"
+                                   f"{image.shape[0]}, input {decision.reason}",
+                                   file=sys.stderr)
                 while writes:  # at most one photograph's outputs in flight
                     collect(*writes.popleft())
                 writes.append((job, writers.submit(finish_photo, job, image, probabilities,

@@ -179,8 +179,10 @@ def stage_preprocess(config, paths: RunPaths, options: RunOptions) -> str:
     splits = ", ".join(f"{name} {len(s.image_ids)} images/{s.records} records"
                        for name, s in sorted(summary.info.splits.items()))
     rejected = f"; {len(summary.errors)} input(s) rejected" if summary.errors else ""
+    from tiled_vessel_seg import imaging
     for error in summary.errors[:MAX_NAMED]:  # each rejected input named where it happened
-        _say("preprocess", f"rejected {error.get('path')}: {error.get('reason')}")
+        _say("preprocess", f"rejected {imaging.one_line(error.get('path'))}: "
+                           f"{imaging.one_line(error.get('reason'))}")
     if len(summary.errors) > MAX_NAMED:
         _say("preprocess", f"... and {len(summary.errors) - MAX_NAMED} more in "
                            f"{os.path.join(paths.data_dir, dataset_info.ERRORS_FILE)}")

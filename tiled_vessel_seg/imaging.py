@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import io
 import posixpath
+import re
 import zlib
 
 import numpy as np
@@ -35,11 +36,27 @@ CUBIC_A = -0.75
 
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Pillow names the file object it read from: "cannot identify image file <_io.BytesIO
+# object at 0x7f...>", which tells the user nothing.
+_OBJECT_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def one_line(text: object) -> str:
+    """`text` with control characters escaped (\\n, \\r, \\t, \\xNN): a file name with a
+    newline must not split a log line into a second, fake one."""
+    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"),
+                        str(text))
+
+
 class ImageReadError(ValueError):
-    """A file that cannot be used as an image; the message names the path and reason."""
+    """A file that cannot be used as an image; the message names the path and reason,
+    on one line (`path` keeps the name as given)."""
 
     def __init__(self, path: str, reason: str):
-        super().__init__(f"{path}: {reason}")
+        reason = one_line(_OBJECT_REPR.sub("", str(reason)))
+        super().__init__(f"{one_line(path)}: {reason}")
         self.path = path
         self.reason = reason
 

@@ -87,8 +87,8 @@ def encode_mask(mask: np.ndarray, encoding: TileEncoding) -> bytes:
 def decode_image(data: bytes, encoding: TileEncoding, height: int, width: int) -> np.ndarray:
     """The numpy inverse of `encode_image` (for tools and tests): uint8 RGB [H, W, 3].
 
-    JPEG is decoded by OpenCV here; the training graph uses tf.io.decode_jpeg, whose IDCT
-    may differ from OpenCV's by a grey level.
+    JPEG is decoded by OpenCV here (libjpeg's accurate integer IDCT): bit for bit what the
+    training graph's tf.io.decode_jpeg(dct_method="INTEGER_ACCURATE") gives.
     """
     if encoding.image == "raw":
         return np.frombuffer(data, np.uint8).reshape(height, width, 3).copy()

@@ -17,6 +17,12 @@ Two things happen on `import tiled_vessel_seg`, before any stage module is impor
   TensorRT", ...) are silenced: TF_CPP_MIN_LOG_LEVEL defaults to 3 unless already set.
   To see them, run with `TF_CPP_MIN_LOG_LEVEL=0` in the environment (or pass
   `--verbose` to a console tool).
+* TensorFlow's oneDNN kernels are switched on (TF_ENABLE_ONEDNN_OPTS defaults to 1
+  unless already set). TensorFlow turns them on by itself only on CPUs with AVX-512
+  VNNI/BF16 or AMX; on an AVX2-only AMD EPYC (this project's CI machine) leaving them off
+  doubles a training step's CPU time (369 vs 733 ms per 256 px tile of the stare_small
+  W-Net, docs/results.md). Results differ from the plain kernels by float rounding only.
+  Set TF_ENABLE_ONEDNN_OPTS=0 to opt out.
 * The model's custom Keras loss and metrics are registered (package name "vessel", the
   name every saved `.keras` file records), as soon as Keras is imported, so a notebook
   loads a trained model, compiled, with
@@ -49,6 +55,7 @@ import warnings
 __version__ = "0.2.0"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 def register_keras_objects() -> None:

@@ -131,3 +131,10 @@ def test_config_key_takes_a_dict_and_checks_it():
     with pytest.raises(ConfigError, match="dataset_weights must be >= 0"):
         load_config(None, ['train.dataset_weights={"stare": -1}'])
     assert load_config(None).train.dataset_weights == {}
+
+
+def test_sharding_note_says_every_worker_reads_every_shard_when_weighted():
+    from tiled_vessel_seg.trainer import distributed_input
+    note = distributed_input.sharding_note("train", 8, 2, weighted=True)
+    assert "every one of 2 workers reads all 8 shard(s)" in note
+    assert "each worker reads its own" in distributed_input.sharding_note("train", 8, 2)

@@ -28,10 +28,16 @@ from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
 from tiled_vessel_seg.tfrecords import reader
 
 
-def sharding_note(split: str, num_shards: int, num_workers: int) -> Optional[str]:
-    """One log line on how the training shards are divided among workers (None for one)."""
+def sharding_note(split: str, num_shards: int, num_workers: int,
+                  weighted: bool = False) -> Optional[str]:
+    """One log line on how the training shards are divided among workers (None for one).
+    weighted: [train] dataset_weights is set (every worker reads every shard)."""
     if num_workers <= 1:
         return None
+    if weighted:
+        return (f"{split} split: [train] dataset_weights: every one of {num_workers} workers "
+                f"reads all {num_shards} shard(s), keeps every {num_workers}th record and "
+                f"mixes its per-dataset streams by the weights")
     if num_shards >= num_workers:
         return (f"{split} split: {num_shards} shards over {num_workers} workers, each worker "
                 f"reads its own (sharded by file)")

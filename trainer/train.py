@@ -262,7 +262,8 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
         info.splits["train"].records, batch, "train", data_dir)
     _LOG.info("precision %s, %d steps per epoch", policy, steps_per_epoch)
     shards = len(info.splits["train"].shards)
-    note = distributed_input.sharding_note("train", shards, distribution.num_workers)
+    note = distributed_input.sharding_note("train", shards, distribution.num_workers,
+                                           weighted=bool(config.train.dataset_weights))
     if note:
         (_LOG.info if shards >= distribution.num_workers else _LOG.warning)(note)
 

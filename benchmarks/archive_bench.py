@@ -73,10 +73,17 @@ def part_folder(model: str, files: list[str], work: pathlib.Path, batch_size: in
     from tiled_vessel_seg import models
     from tiled_vessel_seg.inference import predictor as predictor_lib
     from tiled_vessel_seg.inference import segment, tiling
+    start = time.perf_counter()
     predictor = predictor_lib.load_predictor(models.resolve_model(model),
                                              min_overlap=tiling.DEFAULT_MIN_OVERLAP,
                                              batch_size=batch_size, input_scale="auto")
+    loaded = time.perf_counter()
     segment.segment_files(predictor, files[:1], str(work / "warm"), progress=False)
+    first = time.perf_counter()
+    segment.segment_files(predictor, files[1:2], str(work / "warm"), progress=False)
+    print(f"in process: model load {loaded - start:.1f} s, first photo (trace + segment + "
+          f"write) {first - loaded:.1f} s, the second photo {time.perf_counter() - first:.2f} s",
+          flush=True)
     tile, overlap = predictor.tile_size, predictor.overlap
     images = [segment.decode_photo(p) for p in files]
 

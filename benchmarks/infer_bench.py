@@ -9,7 +9,9 @@ peak RSS is the method's own:
            (56 tiles at 3500x3025), tiles cut by slices (the CPU default);
   a_patch  the same with --tiler extract_patches (the design's op, the GPU default);
   a_fit    the same with --min_overlap 8: per image the smallest grid whose tiles overlap
-           by >= 8 px (42 tiles at 3500x3025);
+           by >= 8 px (42 tiles at 3500x3025): the tools' default grid since issue 19, so
+           a_fit vs b is "reference-size inference with the default flags" (issue 19's
+           targets: <= 0.7x b's wall time, <= 0.9x its CPU time per image);
   b        a re-creation of the reference tool's loop: 42 tiles of 512 with 64-px margins
            cropped to 640x640 (PIL) and resized to 512, one `model.predict` per tile,
            resized back and pasted, then ANDed with a whole-image prediction resized to 512;

@@ -123,6 +123,16 @@ def main(argv: list[str]) -> int:
         raise cli_app.ToolError(str(e)) from None
     threshold = info.threshold if options["threshold"] is None else options["threshold"]
     items, problems, with_truths = find_photos(patterns)
+    from tiled_vessel_seg.inference import mask_hints, segment
+    ground_truth = {f"{k}{kind}": path for k, item in enumerate(items)
+                    for kind, path in (("m", item.truth_path), ("f", item.fov_path)) if path}
+    try:  # inputs are never written: refused before the job starts, as vessel-segment does
+        segment.check_outputs_are_not_inputs(
+            [i.path for i in items], FLAGS.output_dir, ground_truth,
+            save_probabilities=FLAGS.save_probabilities, overlay=FLAGS.overlay,
+            error_map=FLAGS.error_map)
+    except segment.InputOverwriteError as e:
+        raise cli_app.ToolError(str(e)) from None
     if not items:
         print("nothing to segment", file=sys.stderr)
         for line in problems:
@@ -137,7 +147,8 @@ def main(argv: list[str]) -> int:
         output_dir=FLAGS.output_dir, model=FLAGS.model or model_dir, predictor=options,
         threshold=float(threshold), save_probabilities=FLAGS.save_probabilities,
         overlay=FLAGS.overlay, error_map=FLAGS.error_map, overwrite=FLAGS.overwrite,
-        with_truths=with_truths, max_pixels=FLAGS.max_pixels, model_record=record)
+        with_truths=with_truths, max_pixels=FLAGS.max_pixels, model_record=record,
+        used_in_training=mask_hints.training_splits(info.data_ids))
     print(f"{PROGRAM}: {len(items)} photograph(s), runner {FLAGS.runner}"
           + (f" ({FLAGS.direct_num_workers} worker(s), {FLAGS.direct_running_mode})"
              if FLAGS.runner in ("DirectRunner", "direct") else ""), file=sys.stderr)

@@ -66,6 +66,7 @@ class JobOptions:
     with_truths: bool = False
     max_pixels: int = imaging.MAX_PIXELS
     model_record: Optional[dict] = None
+    used_in_training: Optional[dict] = None   # {image id: "train" | "valid"}, as vessel-segment
 
 
 @dataclasses.dataclass
@@ -203,9 +204,18 @@ def write_errors(lines: list[str], output_dir: str) -> None:
 
 
 def write_metrics(rows: list[dict], options: JobOptions) -> None:
-    if rows:
-        segment.write_run_metrics(options.output_dir, sorted(rows, key=lambda r: r["image"]),
-                                  options.threshold, options.model_record)
+    """metrics.csv / metrics.json of the run, rows sorted by image; the photographs the
+    model was trained or validated on are marked as vessel-segment marks them."""
+    if not rows:
+        return
+    from tiled_vessel_seg.inference import mask_hints
+    rows = sorted(rows, key=lambda r: r["image"])
+    for row in rows if options.used_in_training else []:
+        split = mask_hints.used_split(row["image"], options.used_in_training)
+        if split:
+            row["used_in_training"] = split
+    segment.write_run_metrics(options.output_dir, rows, options.threshold,
+                              options.model_record)
 
 
 def item_line(item: PhotoItem) -> str:

@@ -179,3 +179,14 @@ def test_two_direct_runner_workers(model_dir, photos, tmp_path):
         name = f"im{n:04d}.png"
         assert (out / name).read_bytes() == (tmp_path / "segment" / name).read_bytes()
     assert (out / "errors.jsonl").read_text() == ""
+
+
+def test_refuses_to_write_over_its_inputs(model_dir, photos, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    photo = (photos / "images" / "im0001.png").read_bytes()
+    (inputs / "im0001.png").write_bytes(photo)
+    assert _beam("--model", model_dir, "--input", inputs, "--output_dir", inputs) == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert sorted(p.name for p in inputs.iterdir()) == ["im0001.png"]
+    assert (inputs / "im0001.png").read_bytes() == photo

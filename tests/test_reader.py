@@ -66,11 +66,18 @@ def test_training_repeats_shuffles_and_drops_remainder(data_dir):
 
 
 def test_deterministic_order_is_reproducible(data_dir):
-    def order():
-        ds = reader.make_dataset(data_dir, "train", 4, training=True, seed=7,
-                                 deterministic=True)
+    def order(seed, shuffle_buffer=256):
+        ds = reader.make_dataset(data_dir, "train", 4, training=True, seed=seed,
+                                 deterministic=True, shuffle_buffer=shuffle_buffer)
         return np.concatenate([b[0].numpy() for b in ds.take(3)])
-    np.testing.assert_array_equal(order(), order())
+    np.testing.assert_array_equal(order(7), order(7))
+    assert not np.array_equal(order(7), order(8))  # the seed decides the order
+    # every streamed tile is one of the dataset's, and without the record buffer the
+    # first 12 (one pass over the 3 shards) are each of its 12 tiles exactly once
+    dataset = sorted((im / 255.0).astype(np.float32).tobytes()
+                     for im, _ in expected_tiles(data_dir, "train"))
+    assert {t.tobytes() for t in order(7)} <= set(dataset)
+    assert sorted(t.tobytes() for t in order(7, shuffle_buffer=1)) == dataset
 
 
 def test_input_context_splits_batch_and_shards(data_dir):

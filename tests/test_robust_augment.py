@@ -122,6 +122,16 @@ def test_same_seed_same_tile():
     b = ra.robust_augment(tf.constant(image), tf.constant(mask), tf.constant([5, 5]), spec)
     np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
     np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())
+    # stateless: the same seed gives the same tile inside a tf.data map (graph mode, as
+    # training runs it); another seed gives another tile; labels stay binary
+    mapped = next(iter(tf.data.Dataset.from_tensors((image, mask)).map(
+        lambda i, m: ra.robust_augment(i, m, tf.constant([5, 5], tf.int64), spec))))
+    np.testing.assert_array_equal(mapped[0].numpy(), a[0].numpy())
+    np.testing.assert_array_equal(mapped[1].numpy(), a[1].numpy())
+    other = ra.robust_augment(tf.constant(image), tf.constant(mask), tf.constant([5, 6]), spec)
+    assert not np.allclose(other[0].numpy(), a[0].numpy())
+    assert set(np.unique(a[1].numpy())) <= {0.0, 1.0}
+    assert 0.0 <= a[0].numpy().min() and a[0].numpy().max() <= 1.0
 
 
 def test_identity_spec_and_bad_values():

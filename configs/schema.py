@@ -177,6 +177,10 @@ class TrainConfig:
     # metrics (the records must carry FOV planes: [preprocess] fov_masks, which this turns
     # on). "none": every pixel of the tile counts.
     loss_mask: str = "none"
+    # Fine-tuning: start from the weights of a shipped model ("stare_small") or a model
+    # dir written by vessel-train, instead of random ones (vessel-train/run/cv
+    # --init_model). [model] must build the same architecture. "": random weights.
+    init_model: str = ""
 
     def __post_init__(self):
         if self.loss_mask not in ("none", "fov"):

@@ -574,6 +574,8 @@ def define_flags() -> None:
     flags.DEFINE_string("workdir", None, "Folder for the folds and reports. Required.")
     flags.DEFINE_integer("folds", 5, "K; K = number of images is leave-one-out.", lower_bound=2)
     flags.DEFINE_integer("seed", 0, "Seed of the fold assignment.")
+    from tiled_vessel_seg.trainer import cli_flags
+    cli_flags.define_init_model()  # every fold (and --final) starts from these weights
     flags.DEFINE_bool("deterministic", False, "Seeded, ordered input and op determinism in "
                       "training (repeatable bit for bit).")
     flags.DEFINE_bool("overwrite", False, "Redo every fold even when its outputs exist.")
@@ -601,7 +603,9 @@ def _main(argv: list[str]) -> int:
     from tiled_vessel_seg.pipeline import run as run_lib
     from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
     from tiled_vessel_seg.model_info import ModelDirError
-    config = tool_config.load_config({"train.deterministic": FLAGS.deterministic or None})
+    from tiled_vessel_seg.trainer import cli_flags
+    config = tool_config.load_config({"train.deterministic": FLAGS.deterministic or None,
+                                      "train.init_model": cli_flags.init_model_value()})
     options = run_lib.RunOptions(overwrite=FLAGS.overwrite, verbose=0 if FLAGS.quiet else 2)
     command = " ".join(["vessel-cv"] + sys.argv[1:])
     start = time.time()

@@ -361,6 +361,8 @@ def define_flags() -> None:
         "layout": "A dataset's own split (DRIVE's training/test) is kept unless "
                   "[preprocess] names valid_ids/test_ids."})
     flags.DEFINE_list("stages", list(STAGES), "Comma-separated subset of the stages.")
+    from tiled_vessel_seg.trainer import cli_flags
+    cli_flags.define_init_model()
     flags.DEFINE_bool("overwrite", False, "Redo the selected stages even when their outputs "
                       "exist.")
     flags.DEFINE_integer("num_cpu_replicas", 0, "Mirror training over N logical CPU devices "
@@ -409,7 +411,9 @@ def _main(argv: list[str]) -> int:
                          direct_num_workers=FLAGS.direct_num_workers)
     show_training_log(FLAGS.quiet)
     start = time.time()
-    config = tool_config.load_config({"train.deterministic": FLAGS.deterministic or None})
+    from tiled_vessel_seg.trainer import cli_flags
+    config = tool_config.load_config({"train.deterministic": FLAGS.deterministic or None,
+                                      "train.init_model": cli_flags.init_model_value()})
     from tiled_vessel_seg import datasets, source_flags
     given = source_flags.sources_from_flags()
     stare_dir, source = None, None

@@ -60,6 +60,7 @@ def define_flags() -> None:
                       "train.deterministic=True.")
     cli_flags.define_keras_verbose()
     flags.declare_key_flag("keras_verbose")  # listed by --help with this tool's flags
+    cli_flags.define_init_model()
 
 
 def _log_progress(name: str) -> None:
@@ -82,7 +83,8 @@ def _main(argv: list[str]) -> int:
     if not FLAGS.data_dir:
         raise app.UsageError("--data_dir is required")
     _log_progress("vessel-train")
-    config = tool_config.load_config({"train.strategy": FLAGS.strategy,
+    config = tool_config.load_config({"train.init_model": cli_flags.init_model_value(),
+                                      "train.strategy": FLAGS.strategy,
                                   "train.deterministic": FLAGS.deterministic or None})
     model_dir = FLAGS.model_dir or config.train.model_dir
 

@@ -61,8 +61,9 @@ class ToolError(Exception):
 def define_common_flags(with_config: bool = True) -> None:
     """Defines --config and --set (with_config) and --verbose, unless already defined."""
     if with_config and "config" not in FLAGS:
-        flags.DEFINE_string("config", None, "Experiment config file (INI with Python literal "
-                            "values, e.g. configs/stare.config); default: built-in defaults.")
+        flags.DEFINE_string("config", None, "Experiment config: an INI file with Python "
+                            "literal values, or the name of a shipped config (demo, stare, "
+                            "stare_cpu, stare_small, ...); default: built-in defaults.")
     if with_config and "set" not in FLAGS:
         flags.DEFINE_multi_string("set", [], "Config override section.key=value, repeatable, "
                                   "applied after --config (e.g. --set train.epochs=2).")

@@ -20,6 +20,32 @@ def define_keras_verbose() -> None:
                       "auto = 1 on a terminal, else 2 (formerly --verbose N).")
 
 
+def define_init_model() -> None:
+    flags.DEFINE_string("init_model", None, "Fine-tune: start from the weights of a shipped "
+                        "model (stare_small) or a model dir written by vessel-train (local or "
+                        "gs://) instead of random ones. The config's [model] must build the "
+                        "same architecture (for stare_small: --config stare_small). Same as "
+                        "--set train.init_model=NAME|DIR; default: random weights.")
+
+
+def init_model_value() -> str | None:
+    """--init_model, checked now so that a wrong name stops the tool before any work:
+    a shipped name or a folder holding model_info.json. Raises cli_app.ToolError."""
+    if not FLAGS.init_model:
+        return None
+    from tiled_vessel_seg import cli_app, models, storage
+    from tiled_vessel_seg.names import MODEL_INFO_FILE
+    try:
+        folder = models.resolve_model(FLAGS.init_model)
+    except models.UnknownModelError as e:
+        raise cli_app.ToolError(f"--init_model: {e}") from None
+    if not storage.exists(storage.join(folder, MODEL_INFO_FILE)):
+        raise cli_app.ToolError(f"--init_model {FLAGS.init_model}: no {MODEL_INFO_FILE} in "
+                                f"{folder}: give a model dir written by vessel-train or a "
+                                f"shipped model ({', '.join(models.shipped_models())})")
+    return FLAGS.init_model
+
+
 def keras_verbose() -> int:
     """--keras_verbose as the `verbose` argument of Keras' fit/evaluate."""
     if FLAGS.keras_verbose == "auto":

@@ -37,8 +37,12 @@ def read_evaluation(model_dir: str) -> dict[str, float]:
 
 
 def evaluate(model_dir: str, data_dir: str, split: str = "test", *,
-             batch_size: Optional[int] = None, verbose: int = 2) -> dict[str, float]:
+             batch_size: Optional[int] = None, verbose: int = 2,
+             output_dir: Optional[str] = "") -> dict[str, float]:
     """Evaluates M/best_model.keras on `split`; writes and returns {metric: value}.
+
+    output_dir: where evaluation.csv goes; "" = model_dir, None = nowhere (a shipped
+    model's folder, inside the installed package, is never written).
 
     Runs on one device (the first GPU if any): every tile counts exactly once, which a
     multi-replica pass cannot promise (a replica may get an empty last batch, and TF
@@ -70,5 +74,6 @@ def evaluate(model_dir: str, data_dir: str, split: str = "test", *,
     with reader.naming_bad_shards(data_dir, [split], data_info):
         results = model.evaluate(data, return_dict=True, verbose=verbose)
     ordered = {name: float(results[name]) for name in ("loss",) + metrics.METRIC_NAMES}
-    write_evaluation(model_dir, ordered)
+    if output_dir is not None:
+        write_evaluation(output_dir or model_dir, ordered)
     return ordered

@@ -1,10 +1,12 @@
 """vessel-evaluate: scores the best model of a model dir on one split of a dataset.
 
-    vessel-evaluate --model_dir M --data_dir D [--split test]
+    vessel-evaluate --model M --data_dir D [--split test]
+    vessel-evaluate --model stare_small --data_dir D --output_dir O
 
 Loads M/best_model.keras with safe_mode=True, evaluates every tile of the split once on
 one device and writes M/evaluation.csv ("metric,value": loss, dice_coef, dice, iou,
-sensitivity, specificity, accuracy, auc), which it also prints.
+sensitivity, specificity, accuracy, auc), which it also prints. --model also takes a
+shipped model's name; its folder is never written: its figures go to --output_dir.
 
 Exit status: 0 evaluated; 2 flags, model dir or dataset unusable.
 """
@@ -23,7 +25,12 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("model_dir", None, "Model dir written by vessel-train (local or gs://).")
+    flags.DEFINE_string("model", None, "A shipped model name (stare_small) or a model dir "
+                        "written by vessel-train (local or gs://). --model_dir is an alias.")
+    flags.DEFINE_alias("model_dir", "model")
+    flags.DEFINE_string("output_dir", None, "Where evaluation.csv is written (default: the "
+                        "model dir; for a shipped model the figures are only printed unless "
+                        "this is given).")
     flags.DEFINE_string("data_dir", None, "Dataset directory with dataset_info.json (local "
                         "or gs://).")
     flags.DEFINE_string("split", "test", "Split to evaluate.")
@@ -36,24 +43,38 @@ def define_flags() -> None:
 def _main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    for name in ("model_dir", "data_dir"):
+    for name in ("model", "data_dir"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
+    from tiled_vessel_seg import models
+    try:
+        model_dir = models.resolve_model(FLAGS.model)
+    except models.UnknownModelError as e:
+        raise cli_app.ToolError(str(e)) from None
+    shipped = model_dir != FLAGS.model  # a name: the installed package's folder
+    output_dir = FLAGS.output_dir or (None if shipped else "")
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     from tiled_vessel_seg import storage
     from tiled_vessel_seg.model_info import ModelDirError
     from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
     from tiled_vessel_seg.trainer import evaluate
     try:
-        results = evaluate.evaluate(FLAGS.model_dir, FLAGS.data_dir, FLAGS.split,
+        if FLAGS.output_dir:
+            storage.makedirs(FLAGS.output_dir)
+        results = evaluate.evaluate(model_dir, FLAGS.data_dir, FLAGS.split,
                                     batch_size=FLAGS.batch_size,
-                                    verbose=cli_flags.keras_verbose())
+                                    verbose=cli_flags.keras_verbose(), output_dir=output_dir)
     except (DatasetError, ModelDirError, ValueError) as e:
         raise cli_app.ToolError(str(e)) from None
     print(f"{FLAGS.split} split of {FLAGS.data_dir}:")
     for name, value in results.items():
         print(f"  {name:12s} {value:.4f}")
-    print(f"vessel-evaluate: wrote {storage.join(FLAGS.model_dir, evaluate.EVALUATION_FILE)}")
+    if output_dir is None:
+        print(f"vessel-evaluate: the shipped model {FLAGS.model} is not written to; pass "
+              "--output_dir to keep these figures in evaluation.csv")
+    else:
+        print(f"vessel-evaluate: wrote "
+              f"{storage.join(output_dir or model_dir, evaluate.EVALUATION_FILE)}")
     return 0
 
 

@@ -190,6 +190,40 @@ def make_callbacks(config, model_dir: str, resume_epoch: int, *,
     return callbacks
 
 
+def init_weights(model, init_model: str) -> str:
+    """Sets `model`'s weights to those of `init_model` (a shipped model name or a model
+    dir, loaded in safe_mode); returns where they came from.
+
+    Raises:
+      ConfigError: an unknown name, or a model of another architecture (names the first
+        weight that differs).
+      ModelDirError: the model dir is unusable.
+    """
+    from tiled_vessel_seg import model_loading, models
+    from tiled_vessel_seg.configs import ConfigError
+    try:
+        folder = models.resolve_model(init_model)
+    except models.UnknownModelError as e:
+        raise ConfigError(f"[train] init_model: {e}") from None
+    source, _ = model_loading.load_model(folder)
+    theirs, ours = source.weights, model.weights
+    for index, ours_w in enumerate(ours):
+        theirs_w = theirs[index] if index < len(theirs) else None
+        if theirs_w is None or tuple(theirs_w.shape) != tuple(ours_w.shape):
+            got = (f"{theirs_w.path} {tuple(theirs_w.shape)}" if theirs_w is not None
+                   else "nothing")
+            raise ConfigError(
+                f"[train] init_model {init_model}: another architecture: weight {index} is "
+                f"{ours_w.path} {tuple(ours_w.shape)} here, {got} there; use its [model] "
+                f"section (model_info.json's config; for a shipped model: --config "
+                f"{init_model})")
+    if len(theirs) != len(ours):
+        raise ConfigError(f"[train] init_model {init_model}: another architecture: "
+                          f"{len(theirs)} weights there, {len(ours)} here")
+    model.set_weights(source.get_weights())
+    return f"{init_model} ({folder})"
+
+
 def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = None,
           num_cpu_replicas: int = 0, precision: str = "auto",
           global_batch: Optional[int] = None, worker_timeout: Optional[float] = None,
@@ -283,6 +317,8 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
     trainable = sum(prod(w.shape) for w in model.trainable_weights)
     _LOG.info("model %s: %s parameters (%s trainable)", config.model.architecture,
               f"{model.count_params():,}", f"{trainable:,}")
+    if config.train.init_model:  # fine-tuning (a resumed run's backup/ overrides it)
+        _LOG.info("initial weights: %s", init_weights(model, config.train.init_model))
     strategy_lib.adapt_keras(model, distribution)
 
     def train_fn(context):

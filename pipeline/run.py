@@ -210,27 +210,16 @@ def stage_train(config, paths: RunPaths, options: RunOptions) -> str:
     if options.overwrite and storage.isdir(paths.model_dir):
         storage.remove_tree(paths.model_dir)
     start = time.time()
-    from tiled_vessel_seg.inference import epoch_callback
+    from tiled_vessel_seg.pipeline import training_callbacks
     train.train(config, paths.data_dir, paths.model_dir,
                 num_cpu_replicas=options.num_cpu_replicas, precision=options.precision,
-                verbose=options.verbose, callbacks=validation_image_callbacks(config, paths)
-                + epoch_callback.from_config(config, paths.model_dir))
+                verbose=options.verbose, callbacks=training_callbacks.for_training(
+                    config, paths.data_dir, paths.model_dir, source=paths.pairs_source))
     history = callbacks.read_history(os.path.join(paths.model_dir, callbacks.HISTORY_FILE))
     epochs = len(history.get("epoch", []))
     best = min(history.get("val_loss", [float("nan")]))
     return (f"trained {epochs} epochs in {time.time() - start:.0f} s (best val_loss "
             f"{best:.4f}) -> {paths.model_dir}")
-
-
-def validation_image_callbacks(config, paths: RunPaths) -> list:
-    """[ValidationImageSummary] of the first validation photo (TensorBoard, each epoch:
-    its probability and error maps under W/model/logs/validation_image); [] without one."""
-    from tiled_vessel_seg.inference import validation_images
-    from tiled_vessel_seg.trainer import train
-    return validation_images.from_dataset(
-        config, paths.data_dir,
-        os.path.join(paths.model_dir, train.LOGS_DIR, validation_images.LOG_SUBDIR),
-        source=paths.pairs_source)
 
 
 def _training_finished(model_dir: str) -> bool:

@@ -90,15 +90,13 @@ def _main(argv: list[str]) -> int:
 
     from tiled_vessel_seg import storage
     from tiled_vessel_seg.configs import ConfigError
-    from tiled_vessel_seg.inference import epoch_callback, validation_images
     from tiled_vessel_seg.model_info import ModelDirError
+    from tiled_vessel_seg.pipeline import training_callbacks
     from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
     from tiled_vessel_seg.trainer import train
     from tiled_vessel_seg.trainer.cluster import WorkerLostError
     try:
-        callbacks = epoch_callback.from_config(config, model_dir) + validation_images.from_dataset(
-            config, FLAGS.data_dir,
-            storage.join(model_dir, train.LOGS_DIR, validation_images.LOG_SUBDIR))
+        callbacks = training_callbacks.for_training(config, FLAGS.data_dir, model_dir)
         train.train(config, FLAGS.data_dir, model_dir, num_cpu_replicas=FLAGS.num_cpu_replicas,
                     precision=FLAGS.precision, global_batch=FLAGS.global_batch_size,
                     worker_timeout=FLAGS.worker_timeout,

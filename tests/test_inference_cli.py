@@ -190,7 +190,7 @@ def test_export_round_trip(model_dir, tmp_path):
 
 
 def test_epoch_callback_writes_masks(synthetic_stare_dir, tmp_path):
-    from tiled_vessel_seg.inference import epoch_callback
+    from tiled_vessel_seg.pipeline import training_callbacks
     # The model's facts come from its model_info.json (scale 2), not the config (scale 1).
     config = schema.Config(
         train=schema.TrainConfig(num_infer_images=2, epoch_change_tiledinfer=True),
@@ -202,7 +202,7 @@ def test_epoch_callback_writes_masks(synthetic_stare_dir, tmp_path):
     model.compile(optimizer="adam", loss="binary_crossentropy")
     x = np.random.default_rng(0).random((4, TILE, TILE, 3)).astype(np.float32)
     y = (x[..., :1] > 0.5).astype(np.float32)
-    callbacks = epoch_callback.from_config(config, str(tmp_path))
+    callbacks = training_callbacks.from_config(config, str(tmp_path))
     assert len(callbacks) == 1
     model.fit(x, y, epochs=2, batch_size=2, verbose=0, callbacks=callbacks)
     written = sorted(p.name for p in (tmp_path / "epoch_change_tiledinfer").iterdir())

@@ -61,14 +61,14 @@ def test_preprocess_drive_layout_keeps_its_split_and_records_sizes(drive_tree, t
     assert info.parameters.values["layout"] == "drive"
     # vessel-train finds the first validation photo again from the recorded inputs.
     from tiled_vessel_seg import configs
-    from tiled_vessel_seg.inference import validation_images
+    from tiled_vessel_seg.pipeline import training_callbacks
     config = configs.load_config(None)
-    [callback] = validation_images.from_dataset(config, str(out), str(tmp_path / "logs"))
+    [callback] = training_callbacks.from_dataset(config, str(out), str(tmp_path / "logs"))
     assert callback.image_id == info.splits["valid"].image_ids[0]
     assert callback.photo.shape == (H, W, 3) and callback.truth.shape == (H, W)
-    old_style = validation_images.dataset_source({"stare_dir": "s"})
+    old_style = training_callbacks.dataset_source({"stare_dir": "s"})
     assert (old_style.root, old_style.layout) == ("s", "stare")
-    assert validation_images.dataset_source({}) is None
+    assert training_callbacks.dataset_source({}) is None
 
 
 def test_preprocess_manifest_reports_bad_rows_and_keeps_the_rest(drive_tree, tmp_path):

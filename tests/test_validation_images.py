@@ -10,7 +10,7 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from tiled_vessel_seg.inference.predictor import TiledPredictor  # noqa: E402
-from tiled_vessel_seg.inference.validation_images import ValidationImageSummary  # noqa: E402
+from tiled_vessel_seg.pipeline.training_callbacks import ValidationImageSummary  # noqa: E402
 
 
 def _expected_error_map(predicted, truth):

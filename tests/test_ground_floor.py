@@ -70,6 +70,33 @@ def test_no_ground_floor_source_names_a_stage_in_an_import():
     assert found == []
 
 
+def _stage_imports(folder: str) -> set[str]:
+    """The stages named by any import statement of the modules in folder/."""
+    found = set()
+    for path in sorted((REPO / folder).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "tiled_vessel_seg" and len(parts) > 1 and parts[1] in STAGES:
+                    found.add(parts[1])
+                elif parts[0] in STAGES:
+                    found.add(parts[0])
+    return found - {folder}
+
+
+def test_trainer_and_inference_do_not_import_each_other():
+    """The callbacks that run tiled inference during training join them in pipeline/."""
+    assert "inference" not in _stage_imports("trainer")
+    assert "trainer" not in _stage_imports("inference")
+    assert not {"pipeline"} & (_stage_imports("trainer") | _stage_imports("inference"))
+
+
 def test_keras_import_registers_the_custom_objects_without_a_stage():
     code = """
 import tiled_vessel_seg

@@ -96,6 +96,7 @@ TINY = ["preprocess.scale=1", "preprocess.tile_size=32", "preprocess.tile_stride
         "tiledinfer.overlap=8", "tiledinfer.tta='none'"]
 
 
+@pytest.mark.slow  # two folds trained and scored: ~2 min on the 2 loaded cores
 def test_tiny_two_dataset_cross_validation(tmp_path):
     stare = tmp_path / "stare"
     stare_layout.write_synthetic_stare(str(stare), 4, width=64, height=56, seed=1)
@@ -160,6 +161,7 @@ def test_real_stare_and_chase_db1_sources_folds_and_observer():
 
 
 @pytest.mark.real_data
+@pytest.mark.slow  # the Beam job over 27 real photographs: ~1 min
 def test_real_vessel_preprocess_with_two_sources(tmp_path):
     stare, chase = REAL_DATA / "stare", REAL_DATA / "chase_db1"
     if not (stare / "stare-images").is_dir() or not any(chase.glob("Image_*.jpg")):

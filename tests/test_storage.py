@@ -125,3 +125,27 @@ def test_beam_writes_the_shard_names_of_the_template(tmp_path):
     assert storage.list_shards(str(tmp_path), "train", num_shards=2, compression="none") == expected
     assert storage.list_shards(str(tmp_path), "train", compression="gzip") == []
     assert storage.list_shards(str(tmp_path), "valid") == []
+
+
+def test_open_read_streams_local_and_names_a_missing_file(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(bytes(range(256)) * 4)
+    with storage.open_read(str(path)) as stream:
+        assert stream.read(3) == b"\x00\x01\x02"
+        stream.seek(1020)
+        assert stream.read() == bytes(range(252, 256))
+    with pytest.raises(storage.StorageError) as missing:
+        with storage.open_read(str(tmp_path / "none.bin")):
+            pass
+    assert str(missing.value).startswith(f"{tmp_path / 'none.bin'}: cannot read: ")
+    assert missing.value.errno == errno.ENOENT
+
+
+def test_open_read_streams_a_remote_file():
+    pytest.importorskip("tensorflow")
+    storage.write_bytes_atomic("ram://open_read/f.bin", b"abcdef")
+    with storage.open_read("ram://open_read/f.bin") as stream:
+        assert stream.read(2) == b"ab" and stream.read() == b"cdef"
+    with pytest.raises(storage.StorageError, match="^ram://open_read/none.bin: cannot read"):
+        with storage.open_read("ram://open_read/none.bin"):
+            pass

@@ -161,7 +161,12 @@ def open_read(path: str) -> Iterator[BinaryIO]:
     is a StorageError; errors while reading are the file object's own."""
     path = str(path)
     try:
-        stream = open(path, "rb") if not is_remote(path) else _gfile().GFile(path, "rb")
+        if not is_remote(path):
+            stream = open(path, "rb")
+        elif not _gfile().exists(path):  # GFile opens lazily: say it here, not at a read
+            raise StorageError(path, "cannot read: No such file or directory", errno_lib.ENOENT)
+        else:
+            stream = _gfile().GFile(path, "rb")
     except Exception as e:  # noqa: BLE001
         raise _wrap(path, "read", e) from None
     with stream:

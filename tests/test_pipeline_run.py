@@ -58,13 +58,64 @@ def _metrics_csv(path):
         return {row["image"]: row for row in csv.DictReader(f)}
 
 
+def _ppm_gz(path, flags):
+    import gzip
+
+    import cv2
+    import numpy as np
+    return cv2.imdecode(np.frombuffer(gzip.decompress(path.read_bytes()), np.uint8), flags)
+
+
 def test_every_stage_writes_its_outputs(finished_run):
+    import json
+
+    import cv2
+    import numpy as np
+    import tensorflow as tf
     _, w = finished_run
     for name in ["stare/stare-images/im0004.ppm.gz", "data/dataset_info.json",
                  "model/best_model.keras", "model/model_info.json", "model/history.json",
                  "model/evaluation.csv", "segment/im0003.png", "segment/im0004.png",
                  "segment/metrics.csv", "report.md", "montage.png", "training_curves.png"]:
         assert (w / name).exists(), name
+    # synth: the 4 photos of [synth], 96x80
+    assert sorted(os.listdir(w / "stare" / "stare-images")) == [
+        f"im000{i}.ppm.gz" for i in range(1, 5)]
+    assert _ppm_gz(w / "stare" / "stare-images" / "im0004.ppm.gz",
+                   cv2.IMREAD_COLOR).shape == (80, 96, 3)
+    # preprocess: the config's split by image; each split's records, counted in its shards
+    info = json.loads((w / "data" / "dataset_info.json").read_text())
+    assert {s: sorted(v["image_ids"]) for s, v in info["splits"].items()} == {
+        "train": ["im0001"], "valid": ["im0002"], "test": ["im0003", "im0004"]}
+    for split in info["splits"].values():
+        shards = [str(w / "data" / shard) for shard in split["shards"]]
+        compression = "GZIP" if info["compression"] == "gzip" else ""
+        counted = sum(1 for _ in tf.data.TFRecordDataset(shards, compression))
+        assert counted == split["records"] > 0
+    # train: [train] epochs = 2 logged; model_info.json says the config's tile and overlap
+    history = json.loads((w / "model" / "history.json").read_text())
+    assert len(history["epoch"]) == 2 and len(history["val_loss"]) == 2
+    model_info = json.loads((w / "model" / "model_info.json").read_text())
+    assert (model_info["tile_size"], model_info["overlap"]) == (32, 8)
+    assert model_info["data_ids"]["test"] == ["im0003", "im0004"]
+    # evaluate: every metric of the test tiles, rates in [0, 1]
+    with open(w / "model" / "evaluation.csv", newline="") as f:
+        evaluation = {row["metric"]: float(row["value"]) for row in csv.DictReader(f)}
+    assert list(evaluation) == ["loss", "dice_coef", "dice", "iou", "sensitivity",
+                                "specificity", "accuracy", "auc"]
+    assert all(0.0 <= v <= 1.0 for k, v in evaluation.items() if k != "loss")
+    # segment: each test photo's Dice in metrics.csv is numpy's Dice of its written mask
+    # against its label in the synthetic STARE folder
+    rows = _metrics_csv(w / "segment" / "metrics.csv")
+    for image_id in ("im0003", "im0004"):
+        mask = cv2.imread(str(w / "segment" / f"{image_id}.png"), cv2.IMREAD_GRAYSCALE) > 127
+        label = _ppm_gz(w / "stare" / "labels-ah" / f"{image_id}.ah.ppm.gz",
+                        cv2.IMREAD_GRAYSCALE) > 127
+        dice = 2 * np.sum(mask & label) / max(np.sum(mask) + np.sum(label), 1)
+        assert float(rows[image_id]["dice"]) == pytest.approx(dice, abs=1e-4), image_id
+    # report: the montage and the curves are pictures
+    for picture in ("montage.png", "training_curves.png"):
+        assert cv2.imread(str(w / picture)) is not None, picture
 
 
 def test_deterministic_flag_reaches_the_training_config(finished_run):

@@ -97,7 +97,7 @@ def find_photos(patterns: list[str]):
 
 
 def main(argv: list[str]) -> int:
-    from tiled_vessel_seg import model_info
+    from tiled_vessel_seg import model_info, models
     from tiled_vessel_seg.inference import beam_segment
     model_dir = predictor_flags.model_dir(PROGRAM)
     if not FLAGS.output_dir:
@@ -144,7 +144,9 @@ def main(argv: list[str]) -> int:
               "blend": options["blend"], "tta": options["tta"],
               "input_scale": options["input_scale"]}
     job = beam_segment.JobOptions(
-        output_dir=FLAGS.output_dir, model=FLAGS.model or model_dir, predictor=options,
+        # a shipped name stays a name: each worker resolves it in its own installation
+        output_dir=FLAGS.output_dir, model=FLAGS.model or models.DEFAULT_MODEL,
+        predictor=options,
         threshold=float(threshold), save_probabilities=FLAGS.save_probabilities,
         overlay=FLAGS.overlay, error_map=FLAGS.error_map, overwrite=FLAGS.overwrite,
         with_truths=with_truths, max_pixels=FLAGS.max_pixels, model_record=record,

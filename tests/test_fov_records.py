@@ -169,10 +169,33 @@ def test_wnet_trains_with_the_fov_loss_mask(fov_run, tmp_path):
         f"preprocess.tile_size={TILE}", "model.architecture=wnet", "model.base_filters=2",
         "model.num_layers=2", "model.base_kernels=(3,3)", "model.dilation=(1,1)",
         "model.dropout_rate=0.0", "train.batch_size=2", "train.steps_per_epoch=2",
-        "train.validation_steps=1", "train.epochs=1", "train.loss_mask=fov",
-        "train.select_threshold=True", "tiledinfer.overlap=8"])
-    history = train_lib.train(config, out, str(tmp_path / "model"), precision="float32",
-                              verbose=0)
+        "train.epochs=1", "train.loss_mask=fov",
+        "train.select_threshold=True", "tiledinfer.overlap=8",
+        # a low threshold marks most pixels: background outside the FOV then counts as
+        # false positives unless the metrics leave it out, as they must
+        "tiledinfer.threshold=0.05"])
+    model_dir = str(tmp_path / "model")
+    history = train_lib.train(config, out, model_dir, precision="float32", verbose=0)
     assert np.isfinite(history["loss"][0]) and np.isfinite(history["val_loss"][0])
-    assert 0.0 <= history["val_dice"][0] <= 1.0
-    assert (tmp_path / "model" / "best_model.keras").exists()
+    # The logged validation Dice and the stored threshold, recomputed in numpy from the
+    # saved (served) model over every validation pixel inside the FOV.
+    from tiled_vessel_seg import model_loading
+    served, info = model_loading.load_model(model_dir)
+    batches = list(reader.make_dataset(out, "valid", 4, training=False, with_fov=True))
+    images = np.concatenate([b[0].numpy() for b in batches])
+    labels = np.concatenate([b[1].numpy() for b in batches])
+    vessels, inside = labels[..., 0] >= 0.5, labels[..., 1] >= 0.5
+    assert 0 < inside.mean() < 1  # the FOV leaves pixels out
+    p = served.predict(images, verbose=0)[..., 0].astype(np.float32)
+
+    def f1(predicted, counted):
+        tp = np.sum(predicted & vessels & counted)
+        fp = np.sum(predicted & ~vessels & counted)
+        fn = np.sum(~predicted & vessels & counted)
+        return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    everywhere = np.ones_like(inside)
+    assert abs(f1(p > 0.05, inside) - f1(p > 0.05, everywhere)) > 0.05  # the FOV matters
+    assert history["val_dice"][0] == pytest.approx(f1(p > 0.05, inside), abs=1e-5)
+    bins = np.clip((p * np.float32(100)).astype(np.int32), 0, 99)  # t_k = k / 100
+    scores = [f1(bins >= k, inside) for k in range(1, 100)]
+    assert info.threshold == pytest.approx((int(np.argmax(scores)) + 1) / 100)

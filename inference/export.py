@@ -5,6 +5,11 @@
 
 serving_default: image_bytes (scalar string, PNG or JPEG; GIF/BMP also decode) ->
   probabilities float32 [H, W], mask_png_bytes (scalar string, 8-bit PNG, 0/255).
+JPEG is decoded with libjpeg's accurate integer IDCT (dct_method INTEGER_ACCURATE), as
+OpenCV decodes it for vessel-segment: the same photo gives the same pixels, bit for bit,
+so the export and the CLI give the same masks (TF's default IDCT was up to 4 grey levels
+off on 43 % of a CHASE_DB1 photo's pixels). TF Serving's REST API takes the photo as
+base64: `serving_request` builds the body (docs/tools.md, vessel-export).
 The whole tiled predictor (padding, tiles, batched model, blending, TTA, native-scale
 enlargement, the same cubic kernel as the Beam job) is inside the signature. PPM and TIFF
 have no core TF decoder: convert such photos to PNG first.
@@ -30,14 +35,40 @@ from tiled_vessel_seg.inference import predictor_flags
 FLAGS = flags.FLAGS
 
 
+SIGNATURE = "serving_default"
+INPUT_NAME = "image_bytes"
+
+
+def decode_photo_graph(image_bytes):
+    """uint8 RGB [H, W, 3] of a PNG/JPEG/GIF/BMP string tensor, in core TF ops. JPEG is
+    decoded with the accurate integer IDCT, the one OpenCV (vessel-segment's decoder,
+    tiled_vessel_seg.imaging) uses: the same pixels, bit for bit."""
+    import tensorflow as tf
+    return tf.cond(
+        tf.io.is_jpeg(image_bytes),
+        lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8,
+                                   expand_animations=False))
+
+
+def serving_request(image_bytes: bytes) -> dict:
+    """The JSON body of a TF Serving REST predict request for one photograph (POST to
+    http://HOST:8501/v1/models/NAME:predict): the columnar "inputs" form, since the
+    signature takes one scalar string, not a batch; the bytes go base64 in {"b64": ...}.
+    The response is {"outputs": {"probabilities": [[...]], "mask_png_bytes": {"b64":
+    ...}}} (TF Serving base64-encodes string outputs whose name ends in _bytes)."""
+    import base64
+    return {"signature_name": SIGNATURE,
+            "inputs": {INPUT_NAME: {"b64": base64.b64encode(image_bytes).decode("ascii")}}}
+
+
 def export_saved_model(predictor, output_dir: str) -> str:
     """Writes `predictor` as a SavedModel with the serving_default signature above."""
     import keras
     import tensorflow as tf
 
     def serve(image_bytes):
-        image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8,
-                                   expand_animations=False)
+        image = decode_photo_graph(image_bytes)
         probabilities, mask = predictor.segment_graph(image)
         return {"probabilities": probabilities,
                 "mask_png_bytes": tf.io.encode_png(mask[..., None])}

@@ -183,8 +183,9 @@ def run_tool(command: list[str], out: pathlib.Path, count: int) -> dict:
         raise SystemExit(f"{command[0]} exited {process.returncode}")
     masks = sorted(os.path.getmtime(p) for p in out.glob("p[0-9][0-9][0-9][0-9].png"))
     assert len(masks) == count, (len(masks), count)
-    workers = {pid: mib for pid, mib in sampler.peaks.items()
-               if "sdk_worker_main" in sampler.names[pid]}
+    workers = {pid: mib for pid, mib in sampler.peaks.items()  # not the 2 MiB shell wrappers
+               if "sdk_worker_main" in sampler.names[pid]
+               and not sampler.names[pid].startswith(("sh ", "/bin/sh "))}
     return {"wall": wall, "first": masks[0] - start_wall,
             "later": (masks[-1] - masks[0]) / max(1, count - 1),
             "driver_mib": sampler.peaks.get(process.pid, 0.0), "workers_mib": workers}

@@ -48,15 +48,20 @@ def test_threshold_is_a_graph_argument(model_dir):
     assert predictor.segment.experimental_get_tracing_count() == 1
 
 
-def test_notebook_api_threshold_reuses_the_trace(model_dir):
+def test_notebook_api_threshold_reuses_the_trace(model_dir, monkeypatch):
     from tiled_vessel_seg.inference import api
+    from tiled_vessel_seg.inference import predictor as predictor_lib
+    built, load = [], predictor_lib.load_predictor
+    monkeypatch.setattr(predictor_lib, "load_predictor",
+                        lambda *a, **k: built.append(load(*a, **k)) or built[-1])
     api._predictor.cache_clear()
     image = _images()[0]
-    probabilities, mask = api.segment(image, model=model_dir, threshold=0.5)
+    probabilities, mask = api.segment(image, model=model_dir, threshold=0.5,
+                                      input_scale="native")
     for threshold in (0.2, 0.45, 0.8):
-        again, mask = api.segment(image, model=model_dir, threshold=threshold)
+        again, mask = api.segment(image, model=model_dir, threshold=threshold,
+                                   input_scale="native")
         np.testing.assert_array_equal(again, probabilities)
         np.testing.assert_array_equal(mask, probabilities > threshold)
-    cached = api._predictor(model_dir, None, 4, "gaussian", "none", "native")
-    assert api._predictor.cache_info().currsize == 1  # one predictor for every threshold
-    assert cached.segment.experimental_get_tracing_count() == 1
+    (predictor,) = built  # one predictor for every threshold
+    assert predictor.segment.experimental_get_tracing_count() == 1

@@ -149,6 +149,7 @@ def test_datasets_without_fov_refuse_with_fov(tmp_path):
     with pytest.raises(info_lib.DatasetError, match=rf"{tmp_path}.*no FOV masks"):
         reader.make_dataset(str(tmp_path), "train", 2, training=True, with_fov=True)
     config = load_config(None, ["preprocess.tile_size=16", "tiledinfer.overlap=4",
+                                "model.base_kernels=(3,3)", "model.dilation=(1,1)",
                                 "train.loss_mask=fov"])
     with pytest.raises(info_lib.DatasetError,
                        match=rf"{tmp_path}/dataset_info.json: .*no FOV masks.*loss_mask"):

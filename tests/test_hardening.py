@@ -296,7 +296,10 @@ def test_config_errors_do_not_echo_a_huge_value(tmp_path, where, text):
         config_file.load_config(*args)
     message = str(refused.value)
     assert len(message) < 1000, message[:200]
-    assert "characters" in message  # says how long the value was
+    if "not a valid INI file" in message:  # a file that is not a config: nothing quoted
+        assert "yyyy" not in message
+    else:
+        assert "characters" in message  # says how long the value was
 
 
 # --- unusable output locations: one line naming the path and the OS error, exit 2 ----------

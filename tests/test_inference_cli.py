@@ -244,7 +244,9 @@ def test_tiling_options_precedence_flag_then_config_then_model_info(tmp_path):
     assert options("--config", config, "--set", "tiledinfer.tta=d4", "--blend", "none") == {
         "overlap": 32, "batch_size": 4, "blend": "none", "tta": "d4", "threshold": 0.4,
         "input_scale": "auto", "min_overlap": None, "tiler": "auto"}
-    assert options("--set", "tiledinfer.batch_size=2")["overlap"] == 64  # the config default
+    # --set names batch_size only: overlap stays model_info.json's (issue 18 item 6)
+    assert options("--set", "tiledinfer.batch_size=2")["overlap"] is None
+    assert options("--set", "tiledinfer.batch_size=2")["batch_size"] == 2
     fitted = options("--min_overlap", "8", "--tiler", "extract_patches")
     assert (fitted["min_overlap"], fitted["tiler"]) == (8, "extract_patches")
     assert options("--set", "tiledinfer.min_overlap=4")["min_overlap"] == 4

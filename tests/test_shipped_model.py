@@ -23,7 +23,7 @@ def test_resolver_finds_the_shipped_model_and_directories(tmp_path):
 def test_resolver_refuses_an_unknown_name_clearly(tmp_path):
     with pytest.raises(models.UnknownModelError,
                        match=r"'stare_large': not a folder and not a shipped "
-                             r"model \(shipped: stare_small"):
+                             r"model \(shipped: fundus_small, stare_small\)"):
         models.resolve_model("stare_large")
     # A path is the predictor's to check (it names the missing model_info.json).
     assert models.resolve_model(str(tmp_path / "none")) == str(tmp_path / "none")

@@ -138,6 +138,9 @@ def makedirs(path: str) -> None:
             _gfile().makedirs(path)
         else:
             os.makedirs(path, exist_ok=True)
+    except FileExistsError:  # os.makedirs' word for "a file is in the way"
+        raise StorageError(path, "cannot create folder: a file is there, not a directory",
+                           errno_lib.ENOTDIR) from None
     except Exception as e:  # noqa: BLE001
         raise _wrap(path, "create folder", e) from None
 

@@ -39,3 +39,21 @@ def real_stare_dir() -> pathlib.Path:
         pytest.skip(f"real STARE sample not found at {REAL_STARE_DIR}: "
                     "expected stare-images/*.ppm.gz (see ../shared/data/stare/README.md)")
     return REAL_STARE_DIR
+
+
+@pytest.fixture(scope="session")
+def make_tiny_model_dir(tmp_path_factory):
+    """A function (tile=32, overlap=8) -> a model dir holding a one-Conv2D sigmoid model
+    (seed 0) and its model_info.json: the smallest model the tools accept."""
+    def make(tile: int = 32, overlap: int = 8) -> str:
+        import keras
+        from tiled_vessel_seg.model_info import ModelInfo, write_model_info
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((tile, tile, 3))
+        out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(inp)
+        folder = tmp_path_factory.mktemp("model")
+        keras.Model(inp, out).save(str(folder / "best_model.keras"))
+        write_model_info(str(folder), ModelInfo(tile_size=tile, scale=1, overlap=overlap,
+                                                threshold=0.5))
+        return str(folder)
+    return make

@@ -13,7 +13,6 @@ keras = pytest.importorskip("keras")
 from tiled_vessel_seg import cli_app  # noqa: E402
 from tiled_vessel_seg.configs import ConfigError, load_config, schema  # noqa: E402
 from tiled_vessel_seg.inference import api, cli, export  # noqa: E402
-from tiled_vessel_seg.model_info import ModelInfo, write_model_info  # noqa: E402
 from tiled_vessel_seg.pipeline import train_cli  # noqa: E402
 from tiled_vessel_seg.synthetic import cli as synth_cli  # noqa: E402
 from tiled_vessel_seg.synthetic import stare_layout  # noqa: E402
@@ -23,14 +22,8 @@ BAD_THRESHOLDS = ["nan", "2.0", "-1", "0", "1"]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((TILE, TILE, 3))
-    out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(inp)
-    folder = tmp_path_factory.mktemp("model")
-    keras.Model(inp, out).save(str(folder / "best_model.keras"))
-    write_model_info(str(folder), ModelInfo(tile_size=TILE, scale=1, overlap=8, threshold=0.5))
-    return str(folder)
+def model_dir(make_tiny_model_dir):
+    return make_tiny_model_dir(tile=TILE, overlap=8)
 
 
 @pytest.fixture(scope="module")

@@ -14,20 +14,13 @@ keras = pytest.importorskip("keras")
 from tiled_vessel_seg import cli_app  # noqa: E402
 from tiled_vessel_seg.configs import config_file  # noqa: E402
 from tiled_vessel_seg.inference import cli  # noqa: E402
-from tiled_vessel_seg.model_info import ModelInfo, write_model_info  # noqa: E402
 
 TILE = 32
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((TILE, TILE, 3))
-    out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(inp)
-    folder = tmp_path_factory.mktemp("model")
-    keras.Model(inp, out).save(str(folder / "best_model.keras"))
-    write_model_info(str(folder), ModelInfo(tile_size=TILE, scale=1, overlap=12, threshold=0.5))
-    return str(folder)
+def model_dir(make_tiny_model_dir):
+    return make_tiny_model_dir(tile=TILE, overlap=12)
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ setuptools.setup(
             "vessel-segment=tiled_vessel_seg.inference.cli:run",
             "vessel-segment-beam=tiled_vessel_seg.inference.beam_cli:run",
             "vessel-export=tiled_vessel_seg.inference.export:run",
-            "vessel-download-stare=tiled_vessel_seg.pipeline.download_stare:run",
+            "vessel-download-stare=tiled_vessel_seg.stare_download_cli:run",
             "vessel-run=tiled_vessel_seg.pipeline.run:run",
             "vessel-cv=tiled_vessel_seg.pipeline.cv:run",
         ],

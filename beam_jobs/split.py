@@ -11,34 +11,8 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from tiled_vessel_seg.configs.schema import parse_split
 from tiled_vessel_seg.names import SPLIT_NAMES
-
-
-def parse_split(text: str) -> dict[str, float]:
-    """'train=0.7,valid=0.15,test=0.15' -> {'train': 0.7, 'valid': 0.15, 'test': 0.15}.
-
-    Shares must be >= 0 and sum to 1 (within 1e-6); missing splits get share 0.
-    """
-    shares = {name: 0.0 for name in SPLIT_NAMES}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or name not in SPLIT_NAMES:
-            raise ValueError(f"split {text!r}: expected name=share with names from "
-                             f"{', '.join(SPLIT_NAMES)}, got {item.strip()!r}")
-        try:
-            share = float(value)
-        except ValueError:
-            raise ValueError(f"split {text!r}: share of {name} is not a number: {value!r}") from None
-        if not 0.0 <= share <= 1.0:
-            raise ValueError(f"split {text!r}: share of {name} must be in [0, 1], got {share}")
-        shares[name] = share
-    total = sum(shares.values())
-    if abs(total - 1.0) > 1e-6:
-        raise ValueError(f"split {text!r}: shares sum to {total:g}, not 1")
-    return shares
 
 
 def split_counts(n: int, shares: dict[str, float]) -> dict[str, int]:

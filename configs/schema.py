@@ -38,6 +38,74 @@ def check_threshold(value: object, where: str = "threshold") -> float:
     return float(value)
 
 
+IMAGE_ENCODINGS = ("jpeg", "png", "raw")  # tile pixels in the records (tfrecords/encoding.py)
+MASK_ENCODINGS = ("packed", "png")
+
+
+def _one_of(choices: tuple[str, ...]) -> str:
+    return ", ".join(choices[:-1]) + " or " + choices[-1]
+
+
+def check_choice(value: object, choices: tuple[str, ...], where: str) -> str:
+    """`value` if it is one of `choices`; ValueError naming `where` otherwise."""
+    if value not in choices:
+        raise ValueError(f"{where} must be {_one_of(choices)}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def check_jpeg_quality(value: int, where: str = "jpeg_quality") -> int:
+    """A JPEG quality in [1, 100]; ValueError naming `where` otherwise."""
+    if not 1 <= int(value) <= 100:
+        raise ValueError(f"{where} must be in [1, 100], got {value}")
+    return int(value)
+
+
+def check_robust_augmentation(zoom: tuple[float, float], gamma: tuple[float, float],
+                              channel_gain: float, blur_sigma: float, jpeg_quality: int,
+                              keys: tuple[str, ...] = ("zoom_range", "gamma_range",
+                                                       "channel_gain", "blur_sigma",
+                                                       "jpeg_quality")) -> None:
+    """The ranges of the robustness augmentation ([train] augment_* keys and
+    tfrecords.robust_augment.RobustAugmentation, named by `keys` in that order)."""
+    for name, (low, high) in zip(keys[:2], (zoom, gamma)):
+        if not 0.0 < low <= high:
+            raise ValueError(f"{name} must be (low, high) with 0 < low <= high, "
+                             f"got {(low, high)}")
+    if not 0.0 <= channel_gain < 1.0:
+        raise ValueError(f"{keys[2]} must be in [0, 1), got {channel_gain}")
+    if blur_sigma < 0.0:
+        raise ValueError(f"{keys[3]} must be >= 0, got {blur_sigma}")
+    check_jpeg_quality(jpeg_quality, keys[4])
+
+
+def parse_split(text: str) -> dict[str, float]:
+    """'train=0.7,valid=0.15,test=0.15' -> {'train': 0.7, 'valid': 0.15, 'test': 0.15}.
+
+    Shares must be >= 0 and sum to 1 (within 1e-6); missing splits get share 0.
+    """
+    shares = {name: 0.0 for name in names.SPLIT_NAMES}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in names.SPLIT_NAMES:
+            raise ValueError(f"split {text!r}: expected name=share with names from "
+                             f"{', '.join(names.SPLIT_NAMES)}, got {item.strip()!r}")
+        try:
+            share = float(value)
+        except ValueError:
+            raise ValueError(f"split {text!r}: share of {name} is not a number: "
+                             f"{value!r}") from None
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"split {text!r}: share of {name} must be in [0, 1], got {share}")
+        shares[name] = share
+    total = sum(shares.values())
+    if abs(total - 1.0) > 1e-6:
+        raise ValueError(f"split {text!r}: shares sum to {total:g}, not 1")
+    return shares
+
+
 class TooLargeError(ValueError):
     """A size whose arrays would not fit in this machine's memory (refused before they
     are allocated)."""
@@ -196,6 +264,14 @@ class TrainConfig:
             raise ValueError(f"[train] batch_size must be >= 1, got {self.batch_size}")
         if self.epochs < 1:
             raise ValueError(f"[train] epochs must be >= 1, got {self.epochs}")
+        for key in ("steps_per_epoch", "validation_steps"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"[train] {key} must be >= 1 or None, got {value}")
+        if self.shuffle_buffer < 0:
+            raise ValueError(f"[train] shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
+        if self.patience < 1:
+            raise ValueError(f"[train] patience must be >= 1, got {self.patience}")
         if self.lr_schedule not in ("plateau", "cosine"):
             raise ValueError(f"[train] lr_schedule must be plateau or cosine, got {self.lr_schedule!r}")
         if self.cosine_cycle_epochs < 1:
@@ -204,15 +280,11 @@ class TrainConfig:
             raise ValueError(f"[train] min_learning_rate must be >= 0, got {self.min_learning_rate}")
         if not 0.0 < self.reducer_factor < 1.0:
             raise ValueError(f"[train] reducer_factor must be in (0, 1), got {self.reducer_factor}")
-        for name in ("augment_zoom", "augment_gamma"):
-            low, high = getattr(self, name)
-            if not 0.0 < low <= high:
-                raise ValueError(f"[train] {name} must be (low, high) with 0 < low <= high, "
-                                 f"got {getattr(self, name)}")
-        if not (0.0 <= self.augment_channel_gain < 1.0 and self.augment_blur_sigma >= 0.0
-                and 1 <= self.augment_jpeg_quality <= 100):
-            raise ValueError("[train] augment_channel_gain must be in [0, 1), "
-                             "augment_blur_sigma >= 0 and augment_jpeg_quality in [1, 100]")
+        check_robust_augmentation(
+            self.augment_zoom, self.augment_gamma, self.augment_channel_gain,
+            self.augment_blur_sigma, self.augment_jpeg_quality,
+            tuple(f"[train] augment_{key}" for key in ("zoom", "gamma", "channel_gain",
+                                                       "blur_sigma", "jpeg_quality")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,14 +390,10 @@ class PreprocessConfig:
         if self.shards < 0:
             raise ValueError(f"[preprocess] shards must be >= 0 (0: one per writing worker), "
                              f"got {self.shards}")
-        if self.image_encoding not in ("jpeg", "png", "raw"):
-            raise ValueError(f"[preprocess] image_encoding must be jpeg, png or raw, "
-                             f"got {self.image_encoding!r}")
-        if self.mask_encoding not in ("packed", "png"):
-            raise ValueError(f"[preprocess] mask_encoding must be packed or png, "
-                             f"got {self.mask_encoding!r}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"[preprocess] jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+        check_choice(self.image_encoding, IMAGE_ENCODINGS, "[preprocess] image_encoding")
+        check_choice(self.mask_encoding, MASK_ENCODINGS, "[preprocess] mask_encoding")
+        check_jpeg_quality(self.jpeg_quality, "[preprocess] jpeg_quality")
+        parse_split(self.split)
         unknown = set(self.augmentations) - set(REFERENCE_AUGMENTATIONS)
         if unknown:
             raise ValueError(f"[preprocess] unknown augmentations {sorted(unknown)}; "

@@ -19,10 +19,11 @@ import dataclasses
 
 import numpy as np
 
+from tiled_vessel_seg.configs import schema
 from tiled_vessel_seg.imaging import MASK_THRESHOLD
 
-IMAGE_ENCODINGS = ("jpeg", "png", "raw")
-MASK_ENCODINGS = ("png", "packed")
+IMAGE_ENCODINGS = schema.IMAGE_ENCODINGS  # ("jpeg", "png", "raw")
+MASK_ENCODINGS = schema.MASK_ENCODINGS  # ("packed", "png")
 DEFAULT_JPEG_QUALITY = 95
 
 
@@ -37,15 +38,10 @@ class TileEncoding:
     mask: str = "packed"
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
 
-    def __post_init__(self):
-        if self.image not in IMAGE_ENCODINGS:
-            raise ValueError(f"image encoding must be one of {', '.join(IMAGE_ENCODINGS)}, "
-                             f"got {self.image!r}")
-        if self.mask not in MASK_ENCODINGS:
-            raise ValueError(f"mask encoding must be one of {', '.join(MASK_ENCODINGS)}, "
-                             f"got {self.mask!r}")
-        if not 1 <= int(self.jpeg_quality) <= 100:
-            raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+    def __post_init__(self):  # the limits are the config schema's
+        schema.check_choice(self.image, IMAGE_ENCODINGS, "image encoding")
+        schema.check_choice(self.mask, MASK_ENCODINGS, "mask encoding")
+        schema.check_jpeg_quality(self.jpeg_quality)
 
 
 # Schema version 1 stored PNG images and PNG masks only.

@@ -18,6 +18,8 @@ import math
 
 import tensorflow as tf
 
+from tiled_vessel_seg.configs import schema
+
 
 @dataclasses.dataclass(frozen=True)
 class RobustAugmentation:
@@ -38,25 +40,17 @@ class RobustAugmentation:
     blur_sigma: float = 0.0
     jpeg_quality: int = 100
 
-    def __post_init__(self):
-        for name in ("zoom_range", "gamma_range"):
-            low, high = getattr(self, name)
-            if not 0.0 < low <= high:
-                raise ValueError(f"{name} must be (low, high) with 0 < low <= high, "
-                                 f"got {getattr(self, name)}")
-        if not 0.0 <= self.channel_gain < 1.0:
-            raise ValueError(f"channel_gain must be in [0, 1), got {self.channel_gain}")
-        if self.blur_sigma < 0.0:
-            raise ValueError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+    def __post_init__(self):  # the limits are the config schema's ([train] augment_*)
+        schema.check_robust_augmentation(self.zoom_range, self.gamma_range,
+                                         self.channel_gain, self.blur_sigma,
+                                         self.jpeg_quality)
 
     @property
     def is_identity(self) -> bool:
         return self == RobustAugmentation()
 
 
-def from_train_config(train) -> RobustAugmentation:
+def from_train_config(train: schema.TrainConfig) -> RobustAugmentation:
     """The spec of a config's [train] augment_* keys (configs.schema.TrainConfig)."""
     return RobustAugmentation(
         zoom_range=train.augment_zoom, channel_gain=train.augment_channel_gain,

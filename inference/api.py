@@ -11,9 +11,15 @@ once and reused by later calls.
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Optional
 
 import numpy as np
+
+from tiled_vessel_seg import models
+from tiled_vessel_seg.configs import schema
+from tiled_vessel_seg.inference import predictor as predictor_lib
+from tiled_vessel_seg.inference import tiling
 
 
 @functools.lru_cache(maxsize=4)
@@ -21,7 +27,6 @@ def _predictor(model_dir: str, overlap: Optional[int], batch_size: int, blend: s
                tta: str, input_scale: str, min_overlap: Optional[int] = None):
     # No threshold in the key: it is an argument of the traced graph, so a new
     # threshold reuses the predictor and its trace.
-    from tiled_vessel_seg.inference import predictor as predictor_lib
     return predictor_lib.load_predictor(model_dir, overlap=overlap, batch_size=batch_size,
                                         blend=blend, tta=tta, input_scale=input_scale,
                                         min_overlap=min_overlap)
@@ -70,18 +75,14 @@ def segment(image: np.ndarray, model: Optional[str] = None, *, tta: str = "none"
     Returns:
       (probabilities float32 [H, W] in [0, 1], mask bool [H, W]).
     """
-    from tiled_vessel_seg.models import resolve_model
     if threshold is not None:
-        from tiled_vessel_seg.configs import schema
         schema.check_threshold(threshold, "segment(): threshold")
     if overlap is None and min_overlap is None:
-        from tiled_vessel_seg.inference import tiling
         min_overlap = tiling.DEFAULT_MIN_OVERLAP
-    predictor = _predictor(resolve_model(model), overlap, batch_size, blend, tta,
+    predictor = _predictor(models.resolve_model(model), overlap, batch_size, blend, tta,
                            input_scale, min_overlap)
     probabilities, mask = predictor(as_rgb_uint8(image), threshold=threshold)
     decision = getattr(predictor, "last_decision", None)
     if decision is not None and not decision.fits:
-        import warnings
         warnings.warn(f"segment(): input {decision.reason}", stacklevel=2)
     return probabilities.numpy(), mask.numpy() > 0

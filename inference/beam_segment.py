@@ -27,13 +27,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
+import uuid
 from typing import Any, Iterable, Optional, Sequence
 
 import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+from apache_beam.options.pipeline_options import PipelineOptions
 
-from tiled_vessel_seg import imaging, storage
-from tiled_vessel_seg.inference import segment
+from tiled_vessel_seg import imaging, models, storage
+from tiled_vessel_seg.inference import mask_hints, segment
+from tiled_vessel_seg.lazy_imports import lazy_imports
+
+with lazy_imports():  # TensorFlow and the preprocessing job: only where they are used
+    from tiled_vessel_seg.beam_jobs import pipeline as beam_jobs_pipeline
+    from tiled_vessel_seg.inference import predictor as predictor_lib
 
 ERRORS_FILE = "errors.jsonl"
 INPUTS_PREFIX = ".vessel-segment-beam-inputs-"  # the run's photo list, removed after it
@@ -139,8 +148,6 @@ class PhotoModelHandler(ModelHandler):
         self.options = options
 
     def load_model(self):
-        from tiled_vessel_seg import models
-        from tiled_vessel_seg.inference import predictor as predictor_lib
         return predictor_lib.load_predictor(models.resolve_model(self.options.model),
                                             **self.options.predictor)
 
@@ -208,7 +215,6 @@ def write_metrics(rows: list[dict], options: JobOptions) -> None:
     model was trained or validated on are marked as vessel-segment marks them."""
     if not rows:
         return
-    from tiled_vessel_seg.inference import mask_hints
     rows = sorted(rows, key=lambda r: r["image"])
     for row in rows if options.used_in_training else []:
         split = mask_hints.used_split(row["image"], options.used_in_training)
@@ -280,11 +286,6 @@ def run_job(items: Sequence[PhotoItem], options: JobOptions, pipeline_options=No
     """Runs the job to completion. pipeline_options: Beam PipelineOptions (runner ...);
     None = the DirectRunner. The DirectRunner runs without its Prism download
     (beam_jobs.pipeline.local_runner)."""
-    import time
-    import uuid
-    from apache_beam.metrics.metric import MetricsFilter
-    from apache_beam.options.pipeline_options import PipelineOptions
-    from tiled_vessel_seg.beam_jobs.pipeline import local_runner
     start = time.time()
     items, duplicates = unique_items(items)
     storage.makedirs(options.output_dir)
@@ -292,7 +293,7 @@ def run_job(items: Sequence[PhotoItem], options: JobOptions, pipeline_options=No
     storage.write_text_atomic(items_file, "".join(item_line(i) + "\n" for i in items))
     try:
         beam_options = pipeline_options or PipelineOptions([])
-        pipeline = beam.Pipeline(runner=local_runner(beam_options), options=beam_options)
+        pipeline = beam.Pipeline(runner=beam_jobs_pipeline.local_runner(beam_options), options=beam_options)
         build_pipeline(pipeline, items_file, [*problems, *duplicates], options)
         result = pipeline.run()
         result.wait_until_finish()

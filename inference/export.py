@@ -23,14 +23,22 @@ dir, or an output folder that is not empty (without --overwrite) or cannot be wr
 """
 from __future__ import annotations
 
+import base64
 import os
 import sys
 import uuid
 
 from absl import app, flags
 
-from tiled_vessel_seg import cli_app
+from tiled_vessel_seg import cli_app, model_info, storage
 from tiled_vessel_seg.inference import predictor_flags
+from tiled_vessel_seg.lazy_imports import lazy_imports
+
+with lazy_imports():  # vessel-export --help imports no TensorFlow
+    import keras
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tiled_vessel_seg.inference import predictor as predictor_lib
 
 FLAGS = flags.FLAGS
 
@@ -43,7 +51,6 @@ def decode_photo_graph(image_bytes):
     """uint8 RGB [H, W, 3] of a PNG/JPEG/GIF/BMP string tensor, in core TF ops. JPEG is
     decoded with the accurate integer IDCT, the one OpenCV (vessel-segment's decoder,
     tiled_vessel_seg.imaging) uses: the same pixels, bit for bit."""
-    import tensorflow as tf
     return tf.cond(
         tf.io.is_jpeg(image_bytes),
         lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE"),
@@ -57,16 +64,12 @@ def serving_request(image_bytes: bytes) -> dict:
     signature takes one scalar string, not a batch; the bytes go base64 in {"b64": ...}.
     The response is {"outputs": {"probabilities": [[...]], "mask_png_bytes": {"b64":
     ...}}} (TF Serving base64-encodes string outputs whose name ends in _bytes)."""
-    import base64
     return {"signature_name": SIGNATURE,
             "inputs": {INPUT_NAME: {"b64": base64.b64encode(image_bytes).decode("ascii")}}}
 
 
 def export_saved_model(predictor, output_dir: str) -> str:
     """Writes `predictor` as a SavedModel with the serving_default signature above."""
-    import keras
-    import tensorflow as tf
-
     def serve(image_bytes):
         image = decode_photo_graph(image_bytes)
         probabilities, mask = predictor.segment_graph(image)
@@ -97,7 +100,6 @@ def _pid_alive(pid: int) -> bool:
 def remove_dead_staging(output_dir: str) -> list[str]:
     """Removes the staging folders `S.staging-PID-XXXX` beside `output_dir` whose process
     is gone (a killed export); returns them. Local folders only."""
-    from tiled_vessel_seg import storage
     removed = []
     if storage.is_remote(output_dir):
         return removed
@@ -113,7 +115,6 @@ def remove_dead_staging(output_dir: str) -> list[str]:
 def check_output_dir(output_dir: str, overwrite: bool) -> None:
     """Refuses (cli_app.ToolError) a path that is a file, or a non-empty folder without
     `overwrite`: the export would mix with what is there."""
-    from tiled_vessel_seg import storage
     if not storage.exists(output_dir):
         return
     if not storage.isdir(output_dir):
@@ -126,7 +127,6 @@ def check_output_dir(output_dir: str, overwrite: bool) -> None:
 def install_folder(staging: str, output_dir: str) -> None:
     """Puts the complete folder `staging` in place of `output_dir` (replacing it). Local:
     two renames, so output_dir is never a mix of old and new files; remote: file by file."""
-    from tiled_vessel_seg import storage
     if not storage.is_remote(output_dir):
         old = None
         if os.path.lexists(output_dir):
@@ -136,7 +136,6 @@ def install_folder(staging: str, output_dir: str) -> None:
         if old:
             storage.remove_tree(old)
         return
-    import tensorflow as tf
     storage.remove_tree(output_dir)
     for folder, _, names in tf.io.gfile.walk(staging):
         target = storage.join(output_dir, folder[len(staging):].lstrip("/"))
@@ -148,8 +147,6 @@ def install_folder(staging: str, output_dir: str) -> None:
 
 def graph_op_types(saved_model_dir: str) -> set[str]:
     """Every op type in the SavedModel's graph and its function library."""
-    from tensorflow.core.protobuf import saved_model_pb2
-    from tiled_vessel_seg import storage
     proto = saved_model_pb2.SavedModel()
     proto.ParseFromString(storage.read_bytes(storage.join(saved_model_dir, "saved_model.pb")))
     ops = set()
@@ -168,8 +165,6 @@ def define_flags() -> None:
 
 
 def main(argv: list[str]) -> int:
-    from tiled_vessel_seg import model_info
-    from tiled_vessel_seg.inference import predictor as predictor_lib
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     model_dir = predictor_flags.model_dir("vessel-export")
@@ -187,7 +182,6 @@ def main(argv: list[str]) -> int:
         predictor = predictor_lib.load_predictor(model_dir, **options)
     except (model_info.ModelDirError, ValueError) as e:
         raise cli_app.ToolError(str(e)) from None
-    from tiled_vessel_seg import storage
     output_dir = FLAGS.output_dir.rstrip("/") or FLAGS.output_dir
     remove_dead_staging(output_dir)
     check_output_dir(output_dir, FLAGS.overwrite)

@@ -37,6 +37,15 @@ import threading
 import weakref
 from typing import Any, Callable, Optional, Sequence, Union
 
+import numpy as np
+
+from tiled_vessel_seg import imaging
+from tiled_vessel_seg.lazy_imports import lazy_imports
+
+with lazy_imports():  # vessel-segment --help validates --input_scale with this module
+    import tensorflow as tf
+    from tiled_vessel_seg import fov  # OpenCV
+
 INPUT_SCALES = ("auto", "enlarged", "native")
 TOLERANCE = 1.5
 SNAP = 0.03
@@ -151,7 +160,6 @@ def decide_fov_factor(width: int, height: int, photo_diameter: Optional[float],
     if abs(factor - 1.0) <= SNAP:
         return ScaleDecision("native", True, f"native{graph} ({said}: factor "
                                              f"{factor:.3f} taken as 1)", 1.0, photo_diameter)
-    from tiled_vessel_seg import imaging
     h, w = imaging.resampled_size(height, width, factor)
     reason = (f"resampled x{factor:.3f} to {w}x{h} ({said}){graph}, probabilities back to "
               f"{width}x{height}")
@@ -210,7 +218,6 @@ class AutoScalePredictor:
         height, width = int(image.shape[0]), int(image.shape[1])
         graph = f", x{self.scale} in the graph" if self.scale > 1 else ""
         if self.factor is not None:
-            from tiled_vessel_seg import imaging
             h, w = imaging.resampled_size(height, width, self.factor)
             return ScaleDecision("native", True, f"resampled x{self.factor:g} to {w}x{h} "
                                                  f"(--input_scale){graph}", self.factor)
@@ -219,7 +226,6 @@ class AutoScalePredictor:
             return dataclasses.replace(
                 decision, reason=decision.reason + " [the model records no FOV diameter: "
                                                    "chosen by the photo's size]")
-        from tiled_vessel_seg import fov
         return decide_fov_factor(width, height, fov.fov_diameter(_as_numpy(image)),
                                  self.fov_diameter, self.zoom, self.scale)
 
@@ -239,9 +245,6 @@ class AutoScalePredictor:
         return decision
 
     def __call__(self, image, threshold: Optional[float] = None):
-        import numpy as np
-        import tensorflow as tf
-        from tiled_vessel_seg import imaging
         decision = self.last_decision = self.decide(image)
         predictor = self._predictors[decision.input_scale]
         if decision.factor == 1.0:
@@ -266,7 +269,6 @@ class AutoScalePredictor:
 
 
 def _as_numpy(image):
-    import numpy as np
     return image.numpy() if hasattr(image, "numpy") else np.asarray(image)
 
 

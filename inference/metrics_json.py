@@ -29,6 +29,7 @@ import json
 import math
 from typing import Any, Optional, Sequence
 
+from tiled_vessel_seg import storage
 from tiled_vessel_seg.inference import metrics
 
 METRICS_JSON = "metrics.json"
@@ -107,7 +108,6 @@ def to_json(document: dict) -> str:
 def write_metrics_json(path: str, rows: Sequence[dict], columns: Sequence[str], *,
                        threshold: float, fov_source: str, model: Optional[dict] = None) -> str:
     """Writes `metrics_document(...)` to `path` (local or gs://) atomically; returns path."""
-    from tiled_vessel_seg import storage  # pylint: disable=import-outside-toplevel
     document = metrics_document(rows, columns, threshold=threshold, fov_source=fov_source,
                                 model=model)
     return storage.write_text_atomic(path, to_json(document))
@@ -116,7 +116,6 @@ def write_metrics_json(path: str, rows: Sequence[dict], columns: Sequence[str], 
 def read_metrics_json(path: str) -> dict:
     """The document written by `write_metrics_json` (null values come back as NaN in
     the per-image rows and the summary)."""
-    from tiled_vessel_seg import storage  # pylint: disable=import-outside-toplevel
     document = json.loads(storage.read_text(path))
 
     def nan(d: dict) -> dict:

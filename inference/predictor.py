@@ -23,9 +23,10 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-from tiled_vessel_seg.inference import blend as blend_lib
-from tiled_vessel_seg.inference import tiling
 from tiled_vessel_seg import imaging, model_loading
+from tiled_vessel_seg.inference import blend as blend_lib
+from tiled_vessel_seg.inference import input_scale as input_scale_lib
+from tiled_vessel_seg.inference import tiling
 
 TTAS = ("none", "flips", "d4")
 INPUT_SCALES = ("enlarged", "native")
@@ -257,5 +258,4 @@ def load_predictor(model_dir: str, *, overlap: Optional[int] = None, batch_size:
             blend=blend, tta=tta, threshold=info.threshold if threshold is None else threshold,
             scale=info.scale, input_scale=scale, min_overlap=min_overlap, tiler=tiler)
 
-    from tiled_vessel_seg.inference import input_scale as input_scale_lib
     return input_scale_lib.scaled_predictor(make, info, input_scale)

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from absl import flags
 
-from tiled_vessel_seg import cli_app
+from tiled_vessel_seg import cli_app, models
 from tiled_vessel_seg.configs import schema, tool_config
+from tiled_vessel_seg.inference import input_scale as input_scale_lib
+from tiled_vessel_seg.lazy_imports import lazy_imports
+
+with lazy_imports():  # TensorFlow: not for --help
+    from tiled_vessel_seg.inference import tiling
 
 FLAGS = flags.FLAGS
 _DEFAULTS = schema.TiledInferConfig()
@@ -21,7 +26,6 @@ CONFIG_KEYS = {"overlap": "overlap", "batch_size": "batch_size", "blend": "blend
 
 def define_flags() -> None:
     """--model (alias --model_dir) and the tiling flags."""
-    from tiled_vessel_seg import models
     flags.DEFINE_string("model", None, models.MODEL_FLAG_HELP)
     flags.DEFINE_alias("model_dir", "model")
     flags.DEFINE_integer("overlap", None, "Tile overlap in px, with a margin of overlap/2 "
@@ -65,7 +69,6 @@ def define_flags() -> None:
     def _valid(value):
         if value is None:
             return True
-        from tiled_vessel_seg.inference import input_scale as input_scale_lib
         try:
             input_scale_lib.parse_input_scale(value)
         except ValueError:
@@ -88,7 +91,6 @@ def define_flags() -> None:
 def model_dir(tool: str) -> str:
     """The directory of --model (a shipped name or a directory). Call it first: with no
     --model it prints, as the tool's first line, that the shipped model is used."""
-    from tiled_vessel_seg import models
     try:
         return models.resolve_model_flag(tool, FLAGS.model)
     except models.UnknownModelError as e:
@@ -110,9 +112,7 @@ def predictor_options() -> dict:
         options[name] = value
     if not given & {"overlap", "min_overlap"} and FLAGS.overlap is None \
             and FLAGS.min_overlap is None:
-        from tiled_vessel_seg.inference import tiling
         options["min_overlap"] = tiling.DEFAULT_MIN_OVERLAP  # the fitted grid (issue 19)
     if options["input_scale"] is not None:  # "0.7" -> 0.7; the validator checked it
-        from tiled_vessel_seg.inference import input_scale as input_scale_lib
         options["input_scale"] = input_scale_lib.parse_input_scale(options["input_scale"])
     return options

@@ -16,15 +16,26 @@ on gs://. Used by vessel-segment, vessel-run and the per-epoch training callback
 """
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import io
 import os
 import sys
 import time
+from concurrent import futures
 from typing import Optional
 
+import numpy as np
+
 from tiled_vessel_seg import imaging, storage
+from tiled_vessel_seg.inference import error_map as error_map_lib
+from tiled_vessel_seg.inference import mask_hints, metrics, metrics_json
+from tiled_vessel_seg.lazy_imports import lazy_imports
+
+with lazy_imports():  # vessel-segment --help imports this module
+    import tqdm
+    from tiled_vessel_seg import fov  # OpenCV
 
 GREEN = (0, 255, 0)
 # Memory a photo needs on top of the model's own (TF runtime, weights, one batch of
@@ -193,7 +204,6 @@ def truth_index(masks_dir: str) -> dict[str, str]:
 def overlay_image(image, mask):
     """uint8 RGB [H, W, 3], mask [H, W] (nonzero = vessel) -> the photo with vessels
     blended towards green."""
-    import numpy as np
     out = image.copy()
     vessel = mask > 0
     out[vessel] = np.round((1 - OVERLAY_ALPHA) * image[vessel]
@@ -202,8 +212,7 @@ def overlay_image(image, mask):
 
 
 def metric_columns() -> list[str]:
-    from tiled_vessel_seg.inference.metrics import METRIC_NAMES
-    return list(METRIC_NAMES) + [f"fov_{m}" for m in METRIC_NAMES]
+    return list(metrics.METRIC_NAMES) + [f"fov_{m}" for m in metrics.METRIC_NAMES]
 
 
 def read_truth(truth_path: str, shape, what: str = "ground truth"):
@@ -221,8 +230,6 @@ def image_metrics(image, probabilities, truth_path: str, threshold: float,
     with their pixel counts (metrics_json.COUNTS_KEY / FOV_COUNTS_KEY) for the pooled
     figures. The FOV is the mask at fov_path, else computed from the photo (tiled_vessel_seg/fov.py).
     """
-    from tiled_vessel_seg import fov
-    from tiled_vessel_seg.inference import metrics, metrics_json
     if truth is None:
         truth = read_truth(truth_path, probabilities.shape)
     region = (read_truth(fov_path, probabilities.shape, "FOV mask") if fov_path
@@ -240,15 +247,14 @@ def write_metrics_csv(path: str, rows: list[dict]) -> None:
     """Per-image rows, then 'mean' and 'std' rows (NaN ignored), atomically. When a row
     is marked as a photograph the model was trained or validated on, a used_in_training
     column follows the image column ("train", "valid" or empty)."""
-    from tiled_vessel_seg.inference import metrics
-    from tiled_vessel_seg.inference.metrics_json import USED_IN_TRAINING_KEY as USED
+    used = metrics_json.USED_IN_TRAINING_KEY
     columns = metric_columns()
-    marked = [USED] if any(r.get(USED) for r in rows) else []
+    marked = [used] if any(r.get(used) for r in rows) else []
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["image"] + marked + columns)
     for row in rows:
-        writer.writerow([row["image"]] + [row.get(USED) or "" for _ in marked]
+        writer.writerow([row["image"]] + [row.get(used) or "" for _ in marked]
                         + [f"{row[c]:.6f}" for c in columns])
     stats = metrics.summarize(rows, columns)
     writer.writerow(["mean"] + [""] * len(marked) + [f"{stats[c][0]:.6f}" for c in columns])
@@ -314,8 +320,6 @@ def encode_outputs(job: PhotoJob, image, probabilities, mask, truth=None) -> dic
     """{path: PNG bytes} of the job's outputs: mask uint8 [H, W] 0/255, probabilities
     float32 [H, W] as 16-bit x 65535 and its 8-bit preview, overlay on the photo
     uint8 [H, W, 3], error map against truth bool [H, W]."""
-    import numpy as np
-    from tiled_vessel_seg.inference import error_map as error_map_lib
     encoded = {job.outputs["mask"]: imaging.encode_png(mask)}
     if "probabilities" in job.outputs:
         p16 = np.round(probabilities * 65535.0).astype(np.uint16)
@@ -354,7 +358,6 @@ def write_run_metrics(output_dir: str, rows: list[dict], threshold: float,
                       model: Optional[dict] = None) -> str:
     """metrics.csv and metrics.json of a run's per-image rows (in their order);
     returns the FOV source recorded ("computed", "files" or a mix)."""
-    from tiled_vessel_seg.inference import metrics_json
     from_files = sum(r["fov"] != "computed" for r in rows)
     fov_source = ("computed" if not from_files else "files" if from_files == len(rows)
                   else f"files for {from_files} of {len(rows)} images, computed otherwise")
@@ -404,10 +407,6 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
       OutputError: output_dir or an output file cannot be written; files written
         before stay (each is complete: writes are atomic).
     """
-    import collections
-    from concurrent import futures
-    from tqdm import tqdm
-    from tiled_vessel_seg.inference import mask_hints
 
     check_outputs_are_not_inputs(files, output_dir, truths,
                                  save_probabilities=save_probabilities, overlay=overlay,
@@ -418,11 +417,11 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
         raise OutputError(e.path, e.reason, e.errno) from None
     summary = Summary()
     start = time.time()
-    bar = tqdm(total=len(files), unit="image", disable=not progress, file=sys.stderr)
+    bar = tqdm.tqdm(total=len(files), unit="image", disable=not progress, file=sys.stderr)
 
     def fail(path: str, reason: str) -> None:
         summary.failed.append((path, reason))
-        tqdm.write(f"FAILED {imaging.one_line(path)}: {imaging.one_line(reason)}",
+        tqdm.tqdm.write(f"FAILED {imaging.one_line(path)}: {imaging.one_line(reason)}",
                    file=sys.stderr)
         bar.update()
 
@@ -486,7 +485,7 @@ def segment_files(predictor, files: list[str], output_dir: str, *,
                 if decision is not None:
                     summary.scales[job.stem] = decision.input_scale
                     if progress or not decision.fits:
-                        tqdm.write(f"{imaging.one_line(job.stem)}: {image.shape[1]}x"
+                        tqdm.tqdm.write(f"{imaging.one_line(job.stem)}: {image.shape[1]}x"
                                    f"{image.shape[0]}, input {decision.reason}",
                                    file=sys.stderr)
                 while writes:  # at most one photograph's outputs in flight
@@ -526,7 +525,6 @@ def format_summary(summary: Summary, output_dir: str) -> str:
     for stem, hint in summary.empty:
         lines.append(f"  {stem}: {hint}")
     if summary.metrics:
-        from tiled_vessel_seg.inference import metrics
         stats = metrics.summarize(summary.metrics, metric_columns())
         seen = [r for r in summary.metrics if r.get("used_in_training")]
         seen_note = ("" if not seen else
@@ -540,7 +538,6 @@ def format_summary(summary: Summary, output_dir: str) -> str:
             m, s = stats[name]
             fm, fs = stats["fov_" + name]
             lines.append(f"    {name:<12} {m:.4f} +- {s:.4f}   inside FOV {fm:.4f} +- {fs:.4f}")
-        from tiled_vessel_seg.inference import metrics_json
         pooled = metrics_json.pooled_metrics(summary.metrics)
         if pooled:
             lines.append(f"    pooled F1 over all pixels {pooled['dice']:.4f}, inside FOV "

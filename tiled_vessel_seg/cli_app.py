@@ -44,8 +44,9 @@ import textwrap
 from typing import Callable, Optional
 
 from absl import app, flags
+from absl import logging as absl_logging
 
-from tiled_vessel_seg import storage
+from tiled_vessel_seg import console, storage
 
 FLAGS = flags.FLAGS
 HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-?")
@@ -179,13 +180,11 @@ def _program(argv: list[str]) -> str:
 
 def _apply_verbose() -> None:
     if not FLAGS.verbose:
-        from tiled_vessel_seg import console
         console.quiet_logging()  # our lines and real warnings only
         return
     if "tensorflow" not in sys.modules:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     logging.getLogger().setLevel(logging.DEBUG)
-    from absl import logging as absl_logging
     absl_logging.set_verbosity(absl_logging.DEBUG)
 
 

@@ -30,7 +30,8 @@ def pipeline_throughput(data_dir: str, batch: int, seconds: float) -> tuple[floa
     Tiles per CPU second is the per-core rate, and holds when other jobs share the cores.
     """
     from tiled_vessel_seg.tfrecords import reader
-    ds = reader.make_dataset(data_dir, "train", batch, training=True, seed=0)
+    ds = reader.make_dataset(data_dir, reader.InputConfig("train", batch, training=True,
+                                                          seed=0))
     iterator = iter(ds)
     for _ in range(3):  # warm-up: tracing, buffers
         next(iterator)
@@ -76,7 +77,8 @@ def streaming_vs_memory(data_dir: str, tile: int, batch: int, steps: int) -> tup
     import tensorflow as tf
 
     from tiled_vessel_seg.tfrecords import reader
-    stream = reader.make_dataset(data_dir, "train", batch, training=True, seed=0)
+    stream = reader.make_dataset(data_dir, reader.InputConfig("train", batch, training=True,
+                                                              seed=0))
     held = list(stream.take(steps).as_numpy_iterator())
     images = np.concatenate([b[0] for b in held])
     masks = np.concatenate([b[1] for b in held])

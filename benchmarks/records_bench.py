@@ -134,8 +134,8 @@ def codec_figures(tiles, encoding: TileEncoding) -> dict:
 def pipeline_rate(data_dir: str, augment: bool, seconds: float, batch: int = 8) -> float:
     """Tiles per CPU-second (this process, all threads) of make_dataset in training mode."""
     from tiled_vessel_seg.tfrecords import reader
-    data = reader.make_dataset(data_dir, "train", batch, training=True, augment=augment,
-                               seed=0, shuffle_buffer=64)
+    data = reader.make_dataset(data_dir, reader.InputConfig(
+        "train", batch, training=True, augment=augment, seed=0, shuffle_buffer=64))
     iterator = iter(data)
     for _ in range(5):  # warm-up: tracing, buffers
         next(iterator)

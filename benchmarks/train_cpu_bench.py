@@ -71,9 +71,9 @@ def measure(config_path: str, data_dir: str, steps: int, warmup: int, variant: d
     tile = (config.model.image_height, config.model.image_width)
     from tiled_vessel_seg.tfrecords import robust_augment
     robust = robust_augment.from_train_config(config.train) if variant.get("robust") else None
-    data = reader.make_dataset(data_dir, "train", batch, training=True, seed=0,
-                               tile_shape=tile, robust=robust,
-                               deterministic=True if variant.get("deterministic") else None)
+    data = reader.make_dataset(data_dir, reader.InputConfig(
+        "train", batch, training=True, seed=0, tile_shape=tile, robust=robust,
+        deterministic=True if variant.get("deterministic") else None))
     if variant.get("input_only"):
         iterator = iter(data)
         for _ in range(warmup):

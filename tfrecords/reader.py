@@ -24,6 +24,7 @@ reading each shard of the split on its own.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 from typing import Iterable, Iterator, Mapping, Optional
@@ -31,6 +32,7 @@ from typing import Iterable, Iterator, Mapping, Optional
 import numpy as np
 import tensorflow as tf
 
+from tiled_vessel_seg.configs.schema import TrainConfig
 from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
 from tiled_vessel_seg.tfrecords import robust_augment as robust_lib
 from tiled_vessel_seg.tfrecords import schema
@@ -161,57 +163,97 @@ def check_shards_exist(paths: Iterable[str]) -> None:
                              f"are missing: {', '.join(missing)}")
 
 
-def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
-                 shuffle_buffer: int = 256, augment: bool = False,
-                 robust: Optional[robust_lib.RobustAugmentation] = None,
-                 deterministic: Optional[bool] = None, seed: Optional[int] = None,
+@dataclasses.dataclass(frozen=True)
+class InputConfig:
+    """What `make_dataset` reads from a dataset directory and how (the input section of one
+    split, as official/vision's DataConfig): `InputConfig("test", 4)` is one pass over the
+    test split in batches of 4; `for_training` builds the training stream from [train].
+
+    split: "train", "valid" or "test" (any split the dataset has).
+    global_batch_size: GLOBAL batch; with an input context each pipeline batches
+      `input_context.get_per_replica_batch_size(global_batch_size)`.
+    training: shuffle shards each epoch and records in a buffer, repeat forever, drop the
+      last partial batch. Otherwise one pass in file order.
+    shuffle_buffer: records in the shuffle buffer (training only).
+    augment: in-graph random symmetry of the square, brightness and contrast
+      (`augment_tile`; training only).
+    robust: zoom, blur, gamma, channel gains, JPEG (`robust_augment`; training only),
+      after `augment`.
+    deterministic: element order reproducible; default: True unless training.
+    seed: seed of the shard/record shuffles and of the augmentation (None: drawn).
+    take_batches: keep only the first N batches (a fixed validation subset).
+    tile_shape: (H, W) every tile must have; makes the shapes static, which
+      MirroredStrategy needs to give a replica an empty last batch.
+    fill_replicas: (not training, with an input context of several replicas per pipeline)
+      wrap the last global step around to the first tiles so no replica gets an empty
+      batch - TF cannot run a dilated convolution on an empty batch. A few tiles then count
+      twice: use it for validation, not for final figures.
+    with_fov: the mask gets the tile's field of view as a second plane (the dataset must
+      have been written with FOV planes, [preprocess] fov_masks).
+    dataset_weights: (training only) {dataset name: weight}: the share of tiles drawn from
+      each source dataset ([train] dataset_weights; `weighted_records`). Every dataset of
+      the split needs a weight; 0 leaves it out.
+    """
+    split: str
+    global_batch_size: int
+    training: bool = False
+    shuffle_buffer: int = 256
+    augment: bool = False
+    robust: Optional[robust_lib.RobustAugmentation] = None
+    deterministic: Optional[bool] = None
+    seed: Optional[int] = None
+    take_batches: Optional[int] = None
+    tile_shape: Optional[tuple[int, int]] = None
+    fill_replicas: bool = False
+    with_fov: bool = False
+    dataset_weights: Optional[Mapping[str, float]] = None
+
+    def __post_init__(self):
+        if self.global_batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.global_batch_size}")
+
+    @classmethod
+    def for_training(cls, train: TrainConfig, global_batch_size: int,
+                     tile_shape: Optional[tuple[int, int]] = None) -> "InputConfig":
+        """The training stream of the [train] section: its shuffle buffer, online and
+        robust augmentation, seed, determinism, dataset weights and FOV loss mask."""
+        return cls("train", global_batch_size, training=True,
+                   shuffle_buffer=train.shuffle_buffer, augment=train.online_augmentation,
+                   robust=robust_lib.from_train_config(train),
+                   deterministic=train.deterministic or None, seed=train.seed,
+                   tile_shape=tile_shape, with_fov=train.loss_mask == "fov",
+                   dataset_weights=train.dataset_weights or None)
+
+
+def make_dataset(data_dir: str, params: InputConfig, *_old_args,
                  input_context: Optional[tf.distribute.InputContext] = None,
                  info: Optional[dataset_info_lib.DatasetInfo] = None,
-                 take_batches: Optional[int] = None,
-                 tile_shape: Optional[tuple[int, int]] = None,
-                 fill_replicas: bool = False, with_fov: bool = False,
-                 dataset_weights: Optional[Mapping[str, float]] = None) -> tf.data.Dataset:
-    """The batched (image, mask) dataset of one split.
+                 **_old_kwargs) -> tf.data.Dataset:
+    """The batched (image, mask) dataset of one split, read as `params` says.
 
     Args:
       data_dir: dataset directory holding dataset_info.json (local or gs://).
-      split: "train", "valid" or "test" (any split the dataset has).
-      batch_size: GLOBAL batch; with `input_context` each pipeline batches
-        `input_context.get_per_replica_batch_size(batch_size)`.
-      training: shuffle shards each epoch and records in a buffer, repeat forever,
-        drop the last partial batch. Otherwise one pass in file order.
-      shuffle_buffer: records in the shuffle buffer (training only).
-      augment: in-graph random symmetry of the square, brightness and contrast
-        (`augment_tile`; training only).
-      robust: zoom, blur, gamma, channel gains, JPEG (`robust_augment`; training only),
-        after `augment`.
-      deterministic: element order reproducible; default: True unless training.
-      seed: seed of the shard/record shuffles and of the augmentation.
+      params: the split, batch and options (`InputConfig`).
       input_context: from `strategy.distribute_datasets_from_function`; with several
         input pipelines the shards (or, if fewer shards than pipelines, the records)
         are split by `input_pipeline_id`.
       info: an already-read DatasetInfo (else read from data_dir).
-      take_batches: keep only the first N batches (a fixed validation subset).
-      tile_shape: (H, W) every tile must have; makes the shapes static, which
-        MirroredStrategy needs to give a replica an empty last batch.
-      fill_replicas: (not training, with an input_context of several replicas per
-        pipeline) wrap the last global step around to the first tiles so no replica gets
-        an empty batch - TF cannot run a dilated convolution on an empty batch. A few
-        tiles then count twice: use it for validation, not for final figures.
-      with_fov: the mask gets the tile's field of view as a second plane (the dataset must
-        have been written with FOV planes, [preprocess] fov_masks).
-      dataset_weights: (training only) {dataset name: weight}: the share of tiles drawn
-        from each source dataset ([train] dataset_weights; `weighted_records`). Every
-        dataset of the split needs a weight; 0 leaves it out.
 
     Returns:
       Dataset of (image float32 [b, H, W, 3] in [0, 1], mask float32 [b, H, W, 1] in {0, 1};
-      [b, H, W, 2], vessels then FOV, with `with_fov`).
+      [b, H, W, 2], vessels then FOV, with `params.with_fov`).
 
     Raises:
       DatasetError: no dataset_info.json, no such split, a listed shard is missing, or
         with_fov on a dataset without FOV planes.
     """
+    if isinstance(params, str):  # TRANSITION (removed once tests/ call the new form)
+        old = dict(zip(("global_batch_size", "training"), _old_args), **_old_kwargs)
+        if "batch_size" in old:
+            old["global_batch_size"] = old.pop("batch_size")
+        params = InputConfig(params, **old)
+    split, batch_size, training = params.split, params.global_batch_size, params.training
+    with_fov, seed, deterministic = params.with_fov, params.seed, params.deterministic
     info = info or dataset_info_lib.read_dataset_info(data_dir)
     if with_fov:
         dataset_info_lib.require_fov(data_dir, info, "reading tiles with their FOV")
@@ -223,11 +265,9 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
     check_shards_exist(paths)
     if deterministic is None:
         deterministic = not training
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
-    weights = dataset_weight_list(data_dir, info, split, dataset_weights) if (
-        training and dataset_weights) else None
+    weights = dataset_weight_list(data_dir, info, split, params.dataset_weights) if (
+        training and params.dataset_weights) else None
     shard_records = False
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
@@ -261,11 +301,13 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
                                 input_context.input_pipeline_id)
     if weights:
         records = weighted_records(records, weights, seed)
-    if training and shuffle_buffer > 1:
+    if training and params.shuffle_buffer > 1:
         # The stream is endless (repeated above), so no per-iteration reshuffle is needed.
-        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+        records = records.shuffle(params.shuffle_buffer, seed=seed,
+                                  reshuffle_each_iteration=False)
 
     parse = schema.tile_decoder(info.record_format, with_fov=with_fov)
+    augment, robust = params.augment, params.robust
     robust = robust if robust is not None and not robust.is_identity else None
     if training and (augment or robust):  # decode and augment in one map: one element pass
         def decode_and_augment(serialized, tile_seed):
@@ -282,14 +324,14 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
     else:
         tiles = records.map(lambda serialized: to_float(*parse(serialized)),
                             num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    if tile_shape is not None:
-        height, width = tile_shape
+    if params.tile_shape is not None:
+        height, width = params.tile_shape
         planes = 2 if with_fov else 1
         tiles = tiles.map(lambda image, mask: (tf.ensure_shape(image, [height, width, 3]),
                                                tf.ensure_shape(mask, [height, width, planes])))
     replicas = (input_context.num_replicas_in_sync // input_context.num_input_pipelines
                 if input_context is not None else 1)
-    if fill_replicas and not training and replicas > 1:
+    if params.fill_replicas and not training and replicas > 1:
         records_here = -(-info.splits[split].records // input_context.num_input_pipelines)
         steps = -(-records_here // (batch_size * replicas))
         batches = tiles.repeat().batch(batch_size, drop_remainder=True).take(steps * replicas)
@@ -297,8 +339,8 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool, *,
         # A sequential batch: the copy is cheap next to decoding, and a parallel one
         # costs ~15 % more CPU per tile in thread hand-offs (benchmarks/records_bench.py).
         batches = tiles.batch(batch_size, drop_remainder=training)
-    if take_batches is not None:
-        batches = batches.take(take_batches)
+    if params.take_batches is not None:
+        batches = batches.take(params.take_batches)
     options = tf.data.Options()
     options.deterministic = deterministic
     return batches.with_options(options).prefetch(AUTOTUNE)

@@ -52,6 +52,7 @@ from tiled_vessel_seg.tfrecords.example_proto import serialize_example
 
 WHOLE_IMAGE_ORIGIN = -1
 NO_AUGMENTATION = "none"
+IMAGE_CHANNELS = 3  # every record's tile is RGB, whatever the photo's file held
 
 IMAGE_KEY = "image/encoded"
 MASK_KEY = "mask/encoded"

@@ -115,9 +115,10 @@ def validation_dataset(data_dir: str, info: dataset_info_lib.DatasetInfo, global
     pipelines = context.num_input_pipelines if context else 1
     replicas = context.num_replicas_in_sync // pipelines if context else 1
     if pipelines * replicas == 1:
-        return reader.make_dataset(data_dir, split, global_batch, training=False,
-                                   input_context=context, info=info, take_batches=take_steps,
-                                   tile_shape=tile_shape, with_fov=with_fov)
+        return reader.make_dataset(
+            data_dir, reader.InputConfig(split, global_batch, take_batches=take_steps,
+                                         tile_shape=tile_shape, with_fov=with_fov),
+            input_context=context, info=info)
     per_replica = context.get_per_replica_batch_size(global_batch)
     try:
         layout = validation_batches(info.splits[split].records, pipelines, replicas,

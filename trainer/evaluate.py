@@ -63,13 +63,12 @@ def evaluate(model_dir: str, data_dir: str, split: str = "test", *,
             f"{data_dir}: tiles are {tile[0]}x{tile[1]} but the model in {model_dir} takes "
             f"{height}x{width}")
 
-    batch = batch_size or int(info.config.get("train", {}).get("batch_size", 2))
-    if batch < 1:
-        raise ValueError(f"--batch_size must be >= 1, got {batch}")
+    params = reader.InputConfig(
+        split, batch_size or int(info.config.get("train", {}).get("batch_size", 2)),
+        tile_shape=tile)
     data = strategy.distribute_datasets_from_function(
-        lambda context: reader.make_dataset(data_dir, split, batch, training=False,
-                                            input_context=context, info=data_info,
-                                            tile_shape=tile))
+        lambda context: reader.make_dataset(data_dir, params, input_context=context,
+                                            info=data_info))
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     with reader.naming_bad_shards(data_dir, [split], data_info):
         results = model.evaluate(data, return_dict=True, verbose=verbose)

@@ -22,12 +22,30 @@ from the chief's backup/.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import warnings
 from typing import Optional, Sequence
 
-from tiled_vessel_seg import storage
+import keras
+import tensorflow as tf
+
+from tiled_vessel_seg import model_info as model_info_lib
+from tiled_vessel_seg import model_loading, models, storage
+from tiled_vessel_seg.configs import ConfigError, to_dict
+from tiled_vessel_seg.configs.schema import Config
+from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
+from tiled_vessel_seg.tfrecords import reader, record_counts
+from tiled_vessel_seg.tfrecords.schema import IMAGE_CHANNELS
+from tiled_vessel_seg.trainer import callbacks as callbacks_lib
+from tiled_vessel_seg.trainer import cluster as cluster_lib
+from tiled_vessel_seg.trainer import distributed_input, losses, metrics
+from tiled_vessel_seg.trainer import model as model_lib
+from tiled_vessel_seg.trainer import schedules
+from tiled_vessel_seg.trainer import strategy as strategy_lib
+from tiled_vessel_seg.trainer import threshold as threshold_lib
 
 _LOG = logging.getLogger("vessel-train")
 
@@ -37,50 +55,48 @@ EVAL_DIR = "eval"
 LOGS_DIR = "logs"
 
 
-def _check_tile_size(config, data_dir: str, info) -> tuple[int, int]:
-    from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
-    from tiled_vessel_seg.tfrecords import reader
+def with_dataset_input(config: Config, data_dir: str,
+                       info: dataset_info_lib.DatasetInfo) -> Config:
+    """`config` with the model's input size taken from the dataset it trains on: the tile
+    size of dataset_info.json (else the first training record's) and the records' RGB
+    channels. The config's own [preprocess] tile_size is vessel-preprocess's; here it
+    follows the dataset, so model_info.json and the backup's config say what was trained.
+
+    Raises ConfigError when the config does not fit these tiles (a dilated kernel wider
+    than the tile, an overlap inference would refuse).
+    """
     size = info.parameters.tile_size
-    tile = (int(size), int(size)) if size else reader.peek_tile_shape(data_dir, "train", info)
-    model = (config.model.image_height, config.model.image_width)
-    if tile != model:
-        raise dataset_info_lib.DatasetError(
-            f"{dataset_info_lib.join(data_dir, dataset_info_lib.INFO_FILE)}: tiles are "
-            f"{tile[0]}x{tile[1]} but the model input ([preprocess] tile_size) is "
-            f"{model[0]}x{model[1]}; set them equal (e.g. --set preprocess.tile_size={tile[0]}) "
-            f"or re-run vessel-preprocess")
-    return tile
+    height, width = ((int(size), int(size)) if size
+                     else reader.peek_tile_shape(data_dir, "train", info))
+    if (height, width) != (config.model.image_height, config.model.image_width):
+        _LOG.info("model input %dx%d: the tiles of %s ([preprocess] tile_size %d is "
+                  "vessel-preprocess's)", height, width, data_dir, config.preprocess.tile_size)
+    model = dataclasses.replace(config.model, image_height=height, image_width=width,
+                                image_channels=IMAGE_CHANNELS)
+    preprocess = (dataclasses.replace(config.preprocess, tile_size=height)
+                  if height == width else config.preprocess)
+    where = dataset_info_lib.join(data_dir, dataset_info_lib.INFO_FILE)
+    try:
+        config = dataclasses.replace(config, model=model, preprocess=preprocess)
+    except ValueError as e:  # Config.__post_init__: a kernel wider than these tiles
+        raise ConfigError(f"{where}: tiles are {height}x{width}: {e}") from None
+    check_config(config)
+    return config
 
 
-def check_config(config) -> None:
-    """Cheap checks of what training would otherwise find out late (or leave for
-    inference to refuse); raises ConfigError naming the section and key."""
-    from tiled_vessel_seg.configs import ConfigError
+def check_config(config: Config) -> None:
+    """Refuses an overlap inference would refuse for the model's tile (the config's
+    single values are checked by the schema); raises ConfigError."""
     height, width = config.model.image_height, config.model.image_width
     overlap = config.tiledinfer.overlap
-    problems = []
     if overlap >= min(height, width):
-        problems.append(f"[tiledinfer] overlap {overlap} must be smaller than the tile "
-                        f"({height}x{width}, [preprocess] tile_size); inference would refuse "
-                        f"the model")
-    for key in ("steps_per_epoch", "validation_steps"):
-        value = getattr(config.train, key)
-        if value is not None and value < 1:
-            problems.append(f"[train] {key} must be >= 1 or None, got {value}")
-    if not 0.0 < config.tiledinfer.threshold < 1.0:
-        problems.append(f"[tiledinfer] threshold must be in (0, 1), got "
-                        f"{config.tiledinfer.threshold}")
-    if config.train.shuffle_buffer < 0:
-        problems.append(f"[train] shuffle_buffer must be >= 0, got {config.train.shuffle_buffer}")
-    if config.train.patience < 1:
-        problems.append(f"[train] patience must be >= 1, got {config.train.patience}")
-    if problems:
-        raise ConfigError("; ".join(problems))
+        raise ConfigError(f"[tiledinfer] overlap {overlap} must be smaller than the tile "
+                          f"({height}x{width}, the dataset's tiles); inference would refuse "
+                          f"the model")
 
 
 def _check_model_dir(model_dir: str) -> None:
     """Refuses a model dir written for another record schema (read_model_info raises)."""
-    from tiled_vessel_seg import model_info as model_info_lib
     if storage.exists(storage.join(model_dir, model_info_lib.INFO_FILE)):
         model_info_lib.read_model_info(model_dir)
 
@@ -93,16 +109,14 @@ def _resume_epoch(model_dir: str) -> int:
     return int(json.loads(storage.read_text(path)).get("epoch", 0))
 
 
-def _config_snapshot(config) -> str:
-    from tiled_vessel_seg.configs import to_dict
+def _config_snapshot(config: Config) -> str:
     return json.dumps(to_dict(config), indent=1, sort_keys=True)
 
 
-def check_backup_config(model_dir: str, config) -> None:
+def check_backup_config(model_dir: str, config: Config) -> None:
     """Refuses to resume from M/backup/ made with another config (BackupAndRestore would
     restore weights into a different model or schedule, or fail with a long Keras
     error). Raises ModelDirError; a backup without run_config.json is accepted."""
-    from tiled_vessel_seg import model_info as model_info_lib
     path = storage.join(model_dir, BACKUP_DIR, BACKUP_CONFIG)
     if not _resume_epoch(model_dir) or not storage.exists(path):
         return
@@ -118,7 +132,7 @@ def check_backup_config(model_dir: str, config) -> None:
             f"{' ...' if len(changed) > 5 else ''})")
 
 
-def _record_backup_config(model_dir: str, config) -> None:
+def _record_backup_config(model_dir: str, config: Config) -> None:
     """Writes the config into M/backup/ before the first backup of a run exists."""
     if not _resume_epoch(model_dir):
         storage.makedirs(storage.join(model_dir, BACKUP_DIR))
@@ -128,14 +142,13 @@ def _record_backup_config(model_dir: str, config) -> None:
 
 def _steps(records: int, global_batch: int, split: str, data_dir: str) -> int:
     if records < global_batch:
-        from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
         raise dataset_info_lib.DatasetError(
             f"{data_dir}: split {split!r} has {records} tiles, fewer than one global batch "
             f"of {global_batch}; lower [train] batch_size or add data")
     return records // global_batch
 
 
-def make_callbacks(config, model_dir: str, resume_epoch: int, *,
+def make_callbacks(config: Config, model_dir: str, resume_epoch: int, *,
                    write_dir: Optional[str] = None, model_info=None,
                    extra: Sequence = ()) -> list:
     """The callbacks in the order their epoch-end work must happen: logs first, the
@@ -147,13 +160,6 @@ def make_callbacks(config, model_dir: str, resume_epoch: int, *,
     them run (saving) happen on all. `model_info` is written once a best model exists;
     `extra` callbacks (chief only) come before the backup.
     """
-    import keras
-
-    from tiled_vessel_seg.trainer import callbacks as callbacks_lib
-    from tiled_vessel_seg.trainer import model as model_lib
-    from tiled_vessel_seg import model_info as model_info_lib
-    from tiled_vessel_seg.trainer import schedules
-
     write_dir = write_dir or model_dir
     past = callbacks_lib.history_before(
         callbacks_lib.read_history(storage.join(model_dir, callbacks_lib.HISTORY_FILE)),
@@ -190,7 +196,7 @@ def make_callbacks(config, model_dir: str, resume_epoch: int, *,
     return callbacks
 
 
-def init_weights(model, init_model: str) -> str:
+def init_weights(model: keras.Model, init_model: str) -> str:
     """Sets `model`'s weights to those of `init_model` (a shipped model name or a model
     dir, loaded in safe_mode); returns where they came from.
 
@@ -199,8 +205,6 @@ def init_weights(model, init_model: str) -> str:
         weight that differs).
       ModelDirError: the model dir is unusable.
     """
-    from tiled_vessel_seg import model_loading, models
-    from tiled_vessel_seg.configs import ConfigError
     try:
         folder = models.resolve_model(init_model)
     except models.UnknownModelError as e:
@@ -224,11 +228,15 @@ def init_weights(model, init_model: str) -> str:
     return f"{init_model} ({folder})"
 
 
-def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = None,
+def train(config: Config, data_dir: str, model_dir: str, *, strategy: Optional[str] = None,
           num_cpu_replicas: int = 0, precision: str = "auto",
           global_batch: Optional[int] = None, worker_timeout: Optional[float] = None,
           callbacks: Sequence = (), verbose: int = 2) -> dict:
-    """Trains per `config`; returns the history of this process' epochs {key: [values]}.
+    """Trains per `config` on the dataset in `data_dir` into `model_dir`; returns the
+    history of this process' epochs {key: [values]}.
+
+    The model's input size is the dataset's tile size (`with_dataset_input`), whatever
+    the config's [preprocess] tile_size.
 
     strategy: auto, one_device, mirrored or multi_worker (trainer/strategy.py); default
       [train] strategy. With multi_worker every worker of TF_CONFIG runs this with the
@@ -240,17 +248,13 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
     Raises:
       ConfigError: a config value training or inference would refuse later.
       ClusterError: an unusable TF_CONFIG.
-      DatasetError: no dataset_info.json, a missing split or shard, tile size mismatch,
+      DatasetError: no dataset_info.json, a missing split or shard,
         [train] loss_mask = "fov" on records without FOV planes.
       ModelDirError: model_dir was written for another record schema, or its backup/
         with another config.
       ShardReadError: a shard cannot be read (the message names it).
       ValueError: global batch not divisible by the replica count.
     """
-    check_config(config)
-    from tiled_vessel_seg.trainer import cluster as cluster_lib
-    from tiled_vessel_seg.trainer import distributed_input
-    from tiled_vessel_seg.trainer import strategy as strategy_lib
     distribution = strategy_lib.make_distribution(  # before any other TF work
         strategy or config.train.strategy, num_cpu_replicas,
         strategy_lib.DEFAULT_WORKER_TIMEOUT if worker_timeout is None else worker_timeout)
@@ -264,26 +268,17 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
               batch, batch // replicas, where)
     policy = strategy_lib.set_precision(precision)
 
-    import keras
-    import tensorflow as tf
-
-    from tiled_vessel_seg.configs import to_dict
     # The validation pass is one finite pass of unknown length: Keras learns its length by
     # running out of data in epoch 1 and says "interrupting training", which it is not.
     # (The training stream repeats forever, so it never runs out.)
     warnings.filterwarnings("ignore", message="Your input ran out of data")
-    from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
-    from tiled_vessel_seg.tfrecords import reader, record_counts, robust_augment
-    from tiled_vessel_seg.trainer import losses, metrics
-    from tiled_vessel_seg.trainer import model as model_lib
-    from tiled_vessel_seg import model_info as model_info_lib
-    from tiled_vessel_seg.trainer import schedules, threshold as threshold_lib
 
     info = dataset_info_lib.read_dataset_info(data_dir)
     # An empty split would make fit() spin on an endless empty stream (train) or end
     # with no val_loss to select a model by (valid): refused here, naming the shard.
     record_counts.check_splits(data_dir, info, ("train", "valid"), "training")
-    tile_size = _check_tile_size(config, data_dir, info)
+    config = with_dataset_input(config, data_dir, info)
+    tile_size = (config.model.image_height, config.model.image_width)
     with_fov = config.train.loss_mask == "fov"  # labels [b, H, W, 2]: vessels, FOV
     if with_fov:
         dataset_info_lib.require_fov(data_dir, info, '[train] loss_mask = "fov"')
@@ -313,22 +308,17 @@ def train(config, data_dir: str, model_dir: str, *, strategy: Optional[str] = No
                       metrics=metrics.segmentation_metrics(config.tiledinfer.threshold))
     if config.model.show_summary:
         model.summary()
-    from math import prod
-    trainable = sum(prod(w.shape) for w in model.trainable_weights)
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
     _LOG.info("model %s: %s parameters (%s trainable)", config.model.architecture,
               f"{model.count_params():,}", f"{trainable:,}")
     if config.train.init_model:  # fine-tuning (a resumed run's backup/ overrides it)
         _LOG.info("initial weights: %s", init_weights(model, config.train.init_model))
     strategy_lib.adapt_keras(model, distribution)
 
+    train_input = reader.InputConfig.for_training(config.train, batch, tile_size)
+
     def train_fn(context):
-        return reader.make_dataset(
-            data_dir, "train", batch, training=True, shuffle_buffer=config.train.shuffle_buffer,
-            augment=config.train.online_augmentation,
-            robust=robust_augment.from_train_config(config.train),
-            deterministic=config.train.deterministic or None, seed=config.train.seed,
-            input_context=context, info=info, tile_shape=tile_size, with_fov=with_fov,
-            dataset_weights=config.train.dataset_weights or None)
+        return reader.make_dataset(data_dir, train_input, input_context=context, info=info)
 
     def valid_fn(context):  # every validation tile counted once, whatever the replicas
         return distributed_input.validation_dataset(

@@ -17,6 +17,10 @@ from typing import Optional
 import numpy as np
 
 from tiled_vessel_seg import imaging
+from tiled_vessel_seg.lazy_imports import lazy_imports
+
+with lazy_imports():  # OpenCV: loaded by the Beam worker that measures a FOV, not the driver
+    from tiled_vessel_seg import fov as fov_lib
 
 
 class NoFovError(ValueError):
@@ -35,7 +39,6 @@ class FovScale:
 def measure_diameter(image: np.ndarray, fov: Optional[np.ndarray] = None) -> Optional[float]:
     """The FOV diameter of a photo (uint8 [H, W, 3]) in px: from its FOV mask (uint8
     [H, W] {0, 1}, e.g. the dataset's FOV file) when given, else from the photo."""
-    from tiled_vessel_seg import fov as fov_lib  # OpenCV: loaded by the worker only
     if fov is not None:
         circle = fov_lib.fov_circle(np.asarray(fov) > 0)
         return None if circle is None else circle.diameter

@@ -30,19 +30,25 @@ import json
 import platform
 import re
 import uuid
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.direct.direct_runner import DirectRunner
 
-from tiled_vessel_seg import console, datasets, imaging, run_lock, storage
+from tiled_vessel_seg import console, datasets, imaging, run_lock, sources, storage
 from tiled_vessel_seg.beam_jobs import fov_scale as fov_scale_lib
 from tiled_vessel_seg.beam_jobs import split, tile_tasks
 from tiled_vessel_seg.configs.schema import PreprocessConfig
+from tiled_vessel_seg.lazy_imports import lazy_imports
 from tiled_vessel_seg.tfrecords import dataset_info as info_lib
 from tiled_vessel_seg.tfrecords import record_counts
 from tiled_vessel_seg.tfrecords import schema
 from tiled_vessel_seg.tfrecords.encoding import TileEncoding
+
+with lazy_imports():  # OpenCV: loaded by the Beam workers that compute a FOV
+    from tiled_vessel_seg import fov as fov_lib
 
 IMAGES_FILE = "images.jsonl"  # one line per processed image: split, counts, checksums
 METRICS_NAMESPACE = "vessel_preprocess"
@@ -96,7 +102,6 @@ def load_fov(item: WorkItem, image) -> tuple[object, dict, str]:
     source FOV_FROM_FILE or FOV_COMPUTED). From item.fov_path when the pair has one,
     else computed from the photograph. Raises ImageReadError naming the FOV file."""
     if item.fov_path is None:
-        from tiled_vessel_seg import fov as fov_lib  # OpenCV: loaded by the worker only
         return fov_lib.fov_mask(image).astype("uint8"), {}, FOV_COMPUTED
     data = imaging.read_image_bytes(item.fov_path)
     fov = imaging.decode_mask_bytes(item.fov_path, data)
@@ -531,8 +536,6 @@ def local_runner(options) -> beam.runners.PipelineRunner | None:
     interactive is the DirectRunner's one switch that skips Prism (it changes nothing
     else), so a laptop runs the same engine online and offline, without a download.
     """
-    from apache_beam.options.pipeline_options import StandardOptions
-    from apache_beam.runners.direct.direct_runner import DirectRunner
     if options.view_as(StandardOptions).runner not in (None, "DirectRunner", "direct"):
         return None
     runner = DirectRunner()
@@ -560,7 +563,6 @@ def run_job(config: PreprocessConfig, pairs: Iterable[datasets.ImagePair],
     """
     pairs = sorted(pairs, key=lambda p: p.image_id)
     problems = list(problems)
-    from tiled_vessel_seg import sources
     assignment = split.assign_splits([p.image_id for p in pairs], config.split, config.seed,
                                      config.valid_ids, config.test_ids,
                                      subjects={p.image_id: sources.subject_key(p) for p in pairs})
@@ -572,6 +574,49 @@ def run_job(config: PreprocessConfig, pairs: Iterable[datasets.ImagePair],
         remove_leftovers(output_dir)
         return _write_owned(config, items, problems, output_dir, pipeline_options,
                             parameters, overwrite, assignment)
+
+
+def preprocess(config: PreprocessConfig, inputs: Sequence[datasets.Source], output_dir: str,
+               pipeline_options: PipelineOptions | None = None, *,
+               parameters: dict | None = None, overwrite: bool = False,
+               say: Callable[[str], None] = lambda text: None) -> JobSummary:
+    """vessel-preprocess's library call: the image pairs of `inputs` -> the dataset in
+    `output_dir` (local or gs://), split and sharded as the [preprocess] `config` says.
+
+    parameters: what dataset_info.json records about the inputs (default:
+      `sources.parameters(inputs)`); say: receives one-line notes (files ignored, splits
+      the inputs fix, the number of pairs).
+    With no pair at all, OUT/errors.jsonl lists the problems (unless OUT holds a dataset)
+    and the summary has no info and `errors_file` None when nothing was written.
+
+    Raises:
+      datasets.InputDirError: a missing input folder or unusable manifest.
+      OutputExistsError: output_dir holds a dataset and overwrite is False.
+      run_lock.FolderLockedError: another run is writing output_dir.
+      storage.StorageError: output_dir cannot be written.
+      ValueError: inputs that contradict the config (e.g. split ids naming no image).
+    """
+    ignored: list = []
+    pairs, problems = sources.find_pairs(inputs, ignored)
+    if ignored:
+        say(datasets.ignored_note(ignored))
+    config, note = split.with_input_splits(config, pairs)
+    if note:
+        say(note)
+    if not pairs:
+        with run_lock.owned(output_dir, "vessel-preprocess"):
+            prepare_output_dir(output_dir, overwrite)
+            written = write_error_lines(output_dir, problems)
+        return JobSummary(info=None, images_found=0, images_written=0, tiles_kept=0,
+                          tiles_dropped=0, augmented=0, output_dir=output_dir,
+                          errors=[json.loads(error_line(p.path, p.stage, p.reason))
+                                  for p in problems], errors_file=written)
+    options = pipeline_options or PipelineOptions([])
+    say(f"{len(pairs)} image pairs, {len(problems)} rejected input(s); runner "
+        f"{options.view_as(StandardOptions).runner or 'DirectRunner'}")
+    return run_job(config, pairs, problems, output_dir, options,
+                   sources.parameters(inputs) if parameters is None else parameters,
+                   overwrite=overwrite)
 
 
 def remove_leftovers(output_dir: str) -> list[str]:
@@ -596,7 +641,6 @@ def _write_owned(config: PreprocessConfig, items: list[WorkItem],
                  parameters: dict | None, overwrite: bool,
                  assignment: dict[str, str]) -> JobSummary:
     """run_job's work once the run owns output_dir."""
-    from apache_beam.options.pipeline_options import PipelineOptions
     replacing = prepare_output_dir(output_dir, overwrite)
     # A dataset already there stays whole until the new one is complete beside it.
     job_dir = (storage.join(output_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}")

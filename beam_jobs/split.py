@@ -6,11 +6,13 @@ are augmented.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from tiled_vessel_seg import datasets
 from tiled_vessel_seg.configs.schema import parse_split
 from tiled_vessel_seg.names import SPLIT_NAMES
 
@@ -89,8 +91,6 @@ def with_input_splits(config, pairs) -> tuple[object, str]:
 
     config: configs.schema.PreprocessConfig; pairs: datasets.ImagePair.
     """
-    import dataclasses
-    from tiled_vessel_seg import datasets
     if config.valid_ids or config.test_ids:
         return config, ""
     shares = parse_split(config.split)

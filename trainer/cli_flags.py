@@ -10,6 +10,9 @@ import sys
 
 from absl import flags
 
+from tiled_vessel_seg import cli_app, models, storage
+from tiled_vessel_seg.names import MODEL_INFO_FILE
+
 FLAGS = flags.FLAGS
 KERAS_VERBOSITY = ("auto", "0", "1", "2")
 
@@ -33,8 +36,6 @@ def init_model_value() -> str | None:
     a shipped name or a folder holding model_info.json. Raises cli_app.ToolError."""
     if not FLAGS.init_model:
         return None
-    from tiled_vessel_seg import cli_app, models, storage
-    from tiled_vessel_seg.names import MODEL_INFO_FILE
     try:
         folder = models.resolve_model(FLAGS.init_model)
     except models.UnknownModelError as e:

@@ -18,8 +18,14 @@ from typing import Optional, Sequence
 
 from absl import app, flags
 
-from tiled_vessel_seg import cli_app
+from tiled_vessel_seg import cli_app, models, storage
+from tiled_vessel_seg.lazy_imports import lazy_imports
+from tiled_vessel_seg.model_info import ModelDirError
+from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
 from tiled_vessel_seg.trainer import cli_flags
+
+with lazy_imports():  # TensorFlow: not for --help
+    from tiled_vessel_seg.trainer import evaluate
 
 FLAGS = flags.FLAGS
 
@@ -46,7 +52,6 @@ def _main(argv: list[str]) -> int:
     for name in ("model", "data_dir"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
-    from tiled_vessel_seg import models
     try:
         model_dir = models.resolve_model(FLAGS.model)
     except models.UnknownModelError as e:
@@ -54,10 +59,6 @@ def _main(argv: list[str]) -> int:
     shipped = model_dir != FLAGS.model  # a name: the installed package's folder
     output_dir = FLAGS.output_dir or (None if shipped else "")
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    from tiled_vessel_seg import storage
-    from tiled_vessel_seg.model_info import ModelDirError
-    from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
-    from tiled_vessel_seg.trainer import evaluate
     try:
         if FLAGS.output_dir:
             storage.makedirs(FLAGS.output_dir)

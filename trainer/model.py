@@ -14,8 +14,12 @@ dilation (3, 3), no normalization) the model has exactly 124,996,849 parameters.
 """
 from __future__ import annotations
 
+import os
+import uuid
+
 import keras
 
+from tiled_vessel_seg import storage
 from tiled_vessel_seg.configs.schema import ModelConfig
 
 
@@ -196,10 +200,6 @@ def save_model_atomic(model: keras.Model, path: str) -> str:
     """model.save to a temporary sibling `PATH.tmp-PID-HEX.keras` (Keras needs the
     extension), renamed over `path` once complete; on a failure the temporary file is
     removed and `path` is left as it was. Local or remote (gs://) paths; returns path."""
-    import os
-    import uuid
-
-    from tiled_vessel_seg import storage
     tmp = f"{_temporary_prefix(path)}{os.getpid()}-{uuid.uuid4().hex[:8]}{MODEL_EXTENSION}"
     try:
         model.save(tmp, overwrite=True)
@@ -213,7 +213,6 @@ def save_model_atomic(model: keras.Model, path: str) -> str:
 def remove_temporary_saves(path: str) -> list[str]:
     """Deletes the temporary files of `save_model_atomic(..., path)` calls that were
     killed before their rename; returns them."""
-    from tiled_vessel_seg import storage
     leftovers = storage.glob(_temporary_prefix(path) + "*" + MODEL_EXTENSION)
     for leftover in leftovers:
         storage.remove(leftover, missing_ok=True)

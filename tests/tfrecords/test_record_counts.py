@@ -9,7 +9,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from conftest import REPO_ROOT  # noqa: E402
+from tests.conftest import REPO_ROOT  # noqa: E402
 from tiled_vessel_seg import model_info as model_info_lib  # noqa: E402
 from tiled_vessel_seg.configs import load_config  # noqa: E402
 from tiled_vessel_seg.pipeline import run as run_lib  # noqa: E402

@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 TF_STARTUP_LINES = ("cuda", "TensorRT", "oneDNN", "cpu_feature_guard", "absl::InitializeLog")
 
 

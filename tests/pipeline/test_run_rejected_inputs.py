@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT
 from tiled_vessel_seg.pipeline import run as run_lib
 
 STAGES = ["--config", str(REPO_ROOT / "configs" / "demo.config"), "--stages", "preprocess", "--set", "preprocess.scale=1",

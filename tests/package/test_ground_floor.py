@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 GROUND = REPO / "tiled_vessel_seg"
 STAGES = ("configs", "beam_jobs", "tfrecords", "trainer", "inference", "pipeline", "synthetic",
           "models")

@@ -13,7 +13,7 @@ from tiled_vessel_seg import datasets, fov, imaging, sources
 from tiled_vessel_seg.pipeline import cv
 from tiled_vessel_seg.synthetic import chase_layout, stare_layout
 
-REAL_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REAL_DATA = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def _row(fold, dataset, image, tp, fp, fn, tn, auc=0.9):

@@ -21,7 +21,7 @@ from tiled_vessel_seg.configs import load_config  # noqa: E402
 from tiled_vessel_seg.trainer import train as train_lib  # noqa: E402
 from tiled_vessel_seg.trainer.fake_data import write_fake_dataset  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLI = "tiled_vessel_seg.pipeline.train_cli"
 TINY = ["preprocess.tile_size=32", "model.base_filters=4", "model.num_layers=3",
         "model.base_kernels=(3,3)", "model.dilation=(1,1)", "model.dropout_rate=0.0",

@@ -7,7 +7,7 @@ import pytest
 
 from tiled_vessel_seg import fov
 
-CHASE_DIR = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chase_db1"
+CHASE_DIR = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data" / "chase_db1"
 
 
 def disc(height, width, cx, cy, diameter):

@@ -14,7 +14,7 @@ import pytest
 from tiled_vessel_seg import fov, imaging
 from tiled_vessel_seg.inference import input_scale as lib
 
-STARE_ENLARGED = (pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+STARE_ENLARGED = (pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data"
                   / "stare" / "enlarged" / "images")
 
 

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 SETUP = (ROOT / "setup.py").read_text(encoding="utf-8")
 SCRIPTS = re.findall(r'"(vessel-[\w-]+)=([\w.]+):(\w+)"', SETUP)
 VERSION = re.search(r'version="([^"]+)"', SETUP).group(1)

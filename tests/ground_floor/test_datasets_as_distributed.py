@@ -15,7 +15,7 @@ from PIL import Image
 
 from tiled_vessel_seg import datasets, imaging
 
-REAL_CHASE_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "chase_db1"
+REAL_CHASE_DIR = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "chase_db1"
 W, H = 96, 80
 SIDES = ("01L", "01R", "02L")
 BEAM = ["--runner", "DirectRunner", "--direct_running_mode", "in_memory",

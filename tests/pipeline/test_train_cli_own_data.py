@@ -14,7 +14,7 @@ import pytest
 
 from tiled_vessel_seg.configs import tool_config
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 SHIPPED_MODEL = ROOT / "models" / "stare_small"
 
 

@@ -17,7 +17,7 @@ keras = pytest.importorskip("keras")
 from tiled_vessel_seg import imaging  # noqa: E402
 from tiled_vessel_seg.inference import export  # noqa: E402
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 REAL_CHASE = ROOT.parent / "shared" / "data" / "chase_db1"
 
 

@@ -8,7 +8,7 @@ folder: `storage` (paths and atomic writes, local or gs://), `imaging` (decoding
 enlargement), `fov`, `datasets` (input layouts), `names` (file, split, strategy and
 precision names, schema versions), `model_info` (model_info.json), `keras_objects` (the
 custom Keras objects a saved model names) and `cli_app` (the one shape of every console
-tool). The ground floor imports no stage (tests/test_ground_floor.py checks it); stages
+tool). The ground floor imports no stage (tests/package/test_ground_floor.py checks it); stages
 import it.
 
 Two things happen on `import tiled_vessel_seg`, before any stage module is imported:

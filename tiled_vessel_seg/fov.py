@@ -259,7 +259,7 @@ def fov_diameter(image: np.ndarray) -> float | None:
     """uint8 RGB [H, W, 3] -> the diameter in px of its field of view's circle, or None
     when the photo shows no FOV (fov_circle_of_image).
 
-    Measured on the real photographs in ../shared/data (tests/test_fov_diameter.py checks
+    Measured on the real photographs in ../shared/data (tests/ground_floor/test_fov.py checks
     these ranges; README "Field-of-view scale" has the command):
       STARE 700x605 (7 photos): 649-652 px, median 651; im0044 701 px (a larger FOV, cut
         by the frame's right edge). The widest row of the mask: 647-650 (im0044: 688).

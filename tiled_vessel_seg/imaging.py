@@ -10,7 +10,7 @@ Masks: grey > `MASK_THRESHOLD` (127) is vessel, everywhere in the project.
 
 Enlargement by an integer factor: `enlarge_image` (OpenCV's INTER_CUBIC, the Beam path)
 and `enlarge_image_graph`, the same kernel in core TensorFlow ops for the serving graph
-(the two agree to within one grey level; see tests/test_imaging.py).
+(the two agree to within one grey level; see tests/ground_floor/test_imaging.py).
 """
 from __future__ import annotations
 
@@ -410,7 +410,7 @@ def enlarge_image_graph(image, scale: int):
     multiply, add): the same taps and weights (cubic_phase_weights), the same replicated
     border, float32 arithmetic rounded to nearest as OpenCV's (IPP) code computes it.
     Agrees with cv2.resize to within one grey level, a handful of pixels in ten thousand
-    (tests/test_imaging.py); tf.image.resize(bicubic) uses another kernel (A = -0.5).
+    (tests/ground_floor/test_imaging.py); tf.image.resize(bicubic) uses another kernel (A = -0.5).
     """
     import tensorflow as tf
     if scale == 1:

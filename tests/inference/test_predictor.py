@@ -186,7 +186,7 @@ def test_input_scales_keep_the_input_size(pointwise_model, input_scale):
     probabilities, mask = predictor(image)
     assert probabilities.shape == (35, 42) and mask.shape == (35, 42)
     if input_scale == "native":
-        # Reference: enlarge (the Beam job's kernel, tests/test_imaging.py), apply
+        # Reference: enlarge (the Beam job's kernel, tests/ground_floor/test_imaging.py), apply
         # pointwise, average 3x3 blocks.
         from tiled_vessel_seg import imaging
         big = imaging.enlarge_image_graph(image, 3).numpy()

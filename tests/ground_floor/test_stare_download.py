@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tiled_vessel_seg.pipeline import download_stare as ds
+from tiled_vessel_seg import stare_download as ds
+from tiled_vessel_seg import stare_download_cli as ds_cli
 
 
 def _ppm_gz(array):
@@ -68,8 +69,8 @@ def sources(tmp_path_factory):
 def test_clean_mirror_gives_stare_layout_and_exit_0(sources, tmp_path, caplog):
     out = tmp_path / "stare"
     with caplog.at_level(logging.WARNING):
-        status = ds.main(["--out_dir", str(out), "--url_base", sources["clean"].as_uri(),
-                          "--with_vk", "--no-progress"])
+        status = ds_cli.main(["--out_dir", str(out), "--url_base", sources["clean"].as_uri(),
+                              "--with_vk", "--no-progress"])
     assert status == 0
     assert sorted(p.name for p in (out / "stare-images").iterdir()) == [
         "im0001.ppm.gz", "im0002.ppm.gz"]
@@ -102,8 +103,8 @@ def test_corrupt_members_are_left_out_and_exit_1(sources, tmp_path, caplog):
     (out / "stare-images").mkdir(parents=True)
     (out / "stare-images" / "im0003.ppm.gz").write_bytes(b"stale copy from an older run")
     with caplog.at_level(logging.ERROR):
-        status = ds.main(["--out_dir", str(out), "--url_base", sources["corrupt"].as_uri(),
-                          "--no-progress"])
+        status = ds_cli.main(["--out_dir", str(out), "--url_base", sources["corrupt"].as_uri(),
+                              "--no-progress"])
     assert status == 1
     assert sorted(p.name for p in (out / "stare-images").iterdir()) == [
         "im0001.ppm.gz", "im0002.ppm.gz"]
@@ -149,8 +150,8 @@ def test_resumed_download_gives_the_layout(sources, tmp_path):
     source = (sources["clean"] / "stare-images.tar").read_bytes()
     (tmp_path / "archives").mkdir()
     (tmp_path / "archives" / "stare-images.tar.part").write_bytes(source[:777])
-    assert ds.main(["--out_dir", str(tmp_path), "--url_base", sources["clean"].as_uri(),
-                    "--no-progress"]) == 0
+    assert ds_cli.main(["--out_dir", str(tmp_path), "--url_base", sources["clean"].as_uri(),
+                        "--no-progress"]) == 0
     np.testing.assert_array_equal(_decode(tmp_path / "stare-images" / "im0002.ppm.gz"),
                                   sources["photos"]["im0002"])
 
@@ -161,11 +162,11 @@ def test_rerun_uses_kept_archives_and_no_keep_removes_them(sources, tmp_path):
     for name in ("stare-images.tar", "labels-ah.tar"):
         (mirror / name).write_bytes((sources["clean"] / name).read_bytes())
     out = tmp_path / "stare"
-    assert ds.main(["--out_dir", str(out), "--url_base", mirror.as_uri(), "--no-progress"]) == 0
+    assert ds_cli.main(["--out_dir", str(out), "--url_base", mirror.as_uri(), "--no-progress"]) == 0
     for name in ("stare-images.tar", "labels-ah.tar"):
         (mirror / name).unlink()  # the mirror is gone: a rerun must use the kept archives
-    assert ds.main(["--out_dir", str(out), "--url_base", mirror.as_uri(), "--no-progress",
-                    "--no-keep_archives"]) == 0
+    assert ds_cli.main(["--out_dir", str(out), "--url_base", mirror.as_uri(), "--no-progress",
+                        "--no-keep_archives"]) == 0
     assert not list((out / "archives").glob("*.tar"))
     assert len(list((out / "stare-images").iterdir())) == 2
 
@@ -174,8 +175,8 @@ def test_missing_archive_names_the_url_and_fails(sources, tmp_path, caplog):
     empty = tmp_path / "empty"
     empty.mkdir()
     with caplog.at_level(logging.ERROR):
-        status = ds.main(["--out_dir", str(tmp_path / "out"), "--url_base", empty.as_uri(),
-                          "--no-progress"])
+        status = ds_cli.main(["--out_dir", str(tmp_path / "out"), "--url_base", empty.as_uri(),
+                              "--no-progress"])
     assert status == 1
     assert (empty / "stare-images.tar").as_uri() in caplog.text
 
@@ -188,7 +189,8 @@ def test_truncated_archive_is_reported_and_dropped(sources, tmp_path, caplog):
     (mirror / "labels-ah.tar").write_bytes((sources["clean"] / "labels-ah.tar").read_bytes())
     out = tmp_path / "out"
     with caplog.at_level(logging.ERROR):
-        status = ds.main(["--out_dir", str(out), "--url_base", mirror.as_uri(), "--no-progress"])
+        status = ds_cli.main(["--out_dir", str(out), "--url_base", mirror.as_uri(),
+                              "--no-progress"])
     assert status == 1
     assert "stare-images.tar" in caplog.text and "truncated" in caplog.text
     assert not (out / "archives" / "stare-images.tar").exists()  # a rerun fetches it again
@@ -280,27 +282,28 @@ def test_http_dropped_connection_is_resumed(http_server, tmp_path, monkeypatch):
 
 
 def test_http_end_to_end_and_404(http_server, tmp_path, caplog):
-    assert ds.main(["--out_dir", str(tmp_path), "--url_base", _url(http_server),
-                    "--no-progress"]) == 0
+    assert ds_cli.main(["--out_dir", str(tmp_path), "--url_base", _url(http_server),
+                        "--no-progress"]) == 0
     assert len(list((tmp_path / "stare-images").iterdir())) == 2
     with caplog.at_level(logging.ERROR):
-        assert ds.main(["--out_dir", str(tmp_path / "vk"), "--url_base", _url(http_server),
-                        "--with_vk", "--no-progress"]) == 1
+        assert ds_cli.main(["--out_dir", str(tmp_path / "vk"), "--url_base", _url(http_server),
+                            "--with_vk", "--no-progress"]) == 1
     assert "labels-vk.tar: HTTP 404" in caplog.text
 
 
 def test_help_states_the_corrupt_member_policy(capsys):
-    assert ds.main(["--help"]) == 0
+    assert ds_cli.main(["--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "A corrupt member is NOT written" in text and "exits with status 1" in text
 
 
 def test_output_dir_and_the_old_spellings(sources, tmp_path, capsys):
     uri = sources["clean"].as_uri()
-    assert ds.main(["--output_dir", str(tmp_path / "a"), "--url_base", uri, "--noprogress"]) == 0
+    assert ds_cli.main(["--output_dir", str(tmp_path / "a"), "--url_base", uri,
+                        "--noprogress"]) == 0
     assert (tmp_path / "a" / "stare-images" / "im0001.ppm.gz").exists()
     assert "spelled" not in capsys.readouterr().err
-    assert ds.main(["--out_dir", str(tmp_path / "b"), "--url_base", uri, "--no-progress"]) == 0
+    assert ds_cli.main(["--out_dir", str(tmp_path / "b"), "--url_base", uri, "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "--out_dir is spelled --output_dir" in err
     assert "--no-progress is spelled --noprogress" in err
@@ -321,8 +324,8 @@ def test_member_with_a_300_character_name_is_skipped_and_the_rest_extracted(
     (mirror / "labels-ah.tar").write_bytes((sources["clean"] / "labels-ah.tar").read_bytes())
     out = tmp_path / "out"
     with caplog.at_level(logging.WARNING):
-        status = ds.main(["--output_dir", str(out), "--url_base", mirror.as_uri(),
-                          "--no-progress"])
+        status = ds_cli.main(["--output_dir", str(out), "--url_base", mirror.as_uri(),
+                              "--no-progress"])
     assert status == 0
     assert sorted(p.name for p in (out / "stare-images").iterdir()) == [
         "im0001.ppm.gz", "im0002.ppm.gz"]
@@ -331,3 +334,16 @@ def test_member_with_a_300_character_name_is_skipped_and_the_rest_extracted(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("xxxx" in w and "name" in w and "skipped" in w for w in warnings), warnings
     assert (out / "archives" / "stare-images.tar").exists()  # the archive was not dropped
+
+
+def test_a_remote_output_dir_is_refused_in_one_line_and_nothing_is_written(
+        sources, tmp_path, monkeypatch, capsys):
+    """The archives are resumed in place, so the output is a local folder; a URL used to
+    become a local folder named 'ram:' (pathlib folds the '//')."""
+    monkeypatch.chdir(tmp_path)
+    status = ds_cli.main(["--output_dir", "ram://stare_out", "--url_base",
+                          sources["clean"].as_uri(), "--noprogress"])
+    assert status == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and "ram://stare_out" in errors[0] and "local folder" in errors[0]
+    assert list(tmp_path.iterdir()) == []

@@ -8,8 +8,6 @@ vessel edge, as two annotators do.
 """
 from __future__ import annotations
 
-import os
-
 import cv2
 import numpy as np
 
@@ -33,13 +31,13 @@ def write_synthetic_chase(output_dir: str, children: int, *, width: int = 120,
                           height: int = 110, seed: int = 0) -> list[str]:
     """Writes both eyes of `children` children (Image_01L ... ) into `output_dir`; the
     photo of child c, eye e comes from seed (seed, c, e). Returns the image ids."""
-    os.makedirs(output_dir, exist_ok=True)
+    storage.makedirs(output_dir)
     ids = []
     for child in range(1, children + 1):
         for index, eye in enumerate("LR"):
             image, mask = fundus.generate_fundus(seed * 1000 + child * 2 + index, height, width)
             image_id = chase_id(child, eye)
-            base = os.path.join(output_dir, image_id)
+            base = storage.join(output_dir, image_id)
             # JPEG for the photo as the dataset ships it; masks are lossless PNG.
             ok_image, jpg = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
             ok_first, first = cv2.imencode(".png", mask)

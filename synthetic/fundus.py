@@ -20,6 +20,8 @@ import dataclasses
 import cv2
 import numpy as np
 
+from tiled_vessel_seg.configs import schema
+
 # Size of a STARE photograph; geometry constants below are in pixels at this size.
 STARE_HEIGHT = 605
 STARE_WIDTH = 700
@@ -33,7 +35,6 @@ def check_size_fits(width: int, height: int, what: str) -> None:
     """Raises configs.schema.TooLargeError, before anything is allocated, when one image
     of width x height would not fit in the available memory (100000x100000 was a
     MemoryError traceback)."""
-    from tiled_vessel_seg.configs import schema
     schema.check_memory(float(width) * height * PEAK_BYTES_PER_PIXEL, what)
 
 _BACKGROUND_RGB = np.array([200.0, 100.0, 18.0])

@@ -32,7 +32,6 @@ import csv
 import dataclasses
 import io
 import json
-import os
 import resource
 import sys
 import time
@@ -41,8 +40,22 @@ from typing import Optional, Sequence
 import numpy as np
 from absl import app, flags
 
-from tiled_vessel_seg import cli_app, storage
-from tiled_vessel_seg.configs import tool_config
+from tiled_vessel_seg import (cli_app, datasets as datasets_lib, imaging, model_info,
+                              source_flags, sources, storage)
+from tiled_vessel_seg.configs import config_file, to_dict, tool_config
+from tiled_vessel_seg.lazy_imports import lazy_imports
+from tiled_vessel_seg.pipeline import run as run_lib
+from tiled_vessel_seg.trainer import cli_flags
+
+with lazy_imports():  # the stages (and OpenCV): not imported for --help
+    from tiled_vessel_seg import fov
+    from tiled_vessel_seg.inference import metrics as inference_metrics
+    from tiled_vessel_seg.inference import metrics_json, segment
+    from tiled_vessel_seg.inference import predictor as predictor_lib
+    from tiled_vessel_seg.pipeline import report, robustness as robustness_lib
+    from tiled_vessel_seg.tfrecords import dataset_info
+    from tiled_vessel_seg.trainer import callbacks
+    from tiled_vessel_seg.trainer import metrics as train_metrics
 
 FLAGS = flags.FLAGS
 
@@ -137,12 +150,11 @@ def assign_folds(image_ids: Sequence[str], folds: int, seed: int = 0,
 
 
 def fold_dir(workdir: str, fold: Fold) -> str:
-    return os.path.join(workdir, f"fold_{fold.index}")
+    return storage.join(workdir, f"fold_{fold.index}")
 
 
 def fold_config(config, fold: Fold):
     """`config` with the fold's split by image (valid_ids / test_ids of [preprocess])."""
-    from tiled_vessel_seg.configs import config_file
     return config_file.with_overrides(config, {"preprocess.valid_ids": fold.valid_ids,
                                                "preprocess.test_ids": fold.test_ids})
 
@@ -151,11 +163,10 @@ def segment_dirs(segment_dir: str, pairs) -> dict[str, str]:
     """{dataset: folder its held-out photos are segmented into}: segment_dir itself when
     the run has one dataset, else one sub-folder per dataset (file stems may repeat
     across datasets)."""
-    from tiled_vessel_seg import sources
     names = sources.dataset_names(pairs)
     if len(names) == 1:
         return {names[0]: segment_dir}
-    return {name: os.path.join(segment_dir, name or "unnamed") for name in names}
+    return {name: storage.join(segment_dir, name or "unnamed") for name in names}
 
 
 def fold_predictor(config, model_dir: str):
@@ -163,16 +174,10 @@ def fold_predictor(config, model_dir: str):
     size): [tiledinfer] tiling, TTA and input_scale (default auto: each photo resampled
     to the model's FOV diameter, so a model trained on harmonised photos is scored at
     its scale on every camera's), the model's threshold."""
-    from tiled_vessel_seg.inference import predictor as predictor_lib
     tiled = config.tiledinfer
     return predictor_lib.load_predictor(
         model_dir, overlap=tiled.overlap, batch_size=tiled.batch_size,
         blend=tiled.blend, tta=tiled.tta, threshold=None, input_scale=tiled.input_scale)
-
-
-def _segment_files():
-    from tiled_vessel_seg.inference.segment import segment_files
-    return segment_files
 
 
 def _cpu_seconds() -> float:
@@ -186,21 +191,16 @@ def run_fold(config, fold: Fold, inputs, workdir: str, pairs, options,
 
     inputs: the run's sources (a datasets.Source or a list; a str is a STARE folder).
     """
-    from tiled_vessel_seg import imaging
-    from tiled_vessel_seg.pipeline import run as run_lib
-    from tiled_vessel_seg import model_info
-    from tiled_vessel_seg.trainer import callbacks
     paths = _run_paths(fold_dir(workdir, fold), inputs)
-    record_path = os.path.join(paths.workdir, FOLD_FILE)
+    record_path = storage.join(paths.workdir, FOLD_FILE)
     held_out = [p for p in pairs if p.image_id in fold.test_ids]
     dirs = segment_dirs(paths.segment_dir, pairs)
     names = {p.dataset or "" for p in held_out}
-    if (not options.overwrite and os.path.exists(record_path)
-            and all(os.path.exists(os.path.join(dirs[n], "metrics.csv")) for n in names)):
+    if (not options.overwrite and storage.exists(record_path)
+            and all(storage.exists(storage.join(dirs[n], "metrics.csv")) for n in names)):
         say(f"skipped: {paths.metrics_csv} exists")
-        with open(record_path, encoding="utf-8") as f:
-            return json.load(f)
-    os.makedirs(paths.workdir, exist_ok=True)
+        return json.loads(storage.read_text(record_path))
+    storage.makedirs(paths.workdir)
     config = fold_config(config, fold)
     say("preprocess: " + run_lib.stage_preprocess(config, paths, options))
     start, cpu = time.time(), _cpu_seconds()
@@ -215,7 +215,7 @@ def run_fold(config, fold: Fold, inputs, workdir: str, pairs, options,
     scored = 0
     for name in sorted(names):
         group = [p for p in held_out if (p.dataset or "") == name]
-        summary = _segment_files()(
+        summary = segment.segment_files(
             predictor, [p.image_path for p in group], dirs[name], overlay=True,
             save_probabilities=True,
             truths={imaging.image_stem(p.image_path): p for p in group},
@@ -224,7 +224,7 @@ def run_fold(config, fold: Fold, inputs, workdir: str, pairs, options,
             raise run_lib.StageError("could not segment " + "; ".join(
                 f"{p}: {r}" for p, r in summary.failed))
         scored += len(summary.metrics)
-    history = callbacks.read_history(os.path.join(paths.model_dir, callbacks.HISTORY_FILE))
+    history = callbacks.read_history(storage.join(paths.model_dir, callbacks.HISTORY_FILE))
     val_loss = history.get("val_loss", [])
     record = {**dataclasses.asdict(fold), "train_seconds": round(train_seconds, 1),
               "train_cpu_seconds": round(train_cpu, 1),
@@ -241,10 +241,7 @@ def store_image_threshold(predictor, model_dir: str, valid_pairs) -> tuple[float
     """Segments the validation photos whole (the predictor's tiling, TTA and input scale)
     and stores in model_info.json the threshold maximising F1 over their FOV pixels;
     sets it on `predictor` too. Returns (threshold, that F1)."""
-    from tiled_vessel_seg import imaging, model_info
-    from tiled_vessel_seg import fov
-    from tiled_vessel_seg.trainer import metrics
-    bins = metrics.THRESHOLD_BINS
+    bins = train_metrics.THRESHOLD_BINS
     positives, negatives = np.zeros(bins, np.int64), np.zeros(bins, np.int64)
     for pair in valid_pairs:
         image = imaging.read_image(pair.image_path)
@@ -254,7 +251,7 @@ def store_image_threshold(predictor, model_dir: str, valid_pairs) -> tuple[float
         index = np.minimum((probabilities[region] * bins).astype(np.int64), bins - 1)
         positives += np.bincount(index[truth[region]], minlength=bins)
         negatives += np.bincount(index[~truth[region]], minlength=bins)
-    threshold, f1 = metrics.f1_by_threshold(positives, negatives)
+    threshold, f1 = train_metrics.f1_by_threshold(positives, negatives)
     info = model_info.read_model_info(model_dir)
     model_info.write_model_info(model_dir, dataclasses.replace(info, threshold=threshold))
     predictor.threshold = threshold
@@ -268,8 +265,6 @@ def train_final(config, inputs, workdir: str, pairs, options, say=print) -> str:
     """The recipe trained on every image (the config's valid_ids images validate, else the
     first id of each dataset) into W/final/model, with the validation threshold; returns
     the model dir. Skipped when finished."""
-    from tiled_vessel_seg import model_info
-    from tiled_vessel_seg.pipeline import run as run_lib
     ids = sorted(p.image_id for p in pairs)
     valid = tuple(i for i in config.preprocess.valid_ids if i in ids)
     if not valid:
@@ -278,9 +273,9 @@ def train_final(config, inputs, workdir: str, pairs, options, say=print) -> str:
             firsts.setdefault(pair.dataset or "", pair.image_id)
         valid = tuple(firsts[n] for n in sorted(firsts))
     fold = Fold(-1, (), valid, tuple(i for i in ids if i not in valid))
-    paths = _run_paths(os.path.join(workdir, FINAL_DIR), inputs)
-    done = os.path.join(paths.workdir, FOLD_FILE)
-    if os.path.exists(done) and not options.overwrite:
+    paths = _run_paths(storage.join(workdir, FINAL_DIR), inputs)
+    done = storage.join(paths.workdir, FOLD_FILE)
+    if storage.exists(done) and not options.overwrite:
         say(f"skipped: {paths.model_dir} is finished")
         return paths.model_dir
     config = fold_config(config, fold)
@@ -302,7 +297,6 @@ def train_final(config, inputs, workdir: str, pairs, options, say=print) -> str:
 
 def _run_paths(workdir: str, inputs):
     """vessel-run's RunPaths of a fold (or the final model) reading `inputs`."""
-    from tiled_vessel_seg.pipeline import run as run_lib
     if isinstance(inputs, str):
         return run_lib.RunPaths(workdir=workdir, stare_dir=inputs)
     return run_lib.RunPaths(workdir=workdir, stare_dir="", source=inputs)
@@ -312,20 +306,17 @@ def read_fold_rows(workdir: str, fold: Fold, pairs=None) -> list[dict]:
     """The fold's per-image metric rows (fold, dataset, image, metrics, and the pixel
     counts when metrics.json has them) from its segment folder(s). pairs: the run's
     (None: one dataset, unnamed)."""
-    from tiled_vessel_seg import imaging
-    from tiled_vessel_seg.inference import metrics_json
-    from tiled_vessel_seg.pipeline import report
-    segment_dir = os.path.join(fold_dir(workdir, fold), "segment")
+    segment_dir = storage.join(fold_dir(workdir, fold), "segment")
     pairs = list(pairs or [])
     dirs = segment_dirs(segment_dir, pairs) if pairs else {"": segment_dir}
     ids = {((p.dataset or ""), imaging.image_stem(p.image_path)): p.image_id for p in pairs}
     rows = []
     for name, folder in dirs.items():
-        document_path = os.path.join(folder, metrics_json.METRICS_JSON)
-        csv_path = os.path.join(folder, "metrics.csv")
-        if os.path.exists(document_path):
+        document_path = storage.join(folder, metrics_json.METRICS_JSON)
+        csv_path = storage.join(folder, "metrics.csv")
+        if storage.exists(document_path):
             images = metrics_json.read_metrics_json(document_path)["images"]
-        elif os.path.exists(csv_path):
+        elif storage.exists(csv_path):
             images = [{"image": k, **v} for k, v in report.read_metrics_csv(csv_path).items()
                       if k not in ("mean", "std")]
         else:
@@ -344,8 +335,6 @@ def observer_rows(pairs, folds: list[Fold]) -> list[dict]:
     annotator's map, that map (as probabilities 0/1, threshold 0.5) against the first
     observer's, whole image and inside the FOV computed from the photo, with pixel counts
     (inference/segment.image_metrics). Dataset: '<name> 2nd observer'."""
-    from tiled_vessel_seg import imaging
-    from tiled_vessel_seg.inference import segment
     fold_of = {i: f.index for f in folds for i in f.test_ids}
     rows = []
     for pair in pairs:
@@ -368,9 +357,8 @@ def metric_columns() -> list[str]:
 def summary_rows(rows: list[dict]) -> dict[str, dict[str, float]]:
     """{"mean", "std" (over images, NaN ignored), "pooled" (summed pixel counts; no AUC)}:
     {column: value} of one group of per-image rows."""
-    from tiled_vessel_seg.inference import metrics, metrics_json
     columns = metric_columns()
-    stats = metrics.summarize(rows, columns)
+    stats = inference_metrics.summarize(rows, columns)
     pooled = metrics_json.pooled_metrics(rows) if rows else {}
     return {"mean": {c: stats[c][0] for c in columns},
             "std": {c: stats[c][1] for c in columns},
@@ -445,7 +433,6 @@ def write_cv_report(path: str, rows: list[dict], folds: list[Fold], records: lis
                     config, command: str, observers: Sequence[dict] = ()
                     ) -> dict[str, tuple[float, float]]:
     """Markdown report; returns {metric: (mean, std) over folds}."""
-    from tiled_vessel_seg.configs import to_dict
     per_fold = fold_means(rows, folds)
     overall = {c: (float(np.mean([per_fold[f.index][c] for f in folds])),
                    float(np.std([per_fold[f.index][c] for f in folds])))
@@ -501,28 +488,26 @@ def run_cv(config, inputs, workdir: str, folds: int, seed: int = 0,
     inputs: a datasets.Source or a list of them (sources.py: several datasets, folds
     grouped by subject), or a STARE folder (str).
     """
-    from tiled_vessel_seg import datasets, sources
-    from tiled_vessel_seg.pipeline import run as run_lib
     options = options or run_lib.RunOptions()
     if isinstance(inputs, str):
-        if not os.path.isdir(inputs):
+        if not storage.isdir(inputs):
             raise run_lib.StageError(f"--stare_dir {inputs}: not a folder")
-        listed = [datasets.Source(root=inputs, layout="stare")]
+        listed = [datasets_lib.Source(root=inputs, layout="stare")]
     else:
         listed = sources.as_list(inputs)
     for source in listed:
         for folder in (source.root, source.images_dir, source.masks_dir):
-            if folder and not datasets.is_dir(folder):
+            if folder and not datasets_lib.is_dir(folder):
                 raise run_lib.StageError(f"{folder}: not a folder")
     ignored: list = []
     pairs, problems = sources.find_pairs(listed, ignored)
     if ignored:
-        say(datasets.ignored_note(ignored))
+        say(datasets_lib.ignored_note(ignored))
     for problem in problems:
         say(f"ignored: {problem}")
     if not pairs:
         raise run_lib.StageError(f"no image/label pairs in {sources.describe(listed)}")
-    os.makedirs(workdir, exist_ok=True)
+    storage.makedirs(workdir)
     run_inputs = inputs if isinstance(inputs, str) else listed
     if final in ("also", "only"):
         model_dir = train_final(config, run_inputs, workdir, pairs, options,
@@ -540,8 +525,8 @@ def run_cv(config, inputs, workdir: str, folds: int, seed: int = 0,
                                 say=lambda m: say(f"{prefix} {m}")))
     rows = [r for fold in assignment for r in read_fold_rows(workdir, fold, pairs)]
     observers = observer_rows(pairs, assignment)
-    write_cv_metrics(os.path.join(workdir, CV_METRICS), rows, observers)
-    overall = write_cv_report(os.path.join(workdir, CV_REPORT), rows, assignment, records,
+    write_cv_metrics(storage.join(workdir, CV_METRICS), rows, observers)
+    overall = write_cv_report(storage.join(workdir, CV_REPORT), rows, assignment, records,
                               config, command, observers)
     for name, group in dataset_groups(rows, observers).items():
         s = summary_rows(group)
@@ -549,12 +534,10 @@ def run_cv(config, inputs, workdir: str, folds: int, seed: int = 0,
             f"{s['std']['fov_dice']:.4f} over {len(group)} image(s), pooled "
             f"{s['pooled']['fov_dice']:.4f}")
     if robustness:
-        from tiled_vessel_seg.pipeline import robustness as robustness_lib
         say("[robustness] segmenting the held-out photos changed 4 ways")
         summary = robustness_lib.evaluate_folds(config, workdir, assignment, pairs)
-        report = os.path.join(workdir, CV_REPORT)
-        with open(report, encoding="utf-8") as f:
-            text = f.read()
+        report_path = storage.join(workdir, CV_REPORT)
+        text = storage.read_text(report_path)
         table = ["## Robustness: held-out photos changed", "",
                  f"F1 inside the FOV, mean +- std over folds ({robustness_lib.ROBUSTNESS_CSV}; "
                  "pipeline/robustness.py says what each change is).", "",
@@ -563,18 +546,17 @@ def run_cv(config, inputs, workdir: str, folds: int, seed: int = 0,
                  "| " + " | ".join(f"{summary[n][0]:.3f} +- {summary[n][1]:.3f}"
                                    for n in robustness_lib.PERTURBATIONS) + " |", ""]
         marker = "## Config"
-        storage.write_text_atomic(report, text.replace(marker, "\n".join(table) + "\n" + marker, 1))
+        storage.write_text_atomic(
+            report_path, text.replace(marker, "\n".join(table) + "\n" + marker, 1))
     return overall
 
 
 def define_flags() -> None:
     """vessel-cv's own flags (--config, --set and --verbose come from cli_app)."""
-    from tiled_vessel_seg import source_flags
     source_flags.define_flags()
     flags.DEFINE_string("workdir", None, "Folder for the folds and reports. Required.")
     flags.DEFINE_integer("folds", 5, "K; K = number of images is leave-one-out.", lower_bound=2)
     flags.DEFINE_integer("seed", 0, "Seed of the fold assignment.")
-    from tiled_vessel_seg.trainer import cli_flags
     cli_flags.define_init_model()  # every fold (and --final) starts from these weights
     flags.DEFINE_bool("deterministic", False, "Seeded, ordered input and op determinism in "
                       "training (repeatable bit for bit).")
@@ -594,16 +576,11 @@ def _main(argv: list[str]) -> int:
     for name in ("config", "workdir"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
-    from tiled_vessel_seg import datasets, source_flags
     inputs = source_flags.sources_from_flags()
     if not inputs:
         raise app.UsageError("give the photos: --source NAME:DIR (repeatable), --stare_dir, "
                              "--dataset_dir with --layout, --images_dir with --masks_dir, "
                              "or --manifest")
-    from tiled_vessel_seg.pipeline import run as run_lib
-    from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
-    from tiled_vessel_seg.model_info import ModelDirError
-    from tiled_vessel_seg.trainer import cli_flags
     config = tool_config.load_config({"train.deterministic": FLAGS.deterministic or None,
                                       "train.init_model": cli_flags.init_model_value()})
     options = run_lib.RunOptions(overwrite=FLAGS.overwrite, verbose=0 if FLAGS.quiet else 2)
@@ -612,16 +589,16 @@ def _main(argv: list[str]) -> int:
     try:
         overall = run_cv(config, inputs, FLAGS.workdir, FLAGS.folds, FLAGS.seed,
                          options, command, final=FLAGS.final, robustness=FLAGS.robustness)
-    except (run_lib.StageError, DatasetError, ModelDirError, FileNotFoundError,
-            datasets.InputDirError, ValueError) as e:
+    except (run_lib.StageError, dataset_info.DatasetError, model_info.ModelDirError,
+            FileNotFoundError, datasets_lib.InputDirError, ValueError) as e:
         raise cli_app.ToolError(str(e)) from None
     if not overall:
-        print(f"vessel-cv: final model in {os.path.join(FLAGS.workdir, FINAL_DIR, 'model')} "
+        print(f"vessel-cv: final model in {storage.join(FLAGS.workdir, FINAL_DIR, 'model')} "
               f"({time.time() - start:.0f} s)")
         return 0
     print(f"vessel-cv: F1 inside the FOV {overall['fov_dice'][0]:.4f} +- "
           f"{overall['fov_dice'][1]:.4f} over {FLAGS.folds} folds; report: "
-          f"{os.path.join(FLAGS.workdir, CV_REPORT)} ({time.time() - start:.0f} s)")
+          f"{storage.join(FLAGS.workdir, CV_REPORT)} ({time.time() - start:.0f} s)")
     return 0
 
 

@@ -23,9 +23,17 @@ import io
 import os
 from typing import Optional, Sequence
 
+import cv2
 import numpy as np
 
-from tiled_vessel_seg import imaging, storage
+from tiled_vessel_seg import fov, imaging, storage
+from tiled_vessel_seg import model_info as model_info_lib
+from tiled_vessel_seg.inference import error_map, mask_hints, metrics, metrics_json
+from tiled_vessel_seg.lazy_imports import lazy_imports
+from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
+
+with lazy_imports():  # TensorFlow: only when a report is drawn
+    from tiled_vessel_seg.trainer import callbacks
 
 MONTAGE_FILE = "montage.png"
 CURVES_FILE = "training_curves.png"
@@ -58,10 +66,9 @@ def read_segment_metrics(segment_dir: str) -> tuple[dict[str, dict[str, float]],
     Rows: per image, then 'mean', 'std' and (from metrics.json) 'pooled' (pooled has no
     AUC: NaN).
     """
-    from tiled_vessel_seg.inference import metrics_json
-    path = os.path.join(segment_dir, metrics_json.METRICS_JSON)
+    path = storage.join(segment_dir, metrics_json.METRICS_JSON)
     if not storage.exists(path):
-        return read_metrics_csv(os.path.join(segment_dir, "metrics.csv")), None
+        return read_metrics_csv(storage.join(segment_dir, "metrics.csv")), None
     document = metrics_json.read_metrics_json(path)
     columns = document["columns"]
     rows = {r["image"]: {c: r[c] for c in columns} for r in document["images"]}
@@ -93,8 +100,6 @@ def second_observer_rows(pairs, fov_masks: dict[str, np.ndarray]) -> list[dict[s
 
     AUC is NaN: a binary map has no ROC curve.
     """
-    from tiled_vessel_seg import imaging
-    from tiled_vessel_seg.inference import metrics
     rows = []
     for pair in pairs:
         if not getattr(pair, "second_mask_path", None):
@@ -118,7 +123,6 @@ def second_observer_rows(pairs, fov_masks: dict[str, np.ndarray]) -> list[dict[s
 def text_band(text: str, width: int, height: int, scale: float, align: str = "center",
               background=WHITE, colour=BLACK) -> np.ndarray:
     """uint8 RGB [height, width, 3] holding one line of text (OpenCV Hershey font)."""
-    import cv2
     band = np.full((height, width, 3), background, np.uint8)
     font, thickness = cv2.FONT_HERSHEY_SIMPLEX, max(1, int(round(scale * 1.6)))
     (w, h), _ = cv2.getTextSize(text, font, scale, thickness)
@@ -136,7 +140,6 @@ def _rgb(panel: np.ndarray) -> np.ndarray:
 
 
 def _fit_width(image: np.ndarray, width: int) -> np.ndarray:
-    import cv2
     if image.shape[1] == width:
         return image
     height = max(1, round(image.shape[0] * width / image.shape[1]))
@@ -198,7 +201,6 @@ def plot_training_curves(history: dict, path: str) -> bool:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from tiled_vessel_seg.trainer import callbacks
     epochs = [callbacks.keras_epoch(e) for e in history["epoch"]]  # as the training log
     val_loss = [np.nan if v is None else v for v in history.get("val_loss", [])]
     best = int(np.nanargmin(val_loss)) if val_loss and np.isfinite(val_loss).any() else None
@@ -221,19 +223,21 @@ def plot_training_curves(history: dict, path: str) -> bool:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    storage.write_bytes_atomic(path, png.getvalue())
     return True
 
 
 def read_probabilities(segment_dir: str, image_id: str) -> Optional[np.ndarray]:
     """float32 [H, W] in [0, 1] from <segment_dir>/<id>_probabilities.png (16-bit,
     probability x 65535), or None when the segment stage did not write it."""
-    import cv2
-    path = os.path.join(segment_dir, image_id + "_probabilities.png")
+    path = storage.join(segment_dir, image_id + "_probabilities.png")
     if not storage.exists(path):
         return None
-    data = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    data = cv2.imdecode(np.frombuffer(storage.read_bytes(path), np.uint8),
+                        cv2.IMREAD_UNCHANGED)
     if data is None:
         return None
     data = data[..., 0] if data.ndim == 3 else data
@@ -249,8 +253,6 @@ def _write_png(path: str, image: np.ndarray) -> None:
 
 def _fov_masks(held_out, photos: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
     """{image id: bool FOV} from the pairs' FOV files, else computed; and the source."""
-    from tiled_vessel_seg import imaging
-    from tiled_vessel_seg import fov
     masks, from_files = {}, 0
     for pair in held_out:
         path = getattr(pair, "fov_path", None)
@@ -273,32 +275,26 @@ def write_report(workdir: str, stare_dir: str, data_dir: str, model_dir: str,
     held_out: the segmented test images' pairs (image_id, image_path, mask_path and,
       when the dataset has them, fov_path and second_mask_path).
     """
-    from tiled_vessel_seg.inference import error_map
-    from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
-    from tiled_vessel_seg.trainer import callbacks
-    from tiled_vessel_seg import model_info as model_info_lib
 
     rows, document = read_segment_metrics(segment_dir)
     info = dataset_info_lib.read_dataset_info(data_dir)
     model = model_info_lib.read_model_info(model_dir)
-    history = callbacks.read_history(os.path.join(model_dir, callbacks.HISTORY_FILE))
-    has_curves = plot_training_curves(history, os.path.join(workdir, CURVES_FILE))
+    history = callbacks.read_history(storage.join(model_dir, callbacks.HISTORY_FILE))
+    has_curves = plot_training_curves(history, storage.join(workdir, CURVES_FILE))
 
     photos = {p.image_id: imaging.read_image(p.image_path) for p in held_out}
     fov_masks, fov_source = _fov_masks(held_out, photos)
     observer = second_observer_rows(held_out, fov_masks)
     if observer:
-        from tiled_vessel_seg.inference import metrics
         columns = [c for c in next(iter(rows.values()))]
         stats = metrics.summarize(observer, columns)
         rows[SECOND_OBSERVER] = {c: stats[c][0] for c in columns}
 
-    from tiled_vessel_seg.inference import mask_hints
     threshold = document["threshold"] if document else model.threshold
     picture_rows, full_size, hints = [], [], []
-    storage.makedirs(os.path.join(workdir, FULL_SIZE_DIR))
+    storage.makedirs(storage.join(workdir, FULL_SIZE_DIR))
     for pair in held_out:
-        predicted_path = os.path.join(segment_dir, pair.image_id + ".png")
+        predicted_path = storage.join(segment_dir, pair.image_id + ".png")
         if not storage.exists(predicted_path):
             continue
         truth = imaging.read_mask(pair.mask_path)
@@ -319,13 +315,13 @@ def write_report(workdir: str, stare_dir: str, data_dir: str, model_dir: str,
         panels = [photos[pair.image_id], truth * 255, probability_panel, predicted * 255,
                   error_map.error_map(predicted, truth)]
         picture_rows.append((label, panels))
-        path = os.path.join(workdir, FULL_SIZE_DIR, f"{pair.image_id}.png")
+        path = storage.join(workdir, FULL_SIZE_DIR, f"{pair.image_id}.png")
         _write_png(path, labelled_montage([(label, panels)], width=None))
         full_size.append(f"[{pair.image_id}]({FULL_SIZE_DIR}/{pair.image_id}.png)")
     if picture_rows:
-        _write_png(os.path.join(workdir, MONTAGE_FILE), labelled_montage(picture_rows))
+        _write_png(storage.join(workdir, MONTAGE_FILE), labelled_montage(picture_rows))
 
-    evaluation = os.path.join(model_dir, "evaluation.csv")
+    evaluation = storage.join(model_dir, "evaluation.csv")
     split_lines = "\n".join(
         f"| {name} | {', '.join(s.image_ids)} | {s.tiles} | {s.augmented_tiles} |"
         for name, s in sorted(info.splits.items()))
@@ -333,8 +329,8 @@ def write_report(workdir: str, stare_dir: str, data_dir: str, model_dir: str,
     best = min(history["val_loss"]) if history.get("val_loss") else float("nan")
     best_epoch = callbacks.best_epoch_number(history)
     best_at = f" at epoch {best_epoch} (as the training log numbers it)" if best_epoch else ""
-    source = (f"`{os.path.join(segment_dir, 'metrics.json')}`" if document
-              else f"`{os.path.join(segment_dir, 'metrics.csv')}`")
+    source = (f"`{storage.join(segment_dir, 'metrics.json')}`" if document
+              else f"`{storage.join(segment_dir, 'metrics.csv')}`")
     pooled_note = ("\"pooled\" counts the pixels of all images at once (the global F1 of "
                    "published tables; AUC is not pooled).\n" if document else "")
     observer_note = (f"\"{SECOND_OBSERVER}\": the second annotator's masks of "
@@ -342,7 +338,8 @@ def write_report(workdir: str, stare_dir: str, data_dir: str, model_dir: str,
                      "AUC: a binary map has no ROC curve).\n" if observer else "")
     hints_text = ("\n**Nearly empty predictions.** A Dice near 0 here is not a bug in the "
                   "scoring:\n\n" + "\n".join(hints) + "\n") if hints else ""
-    text = f"""# Run report: {os.path.abspath(workdir)}
+    where = workdir if storage.is_remote(workdir) else os.path.abspath(workdir)
+    text = f"""# Run report: {where}
 
 Source photos: `{stare_dir}`. Model: `{model_dir}` (tile {model.tile_size}, scale
 {model.scale}, precision {model.precision}). Trained {epochs} epochs, best val_loss {best:.4f}{best_at}.
@@ -373,6 +370,6 @@ Full resolution: {', '.join(full_size) or 'none'}.
 
 ![montage]({MONTAGE_FILE})
 """
-    path = os.path.join(workdir, REPORT_FILE)
+    path = storage.join(workdir, REPORT_FILE)
     storage.write_text_atomic(path, text)
     return path

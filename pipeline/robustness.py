@@ -14,12 +14,15 @@ Pure numpy/OpenCV functions below (`perturb`); `evaluate_folds` does the I/O.
 """
 from __future__ import annotations
 
-import io
 import csv
-import os
+import io
 
 import cv2
 import numpy as np
+
+from tiled_vessel_seg import fov, imaging, storage
+from tiled_vessel_seg.inference import metrics
+from tiled_vessel_seg.pipeline import cv
 
 PERTURBATIONS = ("as is", "scale 0.75", "scale 1.5", "colour", "jpeg 70")
 COLOUR_GAINS = (1.08, 0.92, 0.80)
@@ -60,14 +63,10 @@ def perturb(name: str, image: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray
 def evaluate_folds(config, workdir: str, folds, pairs) -> dict[str, tuple[float, float]]:
     """Writes W/cv_robustness.csv (fold, image, F1 inside the FOV per perturbation, then
     mean and std over folds of the fold means); returns {perturbation: (mean, std)}."""
-    from tiled_vessel_seg import imaging, storage
-    from tiled_vessel_seg import fov
-    from tiled_vessel_seg.inference import metrics
-    from tiled_vessel_seg.pipeline import cv
     rows = []
     for fold in folds:
         # The predictor that scored the fold's held-out photos: "as is" is that figure.
-        predictor = cv.fold_predictor(config, os.path.join(cv.fold_dir(workdir, fold), "model"))
+        predictor = cv.fold_predictor(config, storage.join(cv.fold_dir(workdir, fold), "model"))
         for pair in (p for p in pairs if p.image_id in fold.test_ids):
             image = imaging.read_image(pair.image_path)
             truth = imaging.read_mask(pair.mask_path) > 0
@@ -89,5 +88,5 @@ def evaluate_folds(config, workdir: str, folds, pairs) -> dict[str, tuple[float,
         writer.writerow([row["fold"], row["image"]] + [f"{row[n]:.6f}" for n in PERTURBATIONS])
     writer.writerow(["", "mean"] + [f"{summary[n][0]:.6f}" for n in PERTURBATIONS])
     writer.writerow(["", "std"] + [f"{summary[n][1]:.6f}" for n in PERTURBATIONS])
-    storage.write_text_atomic(os.path.join(workdir, ROBUSTNESS_CSV), buf.getvalue())
+    storage.write_text_atomic(storage.join(workdir, ROBUSTNESS_CSV), buf.getvalue())
     return summary

@@ -31,16 +31,29 @@ or config, or a stage failed (one error line).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
-import os
 import sys
 import time
 from typing import Callable, Optional, Sequence
 
 from absl import app, flags
 
-from tiled_vessel_seg import cli_app, names, storage
-from tiled_vessel_seg.configs import tool_config
+from tiled_vessel_seg import (cli_app, datasets, imaging, model_info, names, source_flags,
+                              sources, storage)
+from tiled_vessel_seg.configs import schema, tool_config
+from tiled_vessel_seg.lazy_imports import lazy_imports
+from tiled_vessel_seg.trainer import cli_flags
+
+with lazy_imports():  # the stages: not imported for --help
+    from apache_beam.options import pipeline_options
+    from tiled_vessel_seg.beam_jobs import pipeline, split
+    from tiled_vessel_seg.inference import metrics_json, segment
+    from tiled_vessel_seg.inference import predictor as predictor_lib
+    from tiled_vessel_seg.pipeline import report, training_callbacks
+    from tiled_vessel_seg.synthetic import stare_layout
+    from tiled_vessel_seg.tfrecords import dataset_info
+    from tiled_vessel_seg.trainer import callbacks, evaluate, strategy, train
 
 FLAGS = flags.FLAGS
 
@@ -59,33 +72,31 @@ class RunPaths:
     @property
     def pairs_source(self):
         """Where the labelled photos are: a datasets.Source, or a list of them."""
-        from tiled_vessel_seg import datasets
         return self.source or datasets.Source(root=self.stare_dir, layout="stare")
 
     def describe_source(self) -> str:
         """'runs/demo/stare (stare layout)', 'manifest pairs.csv', ... (joined by ' + ')."""
-        from tiled_vessel_seg import sources
         return sources.describe(self.pairs_source)
 
     @property
     def data_dir(self) -> str:
-        return os.path.join(self.workdir, "data")
+        return storage.join(self.workdir, "data")
 
     @property
     def model_dir(self) -> str:
-        return os.path.join(self.workdir, "model")
+        return storage.join(self.workdir, "model")
 
     @property
     def segment_dir(self) -> str:
-        return os.path.join(self.workdir, "segment")
+        return storage.join(self.workdir, "segment")
 
     @property
     def metrics_csv(self) -> str:
-        return os.path.join(self.segment_dir, "metrics.csv")
+        return storage.join(self.segment_dir, "metrics.csv")
 
     @property
     def report(self) -> str:
-        return os.path.join(self.workdir, "report.md")
+        return storage.join(self.workdir, "report.md")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,14 +140,12 @@ def show_training_log(quiet: bool) -> None:
 # ---------------------------------------------------------------------------- stages
 
 def stage_synth(config, paths: RunPaths, options: RunOptions) -> str:
-    from tiled_vessel_seg.synthetic import stare_layout
     synth = config.synth
     ids = [stare_layout.stare_id(n) for n in range(1, synth.num_images + 1)]
     expected = [p for i in ids for p in (stare_layout.image_path(paths.stare_dir, i),
                                          stare_layout.label_path(paths.stare_dir, i))]
     if not options.overwrite and all(storage.exists(p) for p in expected):
         return f"skipped: {synth.num_images} synthetic images already in {paths.stare_dir}"
-    from tiled_vessel_seg.configs import schema
     try:
         stare_layout.write_synthetic_stare(paths.stare_dir, synth.num_images,
                                            width=synth.width, height=synth.height,
@@ -148,16 +157,10 @@ def stage_synth(config, paths: RunPaths, options: RunOptions) -> str:
 
 
 def stage_preprocess(config, paths: RunPaths, options: RunOptions) -> str:
-    from apache_beam.options.pipeline_options import PipelineOptions
-    from tiled_vessel_seg import datasets
-    from tiled_vessel_seg.beam_jobs import pipeline
-    from tiled_vessel_seg.tfrecords import dataset_info
-    if not options.overwrite and storage.exists(os.path.join(paths.data_dir,
+    if not options.overwrite and storage.exists(storage.join(paths.data_dir,
                                                              dataset_info.INFO_FILE)):
         return f"skipped: dataset already in {paths.data_dir}"
-    from tiled_vessel_seg.beam_jobs import split
     ignored: list = []
-    from tiled_vessel_seg import sources
     pairs, problems = sources.find_pairs(paths.pairs_source, ignored)
     if ignored:
         _say("preprocess", datasets.ignored_note(ignored))
@@ -167,7 +170,7 @@ def stage_preprocess(config, paths: RunPaths, options: RunOptions) -> str:
     preprocess, note = split.with_input_splits(config.preprocess, pairs)
     if note:
         _say("preprocess", note)
-    beam_options = PipelineOptions([
+    beam_options = pipeline_options.PipelineOptions([
         "--runner=DirectRunner", f"--direct_num_workers={options.direct_num_workers}",
         "--direct_running_mode=" + ("multi_processing" if options.direct_num_workers > 1
                                     else "in_memory")])
@@ -175,17 +178,16 @@ def stage_preprocess(config, paths: RunPaths, options: RunOptions) -> str:
                                sources.parameters(paths.pairs_source), overwrite=True)
     if summary.info is None:
         raise StageError(f"no tiles written to {paths.data_dir}; see "
-                         f"{os.path.join(paths.data_dir, dataset_info.ERRORS_FILE)}")
+                         f"{storage.join(paths.data_dir, dataset_info.ERRORS_FILE)}")
     splits = ", ".join(f"{name} {len(s.image_ids)} images/{s.records} records"
                        for name, s in sorted(summary.info.splits.items()))
     rejected = f"; {len(summary.errors)} input(s) rejected" if summary.errors else ""
-    from tiled_vessel_seg import imaging
     for error in summary.errors[:MAX_NAMED]:  # each rejected input named where it happened
         _say("preprocess", f"rejected {imaging.one_line(error.get('path'))}: "
                            f"{imaging.one_line(error.get('reason'))}")
     if len(summary.errors) > MAX_NAMED:
         _say("preprocess", f"... and {len(summary.errors) - MAX_NAMED} more in "
-                           f"{os.path.join(paths.data_dir, dataset_info.ERRORS_FILE)}")
+                           f"{storage.join(paths.data_dir, dataset_info.ERRORS_FILE)}")
     for warning in summary.warnings:  # e.g. a requested split left empty
         _say("preprocess", f"WARNING: {warning}")
     return f"wrote {splits} to {paths.data_dir}{rejected}"
@@ -196,26 +198,21 @@ MAX_NAMED = 10  # rejected inputs named one per line; the rest are in errors.jso
 
 def rejected_inputs(paths: RunPaths) -> list[dict]:
     """The lines of W/data/errors.jsonl: inputs the preprocess stage left out."""
-    import json
-    from tiled_vessel_seg.beam_jobs import pipeline
-    from tiled_vessel_seg.tfrecords import dataset_info
     return [json.loads(line) for line in pipeline.read_lines(
-        os.path.join(paths.data_dir, dataset_info.ERRORS_FILE))]
+        storage.join(paths.data_dir, dataset_info.ERRORS_FILE))]
 
 
 def stage_train(config, paths: RunPaths, options: RunOptions) -> str:
-    from tiled_vessel_seg.trainer import callbacks, train
     if _training_finished(paths.model_dir) and not options.overwrite:
         return f"skipped: trained model already in {paths.model_dir}"
     if options.overwrite and storage.isdir(paths.model_dir):
         storage.remove_tree(paths.model_dir)
     start = time.time()
-    from tiled_vessel_seg.pipeline import training_callbacks
     train.train(config, paths.data_dir, paths.model_dir,
                 num_cpu_replicas=options.num_cpu_replicas, precision=options.precision,
                 verbose=options.verbose, callbacks=training_callbacks.for_training(
                     config, paths.data_dir, paths.model_dir, source=paths.pairs_source))
-    history = callbacks.read_history(os.path.join(paths.model_dir, callbacks.HISTORY_FILE))
+    history = callbacks.read_history(storage.join(paths.model_dir, callbacks.HISTORY_FILE))
     epochs = len(history.get("epoch", []))
     best = min(history.get("val_loss", [float("nan")]))
     return (f"trained {epochs} epochs in {time.time() - start:.0f} s (best val_loss "
@@ -224,17 +221,13 @@ def stage_train(config, paths: RunPaths, options: RunOptions) -> str:
 
 def _training_finished(model_dir: str) -> bool:
     """True when the model dir holds a best model and no unfinished run to resume."""
-    from tiled_vessel_seg import model_info
-    from tiled_vessel_seg.trainer import train
-    return (storage.exists(os.path.join(model_dir, model_info.MODEL_FILE))
-            and storage.exists(os.path.join(model_dir, model_info.INFO_FILE))
-            and not storage.exists(os.path.join(model_dir, train.BACKUP_DIR)))
+    return (storage.exists(storage.join(model_dir, model_info.MODEL_FILE))
+            and storage.exists(storage.join(model_dir, model_info.INFO_FILE))
+            and not storage.exists(storage.join(model_dir, train.BACKUP_DIR)))
 
 
 def stage_evaluate(config, paths: RunPaths, options: RunOptions) -> str:
-    from tiled_vessel_seg.tfrecords import dataset_info
-    from tiled_vessel_seg.trainer import evaluate
-    out = os.path.join(paths.model_dir, evaluate.EVALUATION_FILE)
+    out = storage.join(paths.model_dir, evaluate.EVALUATION_FILE)
     if not options.overwrite and storage.exists(out):
         return f"skipped: {out} exists"
     if "test" not in dataset_info.read_dataset_info(paths.data_dir).splits:
@@ -248,18 +241,13 @@ def stage_evaluate(config, paths: RunPaths, options: RunOptions) -> str:
 def held_out_pairs(paths: RunPaths):
     """The test split's datasets.ImagePair (photo, label, FOV and second-observer masks
     where the dataset has them), sorted by id."""
-    from tiled_vessel_seg import datasets
-    from tiled_vessel_seg.tfrecords import dataset_info
     info = dataset_info.read_dataset_info(paths.data_dir)
     test_ids = set(info.splits["test"].image_ids) if "test" in info.splits else set()
-    from tiled_vessel_seg import sources
     pairs, _ = sources.find_pairs(paths.pairs_source)
     return [p for p in pairs if p.image_id in test_ids]
 
 
 def stage_segment(config, paths: RunPaths, options: RunOptions) -> str:
-    from tiled_vessel_seg.inference import segment
-    from tiled_vessel_seg.inference import predictor as predictor_lib
     if not options.overwrite and storage.exists(paths.metrics_csv):
         return f"skipped: {paths.metrics_csv} exists"
     pairs = held_out_pairs(paths)
@@ -271,7 +259,6 @@ def stage_segment(config, paths: RunPaths, options: RunOptions) -> str:
     predictor = predictor_lib.load_predictor(
         paths.model_dir, overlap=tiled.overlap, batch_size=tiled.batch_size,
         blend=tiled.blend, tta=tiled.tta, threshold=None, input_scale=tiled.input_scale)
-    from tiled_vessel_seg import imaging
     model = {"model_dir": paths.model_dir, "overlap": predictor.overlap,
              "blend": predictor.blend, "tta": predictor.tta,
              "input_scale": tiled.input_scale}
@@ -288,12 +275,11 @@ def stage_segment(config, paths: RunPaths, options: RunOptions) -> str:
 
 
 def stage_report(config, paths: RunPaths, options: RunOptions) -> str:
-    from tiled_vessel_seg.pipeline import report
     if not options.overwrite and storage.exists(paths.report):
         return f"skipped: {paths.report} exists"
     report.write_report(paths.workdir, paths.describe_source(), paths.data_dir,
                         paths.model_dir, paths.segment_dir, held_out_pairs(paths))
-    return f"wrote {paths.report} and {os.path.join(paths.workdir, report.MONTAGE_FILE)}"
+    return f"wrote {paths.report} and {storage.join(paths.workdir, report.MONTAGE_FILE)}"
 
 
 STAGE_FUNCTIONS: dict[str, Callable] = {
@@ -312,14 +298,12 @@ def run_pipeline(config, workdir: str, stare_dir: Optional[str] = None,
       of stare_dir; with neither, the synth stage makes STARE-format photos in W/stare.
     Raises StageError (or the stage's own error) naming the stage that failed.
     """
-    from tiled_vessel_seg import datasets
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise StageError(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(STAGES)}")
     if stare_dir is not None and not storage.isdir(stare_dir):
         raise StageError(f"--stare_dir {stare_dir}: not a folder")
     if source is not None:
-        from tiled_vessel_seg import sources
         try:
             sources.check(source)
         except ValueError as e:
@@ -327,7 +311,7 @@ def run_pipeline(config, workdir: str, stare_dir: Optional[str] = None,
         for one in sources.as_list(source):
             if one.root and not datasets.is_dir(one.root):
                 raise StageError(f"--dataset_dir {one.root}: not a folder")
-    paths = RunPaths(workdir=workdir, stare_dir=stare_dir or os.path.join(workdir, "stare"),
+    paths = RunPaths(workdir=workdir, stare_dir=stare_dir or storage.join(workdir, "stare"),
                      source=source)
     storage.makedirs(workdir)
     for stage in STAGES:
@@ -344,13 +328,11 @@ def run_pipeline(config, workdir: str, stare_dir: Optional[str] = None,
 
 def define_flags() -> None:
     flags.DEFINE_string("workdir", None, "Folder for every stage's outputs.")
-    from tiled_vessel_seg import source_flags
     source_flags.define_flags(help_overrides={
         "stare_dir": "Without any input flag the synth stage makes synthetic STARE photos.",
         "layout": "A dataset's own split (DRIVE's training/test) is kept unless "
                   "[preprocess] names valid_ids/test_ids."})
     flags.DEFINE_list("stages", list(STAGES), "Comma-separated subset of the stages.")
-    from tiled_vessel_seg.trainer import cli_flags
     cli_flags.define_init_model()
     flags.DEFINE_bool("overwrite", False, "Redo the selected stages even when their outputs "
                       "exist.")
@@ -368,15 +350,13 @@ def define_flags() -> None:
 
 
 def mean_held_out_dice(metrics_csv: str) -> Optional[float]:
-    from tiled_vessel_seg.pipeline import report
     rows = report.read_metrics_csv(metrics_csv)
     return rows.get("mean", {}).get("dice") if rows else None
 
 
 def pooled_held_out_f1(segment_dir: str) -> str:
     """', pooled F1 X' from metrics.json, or '' without it."""
-    from tiled_vessel_seg.inference import metrics_json
-    path = os.path.join(segment_dir, metrics_json.METRICS_JSON)
+    path = storage.join(segment_dir, metrics_json.METRICS_JSON)
     if not storage.exists(path):
         return ""
     pooled = metrics_json.read_metrics_json(path)["summary"]["pooled"]
@@ -389,21 +369,16 @@ def _main(argv: list[str]) -> int:
     for name in ("config", "workdir"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
-    if FLAGS.num_cpu_replicas > 1:
-        from tiled_vessel_seg.trainer import strategy  # split the CPU before anything initialises TF devices
+    if FLAGS.num_cpu_replicas > 1:  # split the CPU before anything initialises TF devices
         strategy.configure_cpu_replicas(FLAGS.num_cpu_replicas)
 
-    from tiled_vessel_seg.model_info import ModelDirError
-    from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
     options = RunOptions(overwrite=FLAGS.overwrite, num_cpu_replicas=FLAGS.num_cpu_replicas,
                          precision=FLAGS.precision, verbose=keras_verbosity(FLAGS.quiet),
                          direct_num_workers=FLAGS.direct_num_workers)
     show_training_log(FLAGS.quiet)
     start = time.time()
-    from tiled_vessel_seg.trainer import cli_flags
     config = tool_config.load_config({"train.deterministic": FLAGS.deterministic or None,
                                       "train.init_model": cli_flags.init_model_value()})
-    from tiled_vessel_seg import datasets, source_flags
     given = source_flags.sources_from_flags()
     stare_dir, source = None, None
     if len(given) == 1 and given[0] == datasets.Source(root=FLAGS.stare_dir, layout="stare"):
@@ -413,7 +388,8 @@ def _main(argv: list[str]) -> int:
     try:
         paths = run_pipeline(config, FLAGS.workdir, stare_dir, FLAGS.stages, options,
                              source=source)
-    except (StageError, DatasetError, ModelDirError, datasets.InputDirError,
+    except (StageError, dataset_info.DatasetError, model_info.ModelDirError,
+            datasets.InputDirError,
             FileNotFoundError, FileExistsError) as e:
         raise cli_app.ToolError(str(e)) from None
     dice = mean_held_out_dice(paths.metrics_csv) if storage.exists(paths.metrics_csv) else None
@@ -425,7 +401,7 @@ def _main(argv: list[str]) -> int:
     if rejected and not FLAGS.allow_errors:  # the exit-status table: inputs left out -> 1
         print(f"vessel-run: {len(rejected)} input(s) rejected by preprocessing and left out "
               f"of the dataset (named above; all in "
-              f"{os.path.join(paths.data_dir, 'errors.jsonl')}); exit status 1 (pass "
+              f"{storage.join(paths.data_dir, 'errors.jsonl')}); exit status 1 (pass "
               f"--allow_errors to accept)", file=sys.stderr)
         return 1
     return 0

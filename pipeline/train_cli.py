@@ -28,10 +28,16 @@ from typing import Optional, Sequence
 
 from absl import app, flags
 
-from tiled_vessel_seg import cli_app
-from tiled_vessel_seg.configs import tool_config
+from tiled_vessel_seg import cli_app, model_info, storage
+from tiled_vessel_seg.configs import ConfigError, tool_config
+from tiled_vessel_seg.lazy_imports import lazy_imports
 from tiled_vessel_seg.names import PRECISIONS, STRATEGIES
-from tiled_vessel_seg.trainer import cli_flags
+from tiled_vessel_seg.trainer import cli_flags, cluster
+
+with lazy_imports():  # TensorFlow: not imported for --help
+    from tiled_vessel_seg.pipeline import training_callbacks
+    from tiled_vessel_seg.tfrecords import dataset_info
+    from tiled_vessel_seg.trainer import train
 
 FLAGS = flags.FLAGS
 
@@ -88,13 +94,6 @@ def _main(argv: list[str]) -> int:
                                   "train.deterministic": FLAGS.deterministic or None})
     model_dir = FLAGS.model_dir or config.train.model_dir
 
-    from tiled_vessel_seg import storage
-    from tiled_vessel_seg.configs import ConfigError
-    from tiled_vessel_seg.model_info import ModelDirError
-    from tiled_vessel_seg.pipeline import training_callbacks
-    from tiled_vessel_seg.tfrecords.dataset_info import DatasetError
-    from tiled_vessel_seg.trainer import train
-    from tiled_vessel_seg.trainer.cluster import WorkerLostError
     try:
         callbacks = training_callbacks.for_training(config, FLAGS.data_dir, model_dir)
         train.train(config, FLAGS.data_dir, model_dir, num_cpu_replicas=FLAGS.num_cpu_replicas,
@@ -102,10 +101,10 @@ def _main(argv: list[str]) -> int:
                     worker_timeout=FLAGS.worker_timeout,
                     callbacks=callbacks,
                     verbose=cli_flags.keras_verbose())
-    except (ConfigError, DatasetError, ModelDirError, ValueError,
+    except (ConfigError, dataset_info.DatasetError, model_info.ModelDirError, ValueError,
             storage.StorageError) as e:  # StorageError: a model dir that cannot be written
         raise cli_app.ToolError(str(e)) from None
-    except WorkerLostError as e:
+    except cluster.WorkerLostError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"vessel-train: model and logs in {model_dir}")

@@ -54,3 +54,30 @@ def test_an_empty_tf_config_means_no_cluster_for_every_strategy():
                             env=dict(os.environ, TF_CONFIG=""), timeout=120)
     assert result.returncode == 0, result.stderr[-1500:]
     assert "replicas 1 1" in result.stdout
+
+
+# Issue 11 hardening: one line, nothing echoed in bulk.
+@pytest.mark.parametrize("where, text", [
+    ("file", "[train]\nepochs = " + "9" * 400_000 + "x\n"),           # not a literal
+    ("file", "[train]\nepochs = '" + "x" * 400_000 + "'\n"),          # wrong type
+    ("file", "[train]\nepochs = 3\n" + "y" * 400_000 + "\n"),          # not INI
+    ("set", "train.epochs='" + "x" * 400_000 + "'"),
+    ("set", "nosuchsection.key=" + "x" * 400_000),
+    ("set", "train." + "k" * 400_000 + "=1"),
+])
+def test_config_errors_do_not_echo_a_huge_value(tmp_path, where, text):
+    from tiled_vessel_seg.configs import config_file
+    path = tmp_path / "big.config"
+    if where == "file":
+        path.write_text(text)
+        args = (str(path),)
+    else:
+        args = (None, [text])
+    with pytest.raises(config_file.ConfigError) as refused:
+        config_file.load_config(*args)
+    message = str(refused.value)
+    assert len(message) < 1000, message[:200]
+    if "not a valid INI file" in message:  # a file that is not a config: nothing quoted
+        assert "yyyy" not in message
+    else:
+        assert "characters" in message  # says how long the value was

@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-fast venv clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,13 @@ demo: $(STAMP)
 	$(VENV)/bin/vessel-run --config configs/demo.config --workdir runs/demo
 
 # pytest exits 5 when it collects no test: that must fail, so it is not special-cased.
+# --durations: the slowest tests in every CI log, to keep the suite inside its time budget.
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
+
+# The suite without the end-to-end runs marked `slow` (tests/README.md).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
 
 clean:
 	rm -rf runs .pytest_cache

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 import uuid
 from typing import Any, Iterable, Optional, Sequence
@@ -34,10 +35,11 @@ from typing import Any, Iterable, Optional, Sequence
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from tiled_vessel_seg import imaging, models, storage
+from tiled_vessel_seg import cli_app, datasets, imaging, model_info, models, storage
 from tiled_vessel_seg.inference import mask_hints, segment
+from tiled_vessel_seg.inference.segment_request import SegmentRequest, find_photos
 from tiled_vessel_seg.lazy_imports import lazy_imports
 
 with lazy_imports():  # TensorFlow and the preprocessing job: only where they are used
@@ -317,3 +319,97 @@ def format_summary(summary: JobSummary, output_dir: str) -> str:
     if summary.errors:
         lines.append(f"  (one line each in {storage.join(output_dir, ERRORS_FILE)})")
     return "\n".join(lines)
+
+
+def photo_items(request: SegmentRequest) -> tuple[list[PhotoItem], list[str]]:
+    """The request's photographs as PhotoItems, paired with their ground truth as
+    vessel-segment pairs them, and an errors.jsonl line for each input rejected before
+    the job (a pattern that matched nothing, a bad manifest row, a photo without truth).
+
+    Raises cli_app.ToolError for a manifest or folder that cannot be used at all.
+    """
+    try:
+        found = find_photos(request)
+    except datasets.InputDirError as e:
+        raise cli_app.ToolError(str(e)) from None
+    lines = [error_line(p, "inputs", "no image matches") for p in found.unmatched]
+    lines += [error_line(p.path, "inputs", p.reason) for p in found.problems]
+    items = []
+    for path in found.files:
+        entry = (found.truths.get(imaging.image_stem(path)) if found.truths is not None
+                 else None)
+        items.append(PhotoItem(path, getattr(entry, "mask_path", None),
+                               getattr(entry, "fov_path", None)))
+    return items, lines
+
+
+def job_options(request: SegmentRequest, info: model_info.ModelInfo) -> JobOptions:
+    """The job's options for `request`, with what the model's model_info.json `info`
+    decides when the request leaves it open (threshold, overlap)."""
+    options = request.predictor
+    threshold = info.threshold if options["threshold"] is None else options["threshold"]
+    overlap = next(v for v in (options["min_overlap"], options["overlap"], info.overlap)
+                   if v is not None)
+    record = {"model_dir": request.model_dir, "tile_size": info.tile_size, "overlap": overlap,
+              "blend": options["blend"], "tta": options["tta"],
+              "input_scale": options["input_scale"]}
+    return JobOptions(
+        # a shipped name stays a name: each worker resolves it in its own installation
+        output_dir=request.output_dir, model=request.model or models.DEFAULT_MODEL,
+        predictor=options, threshold=float(threshold),
+        save_probabilities=request.save_probabilities, overlay=request.overlay,
+        error_map=request.error_map, overwrite=request.overwrite,
+        with_truths=request.with_truths, max_pixels=request.max_pixels,
+        model_record=record, used_in_training=mask_hints.training_splits(info.data_ids))
+
+
+def runner_line(count: int, pipeline_options: PipelineOptions) -> str:
+    runner = pipeline_options.view_as(StandardOptions).runner
+    line = f"vessel-segment-beam: {count} photograph(s), runner {runner}"
+    if runner in ("DirectRunner", "direct"):
+        direct = pipeline_options.view_as(DirectOptions)
+        line += f" ({direct.direct_num_workers} worker(s), {direct.direct_running_mode})"
+    return line
+
+
+def segment_archive(request: SegmentRequest, pipeline_options: PipelineOptions) -> int:
+    """Runs `request` as a Beam job with `pipeline_options` (runner, workers ...);
+    returns the exit status: 0, or 1 when a photograph was rejected (errors.jsonl).
+
+    Raises cli_app.ToolError for an unusable model, manifest or ground-truth folder, an
+    output path that is an input, or an output that cannot be written (outputs already
+    written are complete and kept).
+    """
+    try:
+        info = model_info.read_model_info(request.model_dir)
+    except (model_info.ModelDirError, FileNotFoundError, ValueError) as e:
+        raise cli_app.ToolError(str(e)) from None
+    items, problems = photo_items(request)
+    ground_truth = {f"{k}{kind}": path for k, item in enumerate(items)
+                    for kind, path in (("m", item.truth_path), ("f", item.fov_path)) if path}
+    try:  # inputs are never written: refused before the job starts, as vessel-segment does
+        segment.check_outputs_are_not_inputs(
+            [i.path for i in items], request.output_dir, ground_truth,
+            save_probabilities=request.save_probabilities, overlay=request.overlay,
+            error_map=request.error_map)
+    except segment.InputOverwriteError as e:
+        raise cli_app.ToolError(str(e)) from None
+    if not items:
+        print("nothing to segment", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    job = job_options(request, info)
+    print(runner_line(len(items), pipeline_options), file=sys.stderr)
+    try:
+        summary = run_job(items, job, pipeline_options, problems)
+    except Exception as e:  # noqa: BLE001 - a worker's OutputError arrives wrapped by Beam
+        line = next((l for l in str(e).splitlines() if "OutputError: " in l
+                     or "StorageError: " in l), None) if not isinstance(
+                         e, storage.StorageError) else f"StorageError: {e}"
+        if line is None:
+            raise
+        raise cli_app.ToolError(f"{line.split('Error: ', 1)[1]} (outputs already written "
+                                "are complete and kept)") from None
+    print(format_summary(summary, request.output_dir))
+    return 1 if summary.errors else 0

@@ -164,13 +164,11 @@ def define_flags() -> None:
     predictor_flags.define_flags()
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    model_dir = predictor_flags.model_dir("vessel-export")
-    if not FLAGS.output_dir:
-        raise app.UsageError("--output_dir is required")
-    options = predictor_flags.predictor_options()
+def export_options(options: dict) -> dict:
+    """predictor_flags' options for a SavedModel, which serves photos at one scale: auto
+    (decided per image) becomes enlarged, with a note; a resampling factor is refused
+    (app.UsageError)."""
+    options = dict(options)
     if options["input_scale"] == "auto":  # decided per image: a SavedModel serves one scale
         options["input_scale"] = "enlarged"
         print("vessel-export: input scale enlarged (auto is decided per image; a SavedModel "
@@ -178,13 +176,25 @@ def main(argv: list[str]) -> int:
     elif options["input_scale"] not in ("native", "enlarged"):
         raise app.UsageError("vessel-export serves photos at one scale: --input_scale native "
                              "or enlarged (a resampling factor is applied outside the graph)")
+    return options
+
+
+def export_model(model_dir: str, options: dict, output_dir: str, overwrite: bool = False) -> int:
+    """Writes the tiled predictor of `model_dir` with `options` (load_predictor's keyword
+    arguments, one input scale) as a SavedModel at `output_dir`, through a staging folder
+    beside it; returns 0, or 1 when the graph holds non-core ops (nothing written).
+
+    Raises cli_app.ToolError for an unusable model dir, or an output_dir that is not
+    empty (without `overwrite`) or cannot be written.
+    """
     try:
         predictor = predictor_lib.load_predictor(model_dir, **options)
     except (model_info.ModelDirError, ValueError) as e:
         raise cli_app.ToolError(str(e)) from None
-    output_dir = FLAGS.output_dir.rstrip("/") or FLAGS.output_dir
+    given = output_dir
+    output_dir = output_dir.rstrip("/") or output_dir
     remove_dead_staging(output_dir)
-    check_output_dir(output_dir, FLAGS.overwrite)
+    check_output_dir(output_dir, overwrite)
     # Written beside the target and renamed in when complete: a full disk left
     # saved_model.pb.tmp* files in the target that survived a successful rerun.
     staging = f"{output_dir}{STAGING_INFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -207,11 +217,21 @@ def main(argv: list[str]) -> int:
         install_folder(staging, output_dir)
     finally:
         storage.remove_tree(staging)
-    print(f"wrote {FLAGS.output_dir}: serving_default(image_bytes: PNG/JPEG string) -> "
+    print(f"wrote {given}: serving_default(image_bytes: PNG/JPEG string) -> "
           f"probabilities float32 [H, W], mask_png_bytes; tiles cut by {predictor.tiler}"
           + (" (auto, decided here: pass --tiler extract_patches for a GPU server)"
              if options.get("tiler") == "auto" else ""))
     return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    model_dir = predictor_flags.model_dir("vessel-export")
+    if not FLAGS.output_dir:
+        raise app.UsageError("--output_dir is required")
+    options = export_options(predictor_flags.predictor_options())
+    return export_model(model_dir, options, FLAGS.output_dir, FLAGS.overwrite)
 
 
 def run():

@@ -21,7 +21,7 @@ SCRIPTS = re.findall(r'"(vessel-[\w-]+)=([\w.]+):(\w+)"', SETUP)
 VERSION = re.search(r'version="([^"]+)"', SETUP).group(1)
 
 PROBE = r"""
-import contextlib, io, json, sys
+import contextlib, io, json, sys, time
 tool, module, function, flag = sys.argv[1:5]
 sys.argv = [tool, flag]
 import importlib
@@ -33,10 +33,13 @@ with contextlib.redirect_stdout(out):
         entry()
     except SystemExit as e:
         code = e.code
+cpu = time.process_time()
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
 from absl import flags
 taken = sorted({f.name for mod, fl in flags.FLAGS.flags_by_module_dict().items()
                 if not mod.startswith("absl") for f in fl})
-print(json.dumps({"code": code, "out": out.getvalue(), "flags": taken}))
+print(json.dumps({"code": code, "out": out.getvalue(), "flags": taken, "cpu": cpu,
+                  "loaded": loaded}))
 """
 
 
@@ -61,6 +64,16 @@ def helps():
         assert proc.returncode == 0, (tool, stderr[-2000:])
         out[tool] = json.loads(stdout.strip().splitlines()[-1])
     return out
+
+
+@pytest.mark.parametrize("tool", [s[0] for s in SCRIPTS])
+def test_help_is_fast_and_imports_no_tensorflow(helps, tool):
+    """issue 20 item 6: every console script answers --help in under 1 s without importing
+    TensorFlow or Keras (lazy_imports() where a tool's modules need them). The time is the
+    process's CPU time, interpreter start-up included, not wall time: the probes run side
+    by side, and the test machine trains beside the suite."""
+    assert helps[tool]["loaded"] == [], f"{tool} --help imports {helps[tool]['loaded'][:5]}"
+    assert helps[tool]["cpu"] < 1.0, f"{tool} --help took {helps[tool]['cpu']:.2f} s of CPU"
 
 
 def test_setup_lists_the_tools():

@@ -21,9 +21,9 @@ def _small_pairs(root):
         cv2.imwrite(str(root / "masks" / f"{stem}.png"),
                     (rng.random((64, 64)) > 0.7).astype(np.uint8) * 255)
     return ["--images_dir", str(root / "images"), "--masks_dir", str(root / "masks"),
-            "--scale", "1", "--tile_size", "32", "--augment", "none", "--valid_ids", "b",
-            "--test_ids", "", "--shards", "1", "--direct_running_mode", "in_memory",
-            "--direct_num_workers", "1"]
+            "--set", "preprocess.scale=1", "--set", "preprocess.tile_size=32", "--augment",
+            "none", "--valid_ids", "b", "--test_ids", "", "--set", "preprocess.shards=1",
+            "--direct_running_mode", "in_memory", "--direct_num_workers", "1"]
 
 
 def test_vessel_preprocess_full_disk_is_one_line_exit_2_and_no_beam_temp(tmp_path, capsys,

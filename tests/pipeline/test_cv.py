@@ -76,6 +76,7 @@ TINY = ["preprocess.scale=1", "preprocess.tile_size=32", "preprocess.tile_stride
         "train.select_image_threshold=True", "tiledinfer.overlap=8", "tiledinfer.tta='none'"]
 
 
+@pytest.mark.slow  # a whole vessel-cv: preprocess, train and score every fold
 def test_tiny_cross_validation_end_to_end_and_resume(tmp_path, capsys):
     from tiled_vessel_seg.synthetic import stare_layout
     stare = tmp_path / "stare"

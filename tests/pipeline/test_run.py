@@ -7,6 +7,9 @@ import pytest
 
 from tiled_vessel_seg.pipeline import run as run_lib
 
+# Every test here reads one whole vessel-run (synth, preprocess, train, segment, report).
+pytestmark = pytest.mark.slow
+
 TINY_CONFIG = """\
 [synth]
 num_images = 4

@@ -78,6 +78,7 @@ print(json.dumps({"two": two, "one": one, "refused": refused}))
 """
 
 
+@pytest.mark.slow  # three trainings in a subprocess
 def test_two_replicas_train_exactly_like_one(data_dir, tmp_path):
     result = subprocess.run([sys.executable, "-c", REPLICA_SCRIPT, data_dir, str(tmp_path),
                              json.dumps(TINY)], cwd=REPO, env=environment(),
@@ -146,6 +147,7 @@ def _weights_and_optimizer(model_dir):
             {v.path: np.array(v) for v in model.optimizer.variables})
 
 
+@pytest.mark.slow  # three vessel-train processes, one killed
 def test_sigkill_after_first_epoch_then_resume(one_shard_dir, tmp_path):
     data_dir = one_shard_dir
     overrides = ["train.epochs=3", "train.steps_per_epoch=16", "train.batch_size=2",

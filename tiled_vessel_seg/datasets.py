@@ -47,6 +47,8 @@ import posixpath
 import re
 from typing import Iterable, Optional, Sequence
 
+import numpy as np
+
 from tiled_vessel_seg import imaging, storage
 from tiled_vessel_seg.names import SPLIT_NAMES
 
@@ -672,7 +674,6 @@ def split_ids_from_inputs(pairs: Sequence[ImagePair], valid_fraction: float, see
     test_ids = given.get("test", [])
     valid_ids = given.get("valid", [])
     if not valid_ids:
-        import numpy as np  # pylint: disable=import-outside-toplevel
         pool = sorted(p.image_id for p in pairs if p.split not in ("test", "valid"))
         count = min(len(pool) - 1, max(1, round(valid_fraction * len(pool))))
         if count > 0:

@@ -24,6 +24,12 @@ import zlib
 import numpy as np
 
 from tiled_vessel_seg import storage
+from tiled_vessel_seg.lazy_imports import lazy_imports
+
+with lazy_imports():  # loaded by the first image decoded: a tool's --help loads none
+    import cv2
+    import tensorflow as tf
+    from PIL import Image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".ppm", ".pgm", ".pnm",
                     ".tif", ".tiff")
@@ -152,13 +158,12 @@ def _netpbm_header(path: str, data: bytes) -> tuple[int, int]:
 
 def _pillow_header(path: str, data: bytes, ext: str) -> tuple[int, int]:
     """(width, height) from Pillow's lazy open, which parses the header only."""
-    from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(io.BytesIO(data)) as im:
             return im.size
     except Image.DecompressionBombError as e:
         raise ImageReadError(path, f"image too large: {e}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except (Image.UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise ImageReadError(path, f"undecodable {ext[1:].upper()} data: {e}") from None
 
 
@@ -220,11 +225,10 @@ def check_pixel_limit(path: str, width: int, height: int, max_pixels: int = MAX_
 
 # --------------------------------------------------------------------------- decode
 def _decode_gif(path: str, data: bytes) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(io.BytesIO(data)) as im:
             return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (Image.UnidentifiedImageError, OSError, ValueError) as e:
         raise ImageReadError(path, f"undecodable GIF: {e}") from None
 
 
@@ -235,7 +239,6 @@ def decode_image_bytes(path: str, data: bytes, max_pixels: int = MAX_PIXELS) -> 
     bits. `path` names the file in errors and selects the format by its extension.
     Raises ImageReadError (unsupported name, corrupt data, more than max_pixels pixels).
     """
-    import cv2
     ext = image_extension(path)
     if ext is None:
         raise ImageReadError(path, "not an image file (supported: "
@@ -274,7 +277,6 @@ def rgb_to_mask(rgb: np.ndarray, threshold: int = MASK_THRESHOLD) -> np.ndarray:
     Grey is OpenCV's luma (equal to the value for grey maps stored as RGB); vessel is
     grey > threshold.
     """
-    import cv2
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
     return (grey > threshold).astype(np.uint8)
 
@@ -307,7 +309,6 @@ def read_mask(path: str, threshold: int = MASK_THRESHOLD) -> np.ndarray:
 
 def encode_png(image: np.ndarray) -> bytes:
     """uint8 or uint16 [H, W], [H, W, 1] or RGB [H, W, 3] -> PNG bytes."""
-    import cv2
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[..., 0]
     if image.ndim == 3:
@@ -322,7 +323,6 @@ def encode_png(image: np.ndarray) -> bytes:
 # --------------------------------------------------------------------------- enlarge
 def enlarge_image(image: np.ndarray, scale: int) -> np.ndarray:
     """uint8 [H, W, C] -> uint8 [H*scale, W*scale, C], bicubic (cv2.INTER_CUBIC)."""
-    import cv2
     if scale == 1:
         return image
     h, w = image.shape[:2]
@@ -335,7 +335,6 @@ def enlarge_mask(mask: np.ndarray, scale: int) -> np.ndarray:
     Bilinear on 0/255, then thresholded at MASK_THRESHOLD, so edges stay smooth and
     values binary. Label planes [H, W, C] (C <= 4) are enlarged plane by plane alike.
     """
-    import cv2
     if scale == 1:
         return mask
     h, w = mask.shape[:2]
@@ -370,7 +369,6 @@ def cubic_phase_weights(scale: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _replicate_pad(x, axis: int, before: int, after: int):
     """Pads `axis` by repeating its first / last slice (OpenCV's clamped border)."""
-    import tensorflow as tf
     n = tf.shape(x)[axis]
     first = tf.gather(x, tf.zeros([before], tf.int32), axis=axis)
     last = tf.gather(x, tf.fill([after], n - 1), axis=axis)
@@ -384,7 +382,6 @@ def _cubic_pass(x, axis: int, scale: int):
     input (phase p's weights); the phases are computed apart and interleaved, so no
     per-pixel index table is built.
     """
-    import tensorflow as tf
     offsets, weights = cubic_phase_weights(scale)
     pad = 2  # offsets are -1 or 0, so the taps reach k - 2 .. k + 2
     n = tf.shape(x)[axis]
@@ -412,7 +409,6 @@ def enlarge_image_graph(image, scale: int):
     Agrees with cv2.resize to within one grey level, a handful of pixels in ten thousand
     (tests/ground_floor/test_imaging.py); tf.image.resize(bicubic) uses another kernel (A = -0.5).
     """
-    import tensorflow as tf
     if scale == 1:
         return image
     x = tf.cast(tf.convert_to_tensor(image), tf.float32)
@@ -437,7 +433,6 @@ def resample_image(image: np.ndarray, factor: float) -> np.ndarray:
     Pixel centres map as x' = (x + 0.5) * W' / W - 0.5 (OpenCV's convention), the same
     for `resample_mask` and `resample_probabilities`.
     """
-    import cv2
     h, w = image.shape[:2]
     size = resampled_size(h, w, factor)
     if size == (h, w):
@@ -451,7 +446,6 @@ def resample_mask(mask: np.ndarray, factor: float) -> np.ndarray:
     the size `resample_image` gives: bilinear on 0/255, then > MASK_THRESHOLD, as
     `enlarge_mask` enlarges labels (in both directions: a reduced vessel stays where the
     reduced photo has it)."""
-    import cv2
     h, w = mask.shape[:2]
     size = resampled_size(h, w, factor)
     if size == (h, w):
@@ -464,7 +458,6 @@ def resample_mask(mask: np.ndarray, factor: float) -> np.ndarray:
 def resample_probabilities(probabilities: np.ndarray, height: int, width: int) -> np.ndarray:
     """float32 [h, w] probabilities -> float32 [height, width]: bilinear when enlarging,
     pixel-area average when reducing (the inverse of `resample_image`'s resampling)."""
-    import cv2
     h, w = probabilities.shape[:2]
     if (h, w) == (height, width):
         return probabilities

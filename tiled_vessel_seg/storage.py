@@ -23,8 +23,14 @@ import errno as errno_lib
 import glob as glob_lib
 import os
 import posixpath
+import shutil
 import uuid
 from typing import BinaryIO, Iterator, Optional
+
+from tiled_vessel_seg.lazy_imports import lazy_imports
+
+with lazy_imports():  # remote paths only (tf.io.gfile): local work never imports it
+    import tensorflow as tf
 
 # Beam's shard_name_template producing the names of `shard_name` after the prefix
 # `shard_prefix(data_dir, split)` and before the suffix `shard_suffix(compression)`.
@@ -52,7 +58,6 @@ def is_remote(path: str) -> bool:
 
 
 def _gfile():
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (remote paths only)
     return tf.io.gfile
 
 
@@ -231,7 +236,6 @@ def remove_tree(path: str) -> None:
             if _gfile().exists(path):
                 _gfile().rmtree(path)
         elif os.path.exists(path):
-            import shutil  # pylint: disable=import-outside-toplevel
             shutil.rmtree(path)
     except Exception as e:  # noqa: BLE001
         raise _wrap(path, "remove folder", e) from None

@@ -225,10 +225,9 @@ class InputConfig:
                    dataset_weights=train.dataset_weights or None)
 
 
-def make_dataset(data_dir: str, params: InputConfig, *_old_args,
+def make_dataset(data_dir: str, params: InputConfig, *,
                  input_context: Optional[tf.distribute.InputContext] = None,
-                 info: Optional[dataset_info_lib.DatasetInfo] = None,
-                 **_old_kwargs) -> tf.data.Dataset:
+                 info: Optional[dataset_info_lib.DatasetInfo] = None) -> tf.data.Dataset:
     """The batched (image, mask) dataset of one split, read as `params` says.
 
     Args:
@@ -247,11 +246,6 @@ def make_dataset(data_dir: str, params: InputConfig, *_old_args,
       DatasetError: no dataset_info.json, no such split, a listed shard is missing, or
         with_fov on a dataset without FOV planes.
     """
-    if isinstance(params, str):  # TRANSITION (removed once tests/ call the new form)
-        old = dict(zip(("global_batch_size", "training"), _old_args), **_old_kwargs)
-        if "batch_size" in old:
-            old["global_batch_size"] = old.pop("batch_size")
-        params = InputConfig(params, **old)
     split, batch_size, training = params.split, params.global_batch_size, params.training
     with_fov, seed, deterministic = params.with_fov, params.seed, params.deterministic
     info = info or dataset_info_lib.read_dataset_info(data_dir)

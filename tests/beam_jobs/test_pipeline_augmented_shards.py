@@ -83,7 +83,7 @@ def test_every_augmented_record_keeps_its_mask_aligned(dataset):
 def test_training_reader_streams_aligned_pairs(dataset):
     from tiled_vessel_seg.tfrecords import reader
     count = 0
-    for images, masks in reader.make_dataset(dataset, "train", batch_size=16, training=False):
+    for images, masks in reader.make_dataset(dataset, reader.InputConfig("train", 16)):
         images, masks = images.numpy(), masks.numpy()
         np.testing.assert_array_equal(masks[..., 0] > 0.5, images[..., 0] > 0.5)
         count += len(images)

@@ -125,10 +125,10 @@ def test_computed_fov_is_the_photo_fov_cut_at_the_tile(fov_run):
 
 def test_reader_yields_the_fov_plane_and_reads_as_before_without(fov_run):
     _, out, _, info, records = fov_run
-    [(_, masks)] = reader.make_dataset(out, "test", 64, training=False, with_fov=True)
+    [(_, masks)] = reader.make_dataset(out, reader.InputConfig("test", 64, with_fov=True))
     expected = np.stack([p for _, p, _ in records["test"]]) / 255.0
     np.testing.assert_array_equal(masks.numpy(), expected)
-    [(_, plain)] = reader.make_dataset(out, "test", 64, training=False)
+    [(_, plain)] = reader.make_dataset(out, reader.InputConfig("test", 64))
     np.testing.assert_array_equal(plain.numpy(), expected[..., :1])
 
 
@@ -136,8 +136,9 @@ def test_online_augmentation_moves_the_fov_with_the_mask(fov_run):
     # valid = im0002, whose FOV equals its mask: any geometric slip would show.
     out = fov_run[1]
     robust = robust_augment.RobustAugmentation(zoom_range=(0.6, 1.6), blur_sigma=1.0)
-    data = reader.make_dataset(out, "valid", 4, training=True, augment=True, robust=robust,
-                               seed=7, tile_shape=(TILE, TILE), with_fov=True)
+    data = reader.make_dataset(out, reader.InputConfig(
+        "valid", 4, training=True, augment=True, robust=robust, seed=7,
+        tile_shape=(TILE, TILE), with_fov=True))
     for image, masks in data.take(4):
         assert masks.shape == (4, TILE, TILE, 2)
         np.testing.assert_array_equal(masks[..., 1].numpy(), masks[..., 0].numpy())
@@ -147,7 +148,8 @@ def test_datasets_without_fov_refuse_with_fov(tmp_path):
     write_fake_dataset(str(tmp_path), tile_size=16, tiles={"train": 4, "valid": 2}, shards=1)
     assert not info_lib.read_dataset_info(str(tmp_path)).record_format.has_fov
     with pytest.raises(info_lib.DatasetError, match=rf"{tmp_path}.*no FOV masks"):
-        reader.make_dataset(str(tmp_path), "train", 2, training=True, with_fov=True)
+        reader.make_dataset(str(tmp_path),
+                            reader.InputConfig("train", 2, training=True, with_fov=True))
     config = load_config(None, ["preprocess.tile_size=16", "tiledinfer.overlap=4",
                                 "model.base_kernels=(3,3)", "model.dilation=(1,1)",
                                 "train.loss_mask=fov"])
@@ -182,7 +184,7 @@ def test_wnet_trains_with_the_fov_loss_mask(fov_run, tmp_path):
     # saved (served) model over every validation pixel inside the FOV.
     from tiled_vessel_seg import model_loading
     served, info = model_loading.load_model(model_dir)
-    batches = list(reader.make_dataset(out, "valid", 4, training=False, with_fov=True))
+    batches = list(reader.make_dataset(out, reader.InputConfig("valid", 4, with_fov=True)))
     images = np.concatenate([b[0].numpy() for b in batches])
     labels = np.concatenate([b[1].numpy() for b in batches])
     vessels, inside = labels[..., 0] >= 0.5, labels[..., 1] >= 0.5

@@ -92,8 +92,8 @@ def test_a_dataset_on_ram_reads_like_the_local_one(local_data_dir):
     counts = record_counts.check_splits(remote, remote_info, ("train", "valid", "test"), "test")
     assert counts == {"train": [2, 2], "valid": [2, 2], "test": [2, 2]}
     for split in ("train", "test"):
-        local = list(reader.make_dataset(local_data_dir, split, 2, training=False))
-        got = list(reader.make_dataset(remote, split, 2, training=False))
+        local = list(reader.make_dataset(local_data_dir, reader.InputConfig(split, 2)))
+        got = list(reader.make_dataset(remote, reader.InputConfig(split, 2)))
         assert len(got) == len(local) == 2
         for (image_a, mask_a), (image_b, mask_b) in zip(local, got):
             np.testing.assert_array_equal(image_a.numpy(), image_b.numpy())
@@ -136,7 +136,7 @@ def test_evaluate_and_threshold_take_a_model_dir_on_ram(local_model_dir, local_d
     assert evaluate.read_evaluation(remote) == pytest.approx(evaluate.read_evaluation(local))
 
     def valid(data_dir):
-        return reader.make_dataset(data_dir, "valid", 2, training=False)
+        return reader.make_dataset(data_dir, reader.InputConfig("valid", 2))
     chosen_local = threshold.store_valid_threshold(local, valid(local_data_dir))
     chosen = threshold.store_valid_threshold(remote, valid(remote_data))
     assert chosen == chosen_local != model_info.read_model_info(local_model_dir).threshold

@@ -81,7 +81,7 @@ def test_vessel_evaluate_takes_a_shipped_model_name(tiles_256, tmp_path, capsys)
     model = keras.models.load_model(str(SHIPPED_MODEL / "best_model.keras"), compile=False,
                                     safe_mode=True)
     images, labels = [], []
-    for x, y in reader.make_dataset(tiles_256, "test", 3, training=False):
+    for x, y in reader.make_dataset(tiles_256, reader.InputConfig("test", 3)):
         images.append(x.numpy())
         labels.append(y.numpy())
     predicted = model.predict(np.concatenate(images), verbose=0)

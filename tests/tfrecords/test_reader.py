@@ -43,7 +43,7 @@ def expected_tiles(data_dir, split):
 @pytest.mark.parametrize("which", ["data_dir", "uncompressed_dir"])
 def test_one_pass_yields_every_tile_once_scaled(which, request):
     data_dir = request.getfixturevalue(which)
-    batches = list(reader.make_dataset(data_dir, "test", 2, training=False))
+    batches = list(reader.make_dataset(data_dir, reader.InputConfig("test", 2)))
     assert [int(b[0].shape[0]) for b in batches] == [2, 2, 1]  # partial batch kept
     images = np.concatenate([b[0].numpy() for b in batches])
     masks = np.concatenate([b[1].numpy() for b in batches])
@@ -57,7 +57,8 @@ def test_one_pass_yields_every_tile_once_scaled(which, request):
 
 
 def test_training_repeats_shuffles_and_drops_remainder(data_dir):
-    ds = reader.make_dataset(data_dir, "train", 5, training=True, seed=1, shuffle_buffer=8)
+    ds = reader.make_dataset(data_dir, reader.InputConfig("train", 5, training=True, seed=1,
+                                                          shuffle_buffer=8))
     batches = [b for b in ds.take(6)]  # 30 tiles > one pass of 12
     assert all(tuple(b[0].shape) == (5, 16, 16, 3) for b in batches)
     first_pass = np.concatenate([b[1].numpy() for b in batches])[:12]
@@ -67,8 +68,9 @@ def test_training_repeats_shuffles_and_drops_remainder(data_dir):
 
 def test_deterministic_order_is_reproducible(data_dir):
     def order(seed, shuffle_buffer=256):
-        ds = reader.make_dataset(data_dir, "train", 4, training=True, seed=seed,
-                                 deterministic=True, shuffle_buffer=shuffle_buffer)
+        ds = reader.make_dataset(data_dir, reader.InputConfig(
+            "train", 4, training=True, seed=seed, deterministic=True,
+            shuffle_buffer=shuffle_buffer))
         return np.concatenate([b[0].numpy() for b in ds.take(3)])
     np.testing.assert_array_equal(order(7), order(7))
     assert not np.array_equal(order(7), order(8))  # the seed decides the order
@@ -85,7 +87,7 @@ def test_input_context_splits_batch_and_shards(data_dir):
     for pipeline in range(2):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline,
                                              num_replicas_in_sync=2)
-        batches = list(reader.make_dataset(data_dir, "test", 4, training=False,
+        batches = list(reader.make_dataset(data_dir, reader.InputConfig("test", 4),
                                            input_context=context))
         assert max(int(b[0].shape[0]) for b in batches) <= 2  # per-replica batch
         seen += [im.tobytes() for b in batches for im in b[0].numpy()]
@@ -142,16 +144,18 @@ def test_augment_tile_draws_every_symmetry_and_one_affine_brightness_contrast():
 
 
 def test_augmented_training_stream(data_dir):
-    ds = reader.make_dataset(data_dir, "train", 4, training=True, augment=True, seed=0)
+    ds = reader.make_dataset(data_dir, reader.InputConfig("train", 4, training=True,
+                                                          augment=True, seed=0))
     image, mask = next(iter(ds))
     assert tuple(image.shape) == (4, 16, 16, 3) and set(np.unique(mask.numpy())) <= {0.0, 1.0}
 
 
 def test_missing_data_dir_and_split_are_named(tmp_path, data_dir):
     with pytest.raises(dataset_info_lib.DatasetError, match="dataset_info.json: not found"):
-        reader.make_dataset(str(tmp_path / "nowhere"), "train", 2, training=True)
+        reader.make_dataset(str(tmp_path / "nowhere"),
+                            reader.InputConfig("train", 2, training=True))
     with pytest.raises(dataset_info_lib.DatasetError, match="no split 'holdout'"):
-        reader.make_dataset(data_dir, "holdout", 2, training=False)
+        reader.make_dataset(data_dir, reader.InputConfig("holdout", 2))
 
 
 def test_missing_and_corrupt_shards_are_named(tmp_path, data_dir):
@@ -161,7 +165,7 @@ def test_missing_and_corrupt_shards_are_named(tmp_path, data_dir):
     missing, corrupt = info.shard_paths(copy, "train")[:2]
     os.remove(missing)
     with pytest.raises(reader.ShardReadError, match=os.path.basename(missing)):
-        reader.make_dataset(copy, "train", 2, training=True)
+        reader.make_dataset(copy, reader.InputConfig("train", 2, training=True))
     shutil.copy(missing.replace(copy, data_dir), missing)
 
     with open(corrupt, "rb") as f:
@@ -171,7 +175,7 @@ def test_missing_and_corrupt_shards_are_named(tmp_path, data_dir):
         f.write(bytes(data))
     with pytest.raises(reader.ShardReadError) as caught:
         with reader.naming_bad_shards(copy, ["train"]):
-            for _ in reader.make_dataset(copy, "train", 2, training=False, info=info):
+            for _ in reader.make_dataset(copy, reader.InputConfig("train", 2), info=info):
                 pass
     message = str(caught.value)
     assert corrupt in message and "1 shard(s)" in message
@@ -181,9 +185,9 @@ def test_missing_and_corrupt_shards_are_named(tmp_path, data_dir):
 def test_fill_replicas_gives_no_replica_an_empty_batch(data_dir):
     context = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
                                          num_replicas_in_sync=2)
-    batches = list(reader.make_dataset(data_dir, "test", 4, training=False,
-                                       input_context=context, fill_replicas=True,
-                                       tile_shape=(16, 16)))
+    batches = list(reader.make_dataset(
+        data_dir, reader.InputConfig("test", 4, fill_replicas=True, tile_shape=(16, 16)),
+        input_context=context))
     # 5 tiles, global batch 4 on 2 replicas: 2 steps x 2 replicas of 2 tiles, wrapping.
     assert [tuple(b[0].shape) for b in batches] == [(2, 16, 16, 3)] * 4
     seen = {im.tobytes() for b in batches for im in b[0].numpy()}
@@ -224,7 +228,7 @@ def test_version_1_dataset_still_reads(tmp_path):
                             "shards": ["test/test-00000-of-00001.tfrecord"]}}}))
     info = dataset_info_lib.read_dataset_info(str(tmp_path))
     assert info.record_format == schema.VERSION_1
-    batches = list(reader.make_dataset(str(tmp_path), "test", 5, training=False))
+    batches = list(reader.make_dataset(str(tmp_path), reader.InputConfig("test", 5)))
     images, masks = batches[0][0].numpy(), batches[0][1].numpy()
     np.testing.assert_array_equal(images, np.stack([t[0] for t in tiles]) / np.float32(255))
     np.testing.assert_array_equal(masks[..., 0], np.stack([t[1] for t in tiles]))
@@ -244,7 +248,7 @@ def test_lossless_encodings_read_back_exactly(tmp_path, image_encoding, mask_enc
     assert dataset_info_lib.read_dataset_info(str(tmp_path)).record_format == info.record_format
     rng = np.random.default_rng(5)
     expected = [fake_tile(rng, 24) for _ in range(3)]  # the same stream write_fake_dataset drew
-    images, masks = next(iter(reader.make_dataset(str(tmp_path), "valid", 3, training=False)))
+    images, masks = next(iter(reader.make_dataset(str(tmp_path), reader.InputConfig("valid", 3))))
     np.testing.assert_array_equal(images.numpy(), np.stack([e[0] for e in expected]) / np.float32(255))
     np.testing.assert_array_equal(masks.numpy()[..., 0], np.stack([e[1] > 0 for e in expected]))
 

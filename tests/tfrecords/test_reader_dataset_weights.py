@@ -68,8 +68,8 @@ def _sources(dataset, batches):
 @pytest.mark.parametrize("weights", [{"a": 0.5, "b": 0.5}, {"a": 3.0, "b": 1.0},
                                      {"a": 1.0, "b": 0.0}])
 def test_sampled_proportion_matches_the_weights(data_dir, weights):
-    data = reader.make_dataset(data_dir, "train", 50, training=True, seed=1,
-                               dataset_weights=weights)
+    data = reader.make_dataset(data_dir, reader.InputConfig("train", 50, training=True, seed=1,
+                                                            dataset_weights=weights))
     drawn = _sources(data, 80)  # 4000 tiles
     share = drawn.count("a") / len(drawn)
     expected = weights["a"] / sum(weights.values())
@@ -78,15 +78,16 @@ def test_sampled_proportion_matches_the_weights(data_dir, weights):
 
 
 def test_without_weights_tiles_come_in_proportion_to_their_numbers(data_dir):
-    drawn = _sources(reader.make_dataset(data_dir, "train", 50, training=True, seed=1), 80)
+    drawn = _sources(reader.make_dataset(
+        data_dir, reader.InputConfig("train", 50, training=True, seed=1)), 80)
     assert drawn.count("a") / len(drawn) == pytest.approx(70 / 270, abs=0.03)
 
 
 def test_weighted_stream_is_deterministic_under_the_seed(data_dir):
     def first(seed):
-        return _sources(reader.make_dataset(
-            data_dir, "train", 20, training=True, seed=seed, deterministic=True,
-            dataset_weights={"a": 0.5, "b": 0.5}), 10)
+        return _sources(reader.make_dataset(data_dir, reader.InputConfig(
+            "train", 20, training=True, seed=seed, deterministic=True,
+            dataset_weights={"a": 0.5, "b": 0.5})), 10)
     assert first(4) == first(4)
     assert first(4) != first(5)
 
@@ -101,8 +102,9 @@ def test_every_input_pipeline_draws_by_the_weights(data_dir, pipelines):
                                              input_pipeline_id=pipeline,
                                              num_replicas_in_sync=pipelines)
         drawn = _sources(reader.make_dataset(
-            data_dir, "train", 50 * pipelines, training=True, seed=2, input_context=context,
-            dataset_weights={"a": 0.5, "b": 0.5}), 40)
+            data_dir, reader.InputConfig("train", 50 * pipelines, training=True, seed=2,
+                                         dataset_weights={"a": 0.5, "b": 0.5}),
+            input_context=context), 40)
         shares.append(drawn.count("a") / len(drawn))
     # 2,000 draws per pipeline: binomial std 0.011.
     assert shares == pytest.approx([0.5] * pipelines, abs=0.04)
@@ -112,17 +114,19 @@ def test_weights_must_name_the_split_s_datasets(data_dir, tmp_path, caplog):
     for weights, words in (({"a": 1.0}, "no weight for b"),
                            ({"a": 0.0, "b": 0.0, "c": 1.0}, "no records of c")):
         with pytest.raises(info_lib.DatasetError, match=words):
-            reader.make_dataset(data_dir, "train", 8, training=True, dataset_weights=weights)
+            reader.make_dataset(data_dir, reader.InputConfig("train", 8, training=True,
+                                                             dataset_weights=weights))
     # A weighted dataset without records here (all its photos held out): left out, said.
-    drawn = _sources(reader.make_dataset(data_dir, "train", 50, training=True, seed=3,
-                                         dataset_weights={"a": 1, "b": 1, "c": 2}), 20)
+    drawn = _sources(reader.make_dataset(data_dir, reader.InputConfig(
+        "train", 50, training=True, seed=3, dataset_weights={"a": 1, "b": 1, "c": 2})), 20)
     assert drawn.count("a") / len(drawn) == pytest.approx(0.5, abs=0.06)
     assert "no records of c; drawing from a, b" in caplog.text
     old = _write(tmp_path / "old", datasets_recorded=False, shards=1)
     with pytest.raises(info_lib.DatasetError, match="carry no dataset names"):
-        reader.make_dataset(old, "train", 8, training=True, dataset_weights={"a": 1.0})
+        reader.make_dataset(old, reader.InputConfig("train", 8, training=True,
+                                                    dataset_weights={"a": 1.0}))
     # Records written before the dataset field existed read as before.
-    image, _ = next(iter(reader.make_dataset(old, "train", 8, training=False)))
+    image, _ = next(iter(reader.make_dataset(old, reader.InputConfig("train", 8))))
     assert image.shape == (8, TILE, TILE, 3)
 
 

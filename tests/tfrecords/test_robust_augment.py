@@ -154,8 +154,8 @@ def test_training_stream_with_symmetries_and_robust_augmentation(tmp_path):
     write_fake_dataset(str(tmp_path), tile_size=16, tiles={"train": 6, "valid": 2}, shards=2)
     spec = ra.RobustAugmentation(zoom_range=(0.7, 1.5), channel_gain=0.2,
                                  gamma_range=(0.7, 1.4), blur_sigma=1.0, jpeg_quality=70)
-    image, mask = next(iter(reader.make_dataset(str(tmp_path), "train", 4, training=True,
-                                                augment=True, robust=spec, seed=0)))
+    image, mask = next(iter(reader.make_dataset(str(tmp_path), reader.InputConfig(
+        "train", 4, training=True, augment=True, robust=spec, seed=0))))
     assert tuple(image.shape) == (4, 16, 16, 3) and tuple(mask.shape) == (4, 16, 16, 1)
     assert set(np.unique(mask.numpy())) <= {0.0, 1.0}
     assert 0.0 <= float(tf.reduce_min(image)) and float(tf.reduce_max(image)) <= 1.0

@@ -104,8 +104,8 @@ def test_validation_dataset_splits_the_tiles_between_workers(data_dir):
         batches = list(validation_dataset(data_dir, info, 4, context, tile_shape=(32, 32)))
         steps.append(len(batches))
         seen += [image.tobytes() for x, _ in batches for image in x.numpy()]
-    everything = [image.tobytes() for x, _ in reader.make_dataset(data_dir, "valid", 8,
-                                                                   training=False)
+    everything = [image.tobytes() for x, _ in reader.make_dataset(data_dir,
+                                                                   reader.InputConfig("valid", 8))
                   for image in x.numpy()]
     assert steps == [2, 2] and sorted(seen) == sorted(everything) and len(seen) == 5
 
@@ -176,6 +176,7 @@ def _csv_epochs(model_dir, name):
         return [int(line.split(",")[0]) for line in f.read().splitlines()[1:]]
 
 
+@pytest.mark.slow  # two vessel-train worker processes, killed and restarted
 def test_two_workers_killed_and_restarted_train_like_one_process(data_dir, tmp_path):
     # Each worker reads its one shard in order, 4 steps = one pass per epoch, so every
     # epoch sees the same batches and a resumed run can match one that never stopped.
@@ -250,6 +251,7 @@ def test_two_workers_killed_and_restarted_train_like_one_process(data_dir, tmp_p
     assert max(float(np.max(np.abs(a - b))) for a, b in zip(initial, one)) > 1e-3
 
 
+@pytest.mark.slow  # a vessel-train worker process waiting for its peer
 def test_a_worker_whose_peer_never_comes_up_stops_with_a_timeout_message(data_dir, tmp_path):
     # Two one-sided clusters at once: a chief whose worker never starts, and a worker whose
     # chief never starts.

@@ -41,7 +41,7 @@ def test_wnet_cosine_trains_saves_one_output_and_stores_the_valid_threshold(data
     assert tuple(model.output_shape) == (None, 32, 32, 1)
     # The threshold in model_info.json maximises F1 over the validation pixels (checked
     # by brute force over the same 99 candidates, from the saved model's probabilities).
-    batches = list(reader.make_dataset(data_dir, "valid", 64, training=False))
+    batches = list(reader.make_dataset(data_dir, reader.InputConfig("valid", 64)))
     x = np.concatenate([b[0].numpy() for b in batches])
     truth = np.concatenate([b[1].numpy() for b in batches]) > 0.5
     p = model.predict(x, verbose=0)

@@ -43,8 +43,8 @@ def sharding_note(split: str, num_shards: int, num_workers: int,
                 f"reads its own (sharded by file)")
     return (f"{split} split: {num_shards} shard(s) for {num_workers} workers: every worker "
             f"reads all of them and keeps every {num_workers}th record; write at least "
-            f"{num_workers} shards (vessel-preprocess --shards {num_workers}) so that each "
-            f"worker reads only its own files")
+            f"{num_workers} shards (vessel-preprocess --set preprocess.shards={num_workers}) "
+            f"so that each worker reads only its own files")
 
 
 @dataclasses.dataclass(frozen=True)

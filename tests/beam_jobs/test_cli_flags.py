@@ -30,15 +30,18 @@ def test_unknown_flags_go_to_beam_pipeline_options(synthetic_stare_dir, tmp_path
     code = cli.main(["--stare_dir", str(synthetic_stare_dir), "--output_dir", str(tmp_path / "o"),
                      "--project", "my-project", "--region=europe-west4", "--temp_location",
                      "gs://bucket/tmp", "--save_main_session", "--config", str(config),
-                     "--set", "preprocess.shards=2", "--scale", "2", "--no-whole_image"])
+                     "--set", "preprocess.shards=2", "--set", "preprocess.scale=2",
+                     "--set", "preprocess.whole_image=False",
+                     "--set", "preprocess.augmentations=('hflip',)", "--augment", "none"])
     assert code == 2 and "stopped by the test" in capsys.readouterr().err
     options = captured_job["options"]
     assert options["project"] == "my-project" and options["region"] == "europe-west4"
     assert options["temp_location"] == "gs://bucket/tmp" and options["save_main_session"]
     assert options["runner"] == "DirectRunner"
     config = captured_job["config"]
-    # flag > --set > --config > built-in default
+    # --augment > --set > --config > built-in default
     assert (config.scale, config.shards, config.seed, config.tile_size) == (2, 2, 7, 512)
+    assert config.augmentations == ()
     assert config.whole_image is False and captured_job["pairs"] == 4
 
 

@@ -50,8 +50,8 @@ def test_preprocess_drive_layout_keeps_its_split_and_records_sizes(drive_tree, t
     from tiled_vessel_seg.beam_jobs import cli
     out = tmp_path / "data"
     code = cli.main(["--dataset_dir", str(drive_tree), "--layout", "drive", "--output_dir",
-                     str(out), "--scale", "1", "--tile_size", "32", "--augment", "none",
-                     "--shards", "1", *BEAM])
+                     str(out), "--set", "preprocess.scale=1", "--set", "preprocess.tile_size=32",
+                     "--augment", "none", "--set", "preprocess.shards=1", *BEAM])
     assert code == 0
     info = dataset_info.read_dataset_info(str(out))
     assert info.splits["test"].image_ids == ["01_test", "02_test"]
@@ -81,8 +81,9 @@ def test_preprocess_manifest_reports_bad_rows_and_keeps_the_rest(drive_tree, tmp
         "test/images/01_test.tif,test/1st_manual/01_manual1.gif,test\n"
         "test/images/03_test.tif,test/1st_manual/03_manual1.gif,test\n")
     out = tmp_path / "data"
-    code = cli.main(["--manifest", str(manifest), "--output_dir", str(out), "--scale", "1",
-                     "--tile_size", "32", "--augment", "none", "--shards", "1", *BEAM])
+    code = cli.main(["--manifest", str(manifest), "--output_dir", str(out),
+                     "--set", "preprocess.scale=1", "--set", "preprocess.tile_size=32",
+                     "--augment", "none", "--set", "preprocess.shards=1", *BEAM])
     assert code == 1  # a rejected input, as for unpaired files
     info = dataset_info.read_dataset_info(str(out))
     assert {k: v.image_ids for k, v in info.splits.items()} == {

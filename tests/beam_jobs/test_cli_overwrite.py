@@ -13,8 +13,8 @@ from tiled_vessel_seg.beam_jobs import cli, pipeline, tile_tasks
 from tiled_vessel_seg.configs.schema import PreprocessConfig
 from tiled_vessel_seg.tfrecords import dataset_info as info_lib
 
-RUN = ["--scale", "1", "--tile_size", "64", "--augment", "none", "--direct_running_mode",
-       "in_memory", "--direct_num_workers", "1"]
+RUN = ["--set", "preprocess.scale=1", "--set", "preprocess.tile_size=64", "--augment", "none",
+       "--direct_running_mode", "in_memory", "--direct_num_workers", "1"]
 CONFIG = PreprocessConfig(scale=1, tile_size=64, augmentations=(), shards=4,
                           split="train=0.5,valid=0.25,test=0.25")
 

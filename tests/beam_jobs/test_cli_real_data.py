@@ -44,10 +44,11 @@ def test_two_real_images_scale5_tile512(real_stare_dir, tmp_path):
                               for i in IDS for sub, ext in (("stare-images", ".ppm.gz"),
                                                             ("labels-ah", ".ah.ppm.gz"))])
     out = str(tmp_path / "out")
-    code = cli.main(["--stare_dir", str(stare), "--output_dir", out, "--scale", "5",
-                     "--tile_size", "512", "--augment", "none", "--split", "train=0.5,test=0.5",
-                     "--shards", "1", "--no-whole_image", "--direct_running_mode", "in_memory",
-                     "--direct_num_workers", "1"])
+    code = cli.main(["--stare_dir", str(stare), "--output_dir", out,
+                     "--set", "preprocess.scale=5", "--set", "preprocess.tile_size=512",
+                     "--augment", "none", "--set", "preprocess.split=train=0.5,test=0.5",
+                     "--set", "preprocess.shards=1", "--set", "preprocess.whole_image=False",
+                     "--direct_running_mode", "in_memory", "--direct_num_workers", "1"])
     assert code == 0
     info, records = _read_records(out)
     assert {s: v.image_ids for s, v in info.splits.items()} in (
@@ -85,9 +86,11 @@ def test_enlarged_jpeg_folders_at_scale1(real_stare_dir, tmp_path):
                               for sub in ("images", "masks")])
     out = str(tmp_path / "out")
     code = cli.main(["--images_dir", str(tmp_path / "images"), "--masks_dir",
-                     str(tmp_path / "masks"), "--output_dir", out, "--scale", "1",
-                     "--tile_size", "512", "--augment", "none", "--split", "train=1.0",
-                     "--shards", "1", "--no-whole_image", "--compression", "none",
+                     str(tmp_path / "masks"), "--output_dir", out,
+                     "--set", "preprocess.scale=1", "--set", "preprocess.tile_size=512",
+                     "--augment", "none", "--set", "preprocess.split=train=1.0",
+                     "--set", "preprocess.shards=1", "--set", "preprocess.whole_image=False",
+                     "--set", "preprocess.compression=none",
                      "--direct_running_mode", "in_memory", "--direct_num_workers", "1"])
     assert code == 0
     info, records = _read_records(out)

@@ -21,10 +21,11 @@ from tiled_vessel_seg.tfrecords import dataset_info as info_lib
 
 SCALE, TILE = 2, 64
 NUM_VARIANTS = 5 + 1 + 2 + 2 * len(DISTORTION_CENTERS)
-FLAGS = ["--scale", str(SCALE), "--tile_size", str(TILE), "--augment", "reference",
-         "--split", "train=0.5,valid=0.25,test=0.25", "--seed", "1", "--shards", "2",
-         "--whole_image", "--runner", "DirectRunner", "--direct_running_mode", "in_memory",
-         "--direct_num_workers", "1"]
+FLAGS = ["--set", f"preprocess.scale={SCALE}", "--set", f"preprocess.tile_size={TILE}",
+         "--augment", "reference", "--set", "preprocess.split=train=0.5,valid=0.25,test=0.25",
+         "--set", "preprocess.seed=1", "--set", "preprocess.shards=2",
+         "--set", "preprocess.whole_image=True", "--runner", "DirectRunner",
+         "--direct_running_mode", "in_memory", "--direct_num_workers", "1"]
 CONFIG = PreprocessConfig(scale=SCALE, tile_size=TILE, augmentations=REFERENCE_AUGMENTATIONS,
                           split="train=0.5,valid=0.25,test=0.25", seed=1, shards=2,
                           whole_image=True, image_encoding="png")  # lossless: tiles compare exactly
@@ -202,10 +203,12 @@ def test_cli_refuses_existing_dataset_then_overwrites(cli_run, stare_with_bad_in
     args = ["--stare_dir", str(stare_with_bad_inputs), "--output_dir", out]
     assert cli.main(args + FLAGS) == 2
     assert "--overwrite" in capsys.readouterr().err
-    flags = [f for f in FLAGS if f != "--whole_image"]
+    flags = list(FLAGS)
+    flags[flags.index("preprocess.whole_image=True")] = "preprocess.whole_image=False"
     flags[flags.index("reference")] = "none"
-    code = cli.main(args + flags + ["--overwrite", "--allow_errors", "--shards", "1",
-                                    "--image_encoding", "raw", "--mask_encoding", "png"])
+    code = cli.main(args + flags + ["--overwrite", "--allow_errors", "--set", "preprocess.shards=1",
+                                    "--set", "preprocess.image_encoding=raw",
+                                    "--set", "preprocess.mask_encoding=png"])
     assert code == 0
     info = info_lib.read_dataset_info(out)
     assert (info.record_format.encoding.image, info.record_format.encoding.mask) == ("raw", "png")
@@ -236,9 +239,11 @@ def test_cli_empty_input_dir_writes_dead_letters(tmp_path, capsys):
 def test_cli_rejects_bad_flags(tmp_path, capsys):
     code = cli.main(["--stare_dir", str(tmp_path), "--output_dir", "o", "--augment", "twirl"])
     assert code == 2 and "unknown augmentation" in capsys.readouterr().err
-    code = cli.main(["--stare_dir", str(tmp_path), "--output_dir", "o", "--tile_stride", "999"])
+    code = cli.main(["--stare_dir", str(tmp_path), "--output_dir", "o",
+                     "--set", "preprocess.tile_stride=999"])
     assert code == 2 and "tile_stride" in capsys.readouterr().err
-    code = cli.main(["--stare_dir", str(tmp_path), "--output_dir", "o", "--jpeg_quality", "0"])
+    code = cli.main(["--stare_dir", str(tmp_path), "--output_dir", "o",
+                     "--set", "preprocess.jpeg_quality=0"])
     assert code == 2 and "jpeg_quality" in capsys.readouterr().err
 
 

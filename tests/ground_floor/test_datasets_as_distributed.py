@@ -97,8 +97,8 @@ def test_vessel_preprocess_on_a_chase_db1_folder_exits_0_with_one_note(chase_tre
     from tiled_vessel_seg.tfrecords import dataset_info
     out = tmp_path / "data"
     code = cli.main(["--dataset_dir", str(chase_tree), "--layout", "chase_db1", "--output_dir",
-                     str(out), "--scale", "1", "--tile_size", "32", "--augment", "none",
-                     "--shards", "1", *BEAM])
+                     str(out), "--set", "preprocess.scale=1", "--set", "preprocess.tile_size=32",
+                     "--augment", "none", "--set", "preprocess.shards=1", *BEAM])
     err = capsys.readouterr().err
     assert code == 0, err[-2000:]
     info = dataset_info.read_dataset_info(str(out))

@@ -14,7 +14,8 @@ from tiled_vessel_seg import run_lock, storage
 from tiled_vessel_seg.beam_jobs import cli, pipeline
 from tiled_vessel_seg.tfrecords import dataset_info as info_lib
 
-RUN = ["--scale", "1", "--tile_size", "64", "--augment", "none", "--shards", "2",
+RUN = ["--set", "preprocess.scale=1", "--set", "preprocess.tile_size=64", "--augment", "none",
+       "--set", "preprocess.shards=2",
        "--direct_running_mode", "in_memory", "--direct_num_workers", "1"]
 
 HOLDER = """
@@ -86,7 +87,7 @@ def test_leftovers_of_killed_runs_are_removed_and_not_listed(synthetic_stare_dir
     unrelated = out / "notes.txt"  # not ours: kept
     unrelated.write_text("mine")
     assert cli.main(["--stare_dir", str(synthetic_stare_dir), "--output_dir", str(out),
-                     "--shards", "0", *RUN]) == 0
+                     "--set", "preprocess.shards=0", *RUN]) == 0
     info = info_lib.read_dataset_info(str(out))
     assert not stale.exists()
     assert all("00007" not in shard for s in info.splits.values() for shard in s.shards)

@@ -170,9 +170,11 @@ def test_folds_refuse_fewer_subjects_than_folds():
 
 
 def _tiny_preprocess_flags():
-    return ["--scale", "1", "--tile_size", "32", "--tile_stride", "32", "--augment", "none",
-            "--shards", "1", "--image_encoding", "png", "--config", os.devnull,
-            "--direct_running_mode", "in_memory", "--direct_num_workers", "1"]
+    return ["--set", "preprocess.scale=1", "--set", "preprocess.tile_size=32",
+            "--set", "preprocess.tile_stride=32", "--augment", "none",
+            "--set", "preprocess.shards=1", "--set", "preprocess.image_encoding=png",
+            "--config", os.devnull, "--direct_running_mode", "in_memory",
+            "--direct_num_workers", "1"]
 
 
 def test_vessel_preprocess_two_sources_split_by_child_and_records_name_datasets(

@@ -86,12 +86,14 @@ def test_verbose_keeps_everything(capfd):
     assert "apitools" in capfd.readouterr().err
 
 
+@pytest.mark.slow  # vessel-preprocess in a subprocess with multi-processing Beam workers
 def test_a_small_preprocess_job_prints_only_its_own_lines(synthetic_stare_dir, tmp_path):
     def run(*extra):
         return subprocess.run(
             [sys.executable, "-m", "tiled_vessel_seg.beam_jobs.cli", "--stare_dir",
              str(synthetic_stare_dir), "--output_dir", str(tmp_path / f"d{len(extra)}"),
-             "--scale", "1", "--tile_size", "64", "--augment", "none", "--shards", "1",
+             "--set", "preprocess.scale=1", "--set", "preprocess.tile_size=64", "--augment",
+             "none", "--set", "preprocess.shards=1",
              "--direct_num_workers", "1", "--direct_running_mode", "multi_processing", *extra],
             capture_output=True, text=True, timeout=300)
     quiet = run()

@@ -170,9 +170,11 @@ def test_real_vessel_preprocess_with_two_sources(tmp_path):
     from tiled_vessel_seg.tfrecords import dataset_info
     out = tmp_path / "out"
     assert cli.main(["--source", f"stare:{stare}", "--source", f"chase_db1:{chase}",
-                     "--output_dir", str(out), "--config", os.devnull, "--scale", "1",
-                     "--tile_size", "256", "--tile_stride", "256", "--augment", "none",
-                     "--min_vessel_fraction", "0.05", "--shards", "1",
+                     "--output_dir", str(out), "--config", os.devnull,
+                     "--set", "preprocess.scale=1", "--set", "preprocess.tile_size=256",
+                     "--set", "preprocess.tile_stride=256", "--augment", "none",
+                     "--set", "preprocess.min_vessel_fraction=0.05",
+                     "--set", "preprocess.shards=1",
                      "--direct_running_mode", "in_memory", "--direct_num_workers", "1"]) == 0
     info = dataset_info.read_dataset_info(str(out))
     totals = {}

@@ -13,7 +13,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from tiled_vessel_seg import datasets
-from tiled_vessel_seg.configs.schema import parse_split
+from tiled_vessel_seg.configs.schema import PreprocessConfig, parse_split
 from tiled_vessel_seg.names import SPLIT_NAMES
 
 
@@ -82,14 +82,13 @@ def assign_splits(image_ids: Sequence[str], split: str = "train=0.7,valid=0.15,t
     return out
 
 
-def with_input_splits(config, pairs) -> tuple[object, str]:
+def with_input_splits(config: PreprocessConfig, pairs: Sequence[datasets.ImagePair]
+                      ) -> tuple[PreprocessConfig, str]:
     """The [preprocess] config with the splits the inputs assign (a manifest's split
     column, DRIVE's training/ and test/ folders) as valid_ids / test_ids, and one line
     saying so; the config unchanged (and "") when it names valid_ids / test_ids itself or
     no input assigns a split. Validation images are drawn from the unassigned and
     "train" images by the config's valid share of train + valid.
-
-    config: configs.schema.PreprocessConfig; pairs: datasets.ImagePair.
     """
     if config.valid_ids or config.test_ids:
         return config, ""

@@ -13,10 +13,11 @@ is defined with the other custom Keras objects in tiled_vessel_seg/keras_objects
 """
 from __future__ import annotations
 
+from tiled_vessel_seg.configs.schema import Config
 from tiled_vessel_seg.keras_objects import CosineCycles
 
 
-def learning_rate(config, steps_per_epoch: int):
+def learning_rate(config: Config, steps_per_epoch: int) -> float | CosineCycles:
     """What the optimizer's `learning_rate` is for `config`: a float (plateau) or a schedule."""
     if config.train.lr_schedule == "cosine":
         return CosineCycles(config.model.learning_rate, config.train.min_learning_rate,
@@ -24,6 +25,6 @@ def learning_rate(config, steps_per_epoch: int):
     return config.model.learning_rate
 
 
-def uses_plateau_reduction(config) -> bool:
+def uses_plateau_reduction(config: Config) -> bool:
     """ReduceLROnPlateau runs only on a constant rate (Keras cannot set a schedule)."""
     return config.train.learning_rate_reducer and config.train.lr_schedule == "plateau"

@@ -1,6 +1,7 @@
 """vessel-segment (and vessel-synth, vessel-export) on unusable outputs and oversized photos
 (issue 11 hardening): one line naming the path and the OS error, exit 2; a header bomb is
 refused before decoding and named once; --max_pixels counts the in-graph enlargement."""
+import errno
 import os
 
 import cv2
@@ -10,39 +11,40 @@ import pytest
 from tests.helpers import one_error_line
 
 
-# Run in a subprocess: vessel-segment and vessel-preprocess share flag names, so both
-# cannot run in one process (cli_app.invoke).
+@pytest.fixture
+def segment(capsys, monkeypatch):
+    """A function (mode, *args) -> (exit code, stdout, stderr) running vessel-segment in
+    this process (cli_app.invoke resets the flags another tool defined). mode "full" or
+    "read_only": the first file is written, then every write fails as a full disk or a
+    read-only folder fails, leaving a partial temporary file; "plain": writes work."""
+    from tiled_vessel_seg import cli_app, storage
+    from tiled_vessel_seg.inference import cli
 
-SEGMENT = """
-import errno, sys
-from tiled_vessel_seg import storage
-mode = sys.argv.pop(1)
-real_write = storage._write_local
-writes = []
+    def run(mode, *args):
+        if mode != "plain":
+            real_write = storage._write_local  # pylint: disable=protected-access
+            writes = []
 
-def failing_write(tmp, path, data):
-    writes.append(path)
-    if len(writes) > 1:  # the first file is written, then the disk is full
-        with open(tmp, "wb") as f:
-            f.write(data[:10])
-        raise OSError(errno.ENOSPC if mode == "full" else errno.EACCES,
-                      "No space left on device" if mode == "full" else "Permission denied")
-    return real_write(tmp, path, data)
+            def failing_write(tmp, path, data):
+                writes.append(path)
+                if len(writes) > 1:  # the first file is written, then the disk is full
+                    with open(tmp, "wb") as f:
+                        f.write(data[:10])
+                    raise OSError(errno.ENOSPC if mode == "full" else errno.EACCES,
+                                  "No space left on device" if mode == "full"
+                                  else "Permission denied")
+                return real_write(tmp, path, data)
 
-if mode != "plain":
-    storage._write_local = failing_write
-from tiled_vessel_seg.inference import cli
-sys.argv[0] = "vessel-segment"
-cli.run()
-"""
-
-
-def _segment(mode, *args):
-    import subprocess
-    import sys
-    result = subprocess.run([sys.executable, "-c", SEGMENT, mode, *map(str, args)],
-                            capture_output=True, text=True, timeout=300)
-    return result.returncode, result.stdout, result.stderr
+            monkeypatch.setattr(storage, "_write_local", failing_write)
+        capsys.readouterr()
+        try:
+            code = cli_app.invoke(cli.__name__, cli.__doc__, cli.define_flags, cli.main,
+                                  ["vessel-segment", *map(str, args)])
+        finally:
+            monkeypatch.undo()
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +73,10 @@ def photos_dir(tmp_path_factory):
 @pytest.mark.parametrize("mode, reason", [("full", "No space left on device"),
                                           ("read_only", "Permission denied")])
 def test_vessel_segment_unwritable_output_is_one_line_exit_2(segment_model_dir, photos_dir,
-                                                             tmp_path, mode, reason):
+                                                             tmp_path, mode, reason, segment):
     out = tmp_path / "out"
-    code, _, err = _segment(mode, "--model_dir", segment_model_dir, "--input", photos_dir,
-                            "--output_dir", out, "--save_probabilities")
+    code, _, err = segment(mode, "--model_dir", segment_model_dir, "--input", photos_dir,
+                           "--output_dir", out, "--save_probabilities")
     line = one_error_line(err)
     assert code == 2
     assert f"{out / 'p1_probabilities.png'}: cannot write: {reason}" in line
@@ -84,11 +86,11 @@ def test_vessel_segment_unwritable_output_is_one_line_exit_2(segment_model_dir, 
 
 
 def test_vessel_segment_output_under_a_file_is_one_line_exit_2(segment_model_dir, photos_dir,
-                                                               tmp_path):
+                                                               tmp_path, segment):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    code, _, err = _segment("plain", "--model_dir", segment_model_dir, "--input", photos_dir,
-                            "--output_dir", blocker / "out")
+    code, _, err = segment("plain", "--model_dir", segment_model_dir, "--input", photos_dir,
+                           "--output_dir", blocker / "out")
     line = one_error_line(err)
     assert code == 2 and str(blocker / "out") in line and "Not a directory" in line
 
@@ -106,15 +108,15 @@ def _png_header_only(width, height):
 
 
 def test_vessel_segment_refuses_a_header_bomb_before_decoding_and_names_it_once(
-        segment_model_dir, tmp_path):
+        segment_model_dir, tmp_path, segment):
     photos = tmp_path / "in"
     photos.mkdir()
     (photos / "bomb.ppm").write_bytes(b"P6\n100000 100000\n255\n" + b"\0" * 30)  # 50 bytes
     (photos / "bomb2.png").write_bytes(_png_header_only(100_000, 100_000))
     (photos / "broken.ppm").write_bytes(b"P6\n10 10\n255\n" + b"\x00" * 7)
     cv2.imwrite(str(photos / "ok.png"), np.full((40, 50, 3), 128, np.uint8))
-    code, out, err = _segment("plain", "--model_dir", segment_model_dir, "--input", photos,
-                              "--output_dir", tmp_path / "out")
+    code, out, err = segment("plain", "--model_dir", segment_model_dir, "--input", photos,
+                             "--output_dir", tmp_path / "out")
     assert code == 1  # three inputs rejected, the other segmented
     failed = {l.split(":")[0][len("FAILED "):]: l for l in err.splitlines()
               if l.startswith("FAILED")}
@@ -130,21 +132,21 @@ def test_vessel_segment_refuses_a_header_bomb_before_decoding_and_names_it_once(
 
 
 def test_vessel_segment_max_pixels_counts_the_enlargement_and_can_be_raised(
-        segment_model_dir, photos_dir, tmp_path):
+        segment_model_dir, photos_dir, tmp_path, segment):
     common = ["--model_dir", segment_model_dir, "--input", photos_dir / "p1.png"]
     # 50x40 = 2000 pixels; x2 in the graph (native, model scale 2) = 8000
-    code, _, err = _segment("plain", *common, "--output_dir", tmp_path / "b",
-                            "--max_pixels", 5000, "--input_scale", "native")
+    code, _, err = segment("plain", *common, "--output_dir", tmp_path / "b",
+                           "--max_pixels", 5000, "--input_scale", "native")
     assert code == 1 and "x2 in the graph: 100x80" in err and "8000 pixels" in err
-    code, _, err = _segment("plain", *common, "--output_dir", tmp_path / "c",
-                            "--max_pixels", 8000, "--input_scale", "native")
+    code, _, err = segment("plain", *common, "--output_dir", tmp_path / "c",
+                           "--max_pixels", 8000, "--input_scale", "native")
     assert code == 0, err[-2000:]
     assert cv2.imread(str(tmp_path / "c" / "p1.png")).shape[:2] == (40, 50)
 
 
-def test_a_missing_required_flag_exits_2_not_the_rejected_input_code_1(tmp_path):
+def test_a_missing_required_flag_exits_2_not_the_rejected_input_code_1(tmp_path, segment):
     # (no --model is not an error: the shipped model is used; issue 8)
-    code, _, err = _segment("plain", "--model_dir", tmp_path, "--input", tmp_path)
+    code, _, err = segment("plain", "--model_dir", tmp_path, "--input", tmp_path)
     assert code == 2 and one_error_line(err) == "error: --output_dir is required"
 
 

@@ -91,6 +91,7 @@ def test_masks_dir_of_chase_db1_leaves_out_photos_and_second_observer(chase_tree
                     "masks, 2 not photographs (README.md, SHA256SUMS)")
 
 
+@pytest.mark.slow  # the Beam job on a CHASE_DB1 tree
 def test_vessel_preprocess_on_a_chase_db1_folder_exits_0_with_one_note(chase_tree, tmp_path,
                                                                        capsys):
     from tiled_vessel_seg.beam_jobs import cli
@@ -111,6 +112,7 @@ def test_vessel_preprocess_on_a_chase_db1_folder_exits_0_with_one_note(chase_tre
     assert not errors.exists() or errors.read_text().strip() == ""
 
 
+@pytest.mark.slow  # vessel-segment in a subprocess
 def test_vessel_segment_with_chase_db1_masks_dir_exits_0(chase_tree, tmp_path):
     keras = pytest.importorskip("keras")
     from tiled_vessel_seg.model_info import ModelInfo, write_model_info

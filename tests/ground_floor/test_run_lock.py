@@ -77,6 +77,7 @@ def test_vessel_preprocess_into_a_folder_another_run_holds_exits_2(synthetic_sta
     assert not os.path.exists(run_lock.lock_path(out))
 
 
+@pytest.mark.slow  # a whole vessel-preprocess run (the Beam job)
 def test_leftovers_of_killed_runs_are_removed_and_not_listed(synthetic_stare_dir, tmp_path):
     out = tmp_path / "dataset"
     (out / "train").mkdir(parents=True)

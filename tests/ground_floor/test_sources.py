@@ -177,6 +177,7 @@ def _tiny_preprocess_flags():
             "--direct_num_workers", "1"]
 
 
+@pytest.mark.slow  # the Beam job over two dataset trees
 def test_vessel_preprocess_two_sources_split_by_child_and_records_name_datasets(
         tmp_path_factory):
     from tiled_vessel_seg.beam_jobs import cli

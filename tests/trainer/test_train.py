@@ -78,7 +78,7 @@ def trained(data_dir, tmp_path_factory):
 
 
 def split_arrays(data_dir, split):
-    batches = list(reader.make_dataset(data_dir, split, 64, training=False))
+    batches = list(reader.make_dataset(data_dir, reader.InputConfig(split, 64)))
     return (np.concatenate([b[0].numpy() for b in batches]),
             np.concatenate([b[1].numpy() for b in batches]))
 
@@ -152,7 +152,7 @@ def test_evaluate_matches_numpy_over_the_predictions(trained, data_dir):
 
     model = keras.models.load_model(os.path.join(model_dir, "best_model.keras"), safe_mode=True)
     # The evaluator's batches: global batch = training batch_size (2) x 1 replica.
-    batches = list(reader.make_dataset(data_dir, "test", 2, training=False))
+    batches = list(reader.make_dataset(data_dir, reader.InputConfig("test", 2)))
     eps = 1e-7
     batch_loss, batch_dice, sizes, truth, probs = [], [], [], [], []
     for x, y in batches:
@@ -220,10 +220,12 @@ def test_global_batch_must_split_across_replicas():
 
 def test_clear_errors(data_dir, tmp_path, capsys):
     config = load_config(None, TINY)
-    with pytest.raises(dataset_info_lib.DatasetError, match="tiles are 32x32 but .* 64x64"):
-        train_lib.train(load_config(None, TINY + ["model.image_height=64",
-                                                  "model.image_width=64"]),
-                        data_dir, str(tmp_path / "m1"), verbose=0)
+    # A config for 64 px tiles no longer stops training on 32 px ones: the model's input is
+    # the dataset's (issue 20; trained end to end in test_train_entry.py).
+    fitted = train_lib.with_dataset_input(
+        load_config(None, TINY + ["model.image_height=64", "model.image_width=64"]),
+        data_dir, dataset_info_lib.read_dataset_info(data_dir))
+    assert (fitted.model.image_height, fitted.model.image_width) == (32, 32)
     only_train = tmp_path / "only_train"
     shutil.copytree(data_dir, only_train)
     info = dataset_info_lib.read_dataset_info(str(only_train))
@@ -289,7 +291,7 @@ def test_held_out_test_images_never_reach_training_or_validation(data_dir, tmp_p
         with open(path, "wb") as f:
             f.write(b"held-out image: must never be read by training" * 50)
     with pytest.raises(Exception):
-        list(reader.make_dataset(poisoned, "test", 4, training=False))
+        list(reader.make_dataset(poisoned, reader.InputConfig("test", 4)))
     model_dir = str(tmp_path / "model")
     config = load_config(None, TINY + ["train.epochs=1", "train.steps_per_epoch=4"])
     history = train_lib.train(config, poisoned, model_dir, precision="float32", verbose=0)
@@ -340,6 +342,7 @@ def test_config_checks_come_before_training(data_dir, tmp_path):
         train_lib.train(load_config(None, TINY + ["tiledinfer.overlap=32"]), data_dir,
                         str(model_dir), verbose=0)
     with pytest.raises(ConfigError, match=r"\[train\] validation_steps must be >= 1"):
+        # refused by the schema, when the config is read
         train_lib.train(load_config(None, TINY + ["train.validation_steps=0"]), data_dir,
                         str(model_dir), verbose=0)
     assert not model_dir.exists()

@@ -50,6 +50,7 @@ def _read(path, flags):
     return image[..., ::-1] if image.ndim == 3 else image
 
 
+@pytest.mark.slow  # the shipped model over a whole 700x605 photo, twice
 def test_segments_a_real_stare_photo_with_high_dice(real_stare_dir):
     import cv2
     from tiled_vessel_seg.inference.api import segment
@@ -74,19 +75,34 @@ def test_api_refuses_a_grey_image():
         segment(np.zeros((20, 20), np.uint8))
 
 
-def _tool(module, *args):
-    import subprocess
-    import sys
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+@pytest.fixture
+def tool(capsys):
+    """A function (module name, *args) -> its exit code, stdout and stderr, running the
+    tool in this process (cli_app.invoke): one TensorFlow start-up for all four runs."""
+    import importlib
+    import types
+    from tiled_vessel_seg import cli_app
+    programs = {"tiled_vessel_seg.inference.cli": "vessel-segment",
+                "tiled_vessel_seg.inference.export": "vessel-export"}
+
+    def run(module_name, *args):
+        module = importlib.import_module(module_name)
+        capsys.readouterr()
+        code = cli_app.invoke(module.__name__, module.__doc__, module.define_flags,
+                              module.main, [programs[module_name], *map(str, args)])
+        captured = capsys.readouterr()
+        return types.SimpleNamespace(returncode=code, stdout=captured.out,
+                                     stderr=captured.err)
+    return run
 
 
-def test_tools_use_the_shipped_model_without_a_model_flag_and_say_so(tmp_path):
+@pytest.mark.slow  # two vessel-segment runs and a SavedModel export of the shipped model
+def test_tools_use_the_shipped_model_without_a_model_flag_and_say_so(tmp_path, tool):
     import cv2
     photo = tmp_path / "photo.png"
     rng = np.random.default_rng(0)
     cv2.imwrite(str(photo), rng.integers(0, 255, (90, 100, 3), dtype=np.uint8))
-    result = _tool("tiled_vessel_seg.inference.cli", "--input", photo,
+    result = tool("tiled_vessel_seg.inference.cli", "--input", photo,
                    "--output_dir", tmp_path / "masks")
     assert result.returncode == 0, result.stderr[-2000:]
     first = result.stdout.splitlines()[0]
@@ -94,14 +110,14 @@ def test_tools_use_the_shipped_model_without_a_model_flag_and_say_so(tmp_path):
                             "stare_small"), first
     assert cv2.imread(str(tmp_path / "masks" / "photo.png")).shape[:2] == (90, 100)
     # --model_dir stays an alias of --model; a bare unknown name is one clear line, exit 2.
-    result = _tool("tiled_vessel_seg.inference.cli", "--model_dir",
+    result = tool("tiled_vessel_seg.inference.cli", "--model_dir",
                    models.resolve_model("stare_small"), "--input", photo,
                    "--output_dir", tmp_path / "again")
     assert result.returncode == 0 and "no --model given" not in result.stdout
-    result = _tool("tiled_vessel_seg.inference.export", "--model", "stare_large",
+    result = tool("tiled_vessel_seg.inference.export", "--model", "stare_large",
                    "--output_dir", tmp_path / "export")
     assert result.returncode == 2 and "'stare_large': not a folder" in result.stderr
-    result = _tool("tiled_vessel_seg.inference.export", "--output_dir", tmp_path / "export")
+    result = tool("tiled_vessel_seg.inference.export", "--output_dir", tmp_path / "export")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines()[0].startswith(
         "vessel-export: no --model given: using the shipped model stare_small")

@@ -92,6 +92,7 @@ def test_preprocess_manifest_reports_bad_rows_and_keeps_the_rest(drive_tree, tmp
     assert len(errors) == 1 and errors[0]["reason"].startswith("row 5: image file")
 
 
+@pytest.mark.slow  # a whole vessel-run: preprocess, train, segment, report
 def test_vessel_run_on_a_drive_tree_uses_its_fov_masks(drive_tree, tmp_path):
     from tiled_vessel_seg.pipeline import run as run_lib
     config = tmp_path / "tiny.config"

@@ -10,7 +10,8 @@ import pytest
 from tiled_vessel_seg.beam_jobs import cli
 from tiled_vessel_seg.tfrecords import dataset_info as info_lib
 
-pytestmark = pytest.mark.real_data
+# The Beam job on real photographs at full size (x5 enlargement, 512 px tiles).
+pytestmark = [pytest.mark.real_data, pytest.mark.slow]
 IDS = ("im0001", "im0044")
 
 

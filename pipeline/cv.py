@@ -44,7 +44,7 @@ from tiled_vessel_seg import (cli_app, datasets as datasets_lib, imaging, model_
                               source_flags, sources, storage)
 from tiled_vessel_seg.configs import config_file, to_dict, tool_config
 from tiled_vessel_seg.lazy_imports import lazy_imports
-from tiled_vessel_seg.pipeline import run as run_lib
+from tiled_vessel_seg.pipeline import stages
 from tiled_vessel_seg.trainer import cli_flags
 
 with lazy_imports():  # the stages (and OpenCV): not imported for --help
@@ -202,9 +202,9 @@ def run_fold(config, fold: Fold, inputs, workdir: str, pairs, options,
         return json.loads(storage.read_text(record_path))
     storage.makedirs(paths.workdir)
     config = fold_config(config, fold)
-    say("preprocess: " + run_lib.stage_preprocess(config, paths, options))
+    say("preprocess: " + stages.stage_preprocess(config, paths, options))
     start, cpu = time.time(), _cpu_seconds()
-    say("train: " + run_lib.stage_train(config, paths, options))
+    say("train: " + stages.stage_train(config, paths, options))
     train_seconds, train_cpu = time.time() - start, _cpu_seconds() - cpu
     predictor = fold_predictor(config, paths.model_dir)
     if config.train.select_image_threshold:
@@ -221,7 +221,7 @@ def run_fold(config, fold: Fold, inputs, workdir: str, pairs, options,
             truths={imaging.image_stem(p.image_path): p for p in group},
             overwrite=True, progress=False)
         if summary.failed:
-            raise run_lib.StageError("could not segment " + "; ".join(
+            raise stages.StageError("could not segment " + "; ".join(
                 f"{p}: {r}" for p, r in summary.failed))
         scored += len(summary.metrics)
     history = callbacks.read_history(storage.join(paths.model_dir, callbacks.HISTORY_FILE))
@@ -279,9 +279,9 @@ def train_final(config, inputs, workdir: str, pairs, options, say=print) -> str:
         say(f"skipped: {paths.model_dir} is finished")
         return paths.model_dir
     config = fold_config(config, fold)
-    say("preprocess: " + run_lib.stage_preprocess(config, paths, options))
+    say("preprocess: " + stages.stage_preprocess(config, paths, options))
     start = time.time()
-    say("train: " + run_lib.stage_train(config, paths, options))
+    say("train: " + stages.stage_train(config, paths, options))
     seconds = time.time() - start
     if config.train.select_image_threshold:
         predictor = fold_predictor(config, paths.model_dir)
@@ -298,8 +298,8 @@ def train_final(config, inputs, workdir: str, pairs, options, say=print) -> str:
 def _run_paths(workdir: str, inputs):
     """vessel-run's RunPaths of a fold (or the final model) reading `inputs`."""
     if isinstance(inputs, str):
-        return run_lib.RunPaths(workdir=workdir, stare_dir=inputs)
-    return run_lib.RunPaths(workdir=workdir, stare_dir="", source=inputs)
+        return stages.RunPaths(workdir=workdir, stare_dir=inputs)
+    return stages.RunPaths(workdir=workdir, stare_dir="", source=inputs)
 
 
 def read_fold_rows(workdir: str, fold: Fold, pairs=None) -> list[dict]:
@@ -488,17 +488,17 @@ def run_cv(config, inputs, workdir: str, folds: int, seed: int = 0,
     inputs: a datasets.Source or a list of them (sources.py: several datasets, folds
     grouped by subject), or a STARE folder (str).
     """
-    options = options or run_lib.RunOptions()
+    options = options or stages.RunOptions()
     if isinstance(inputs, str):
         if not storage.isdir(inputs):
-            raise run_lib.StageError(f"--stare_dir {inputs}: not a folder")
+            raise stages.StageError(f"--stare_dir {inputs}: not a folder")
         listed = [datasets_lib.Source(root=inputs, layout="stare")]
     else:
         listed = sources.as_list(inputs)
     for source in listed:
         for folder in (source.root, source.images_dir, source.masks_dir):
             if folder and not datasets_lib.is_dir(folder):
-                raise run_lib.StageError(f"{folder}: not a folder")
+                raise stages.StageError(f"{folder}: not a folder")
     ignored: list = []
     pairs, problems = sources.find_pairs(listed, ignored)
     if ignored:
@@ -506,7 +506,7 @@ def run_cv(config, inputs, workdir: str, folds: int, seed: int = 0,
     for problem in problems:
         say(f"ignored: {problem}")
     if not pairs:
-        raise run_lib.StageError(f"no image/label pairs in {sources.describe(listed)}")
+        raise stages.StageError(f"no image/label pairs in {sources.describe(listed)}")
     storage.makedirs(workdir)
     run_inputs = inputs if isinstance(inputs, str) else listed
     if final in ("also", "only"):
@@ -535,16 +535,12 @@ def run_cv(config, inputs, workdir: str, folds: int, seed: int = 0,
             f"{s['pooled']['fov_dice']:.4f}")
     if robustness:
         say("[robustness] segmenting the held-out photos changed 4 ways")
-        summary = robustness_lib.evaluate_folds(config, workdir, assignment, pairs)
+        summary = robustness_lib.evaluate_folds(
+            workdir, assignment, pairs,
+            lambda fold: fold_predictor(config, storage.join(fold_dir(workdir, fold), "model")))
         report_path = storage.join(workdir, CV_REPORT)
         text = storage.read_text(report_path)
-        table = ["## Robustness: held-out photos changed", "",
-                 f"F1 inside the FOV, mean +- std over folds ({robustness_lib.ROBUSTNESS_CSV}; "
-                 "pipeline/robustness.py says what each change is).", "",
-                 "| " + " | ".join(robustness_lib.PERTURBATIONS) + " |",
-                 "|" + "---|" * len(robustness_lib.PERTURBATIONS),
-                 "| " + " | ".join(f"{summary[n][0]:.3f} +- {summary[n][1]:.3f}"
-                                   for n in robustness_lib.PERTURBATIONS) + " |", ""]
+        table = robustness_lib.report_section(summary)
         marker = "## Config"
         storage.write_text_atomic(
             report_path, text.replace(marker, "\n".join(table) + "\n" + marker, 1))
@@ -583,13 +579,13 @@ def _main(argv: list[str]) -> int:
                              "or --manifest")
     config = tool_config.load_config({"train.deterministic": FLAGS.deterministic or None,
                                       "train.init_model": cli_flags.init_model_value()})
-    options = run_lib.RunOptions(overwrite=FLAGS.overwrite, verbose=0 if FLAGS.quiet else 2)
+    options = stages.RunOptions(overwrite=FLAGS.overwrite, verbose=0 if FLAGS.quiet else 2)
     command = " ".join(["vessel-cv"] + sys.argv[1:])
     start = time.time()
     try:
         overall = run_cv(config, inputs, FLAGS.workdir, FLAGS.folds, FLAGS.seed,
                          options, command, final=FLAGS.final, robustness=FLAGS.robustness)
-    except (run_lib.StageError, dataset_info.DatasetError, model_info.ModelDirError,
+    except (stages.StageError, dataset_info.DatasetError, model_info.ModelDirError,
             FileNotFoundError, datasets_lib.InputDirError, ValueError) as e:
         raise cli_app.ToolError(str(e)) from None
     if not overall:

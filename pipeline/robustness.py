@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Callable
 
 import cv2
 import numpy as np
 
 from tiled_vessel_seg import fov, imaging, storage
 from tiled_vessel_seg.inference import metrics
-from tiled_vessel_seg.pipeline import cv
 
 PERTURBATIONS = ("as is", "scale 0.75", "scale 1.5", "colour", "jpeg 70")
 COLOUR_GAINS = (1.08, 0.92, 0.80)
@@ -60,13 +60,16 @@ def perturb(name: str, image: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray
     raise ValueError(f"unknown perturbation {name!r}; known: {', '.join(PERTURBATIONS)}")
 
 
-def evaluate_folds(config, workdir: str, folds, pairs) -> dict[str, tuple[float, float]]:
+def evaluate_folds(workdir: str, folds, pairs,
+                   predictor_for: Callable) -> dict[str, tuple[float, float]]:
     """Writes W/cv_robustness.csv (fold, image, F1 inside the FOV per perturbation, then
-    mean and std over folds of the fold means); returns {perturbation: (mean, std)}."""
+    mean and std over folds of the fold means); returns {perturbation: (mean, std)}.
+
+    predictor_for(fold): the predictor that scored the fold's held-out photos (vessel-cv's
+    fold_predictor), so "as is" is that figure."""
     rows = []
     for fold in folds:
-        # The predictor that scored the fold's held-out photos: "as is" is that figure.
-        predictor = cv.fold_predictor(config, storage.join(cv.fold_dir(workdir, fold), "model"))
+        predictor = predictor_for(fold)
         for pair in (p for p in pairs if p.image_id in fold.test_ids):
             image = imaging.read_image(pair.image_path)
             truth = imaging.read_mask(pair.mask_path) > 0
@@ -90,3 +93,14 @@ def evaluate_folds(config, workdir: str, folds, pairs) -> dict[str, tuple[float,
     writer.writerow(["", "std"] + [f"{summary[n][1]:.6f}" for n in PERTURBATIONS])
     storage.write_text_atomic(storage.join(workdir, ROBUSTNESS_CSV), buf.getvalue())
     return summary
+
+
+def report_section(summary: dict[str, tuple[float, float]]) -> list[str]:
+    """cv_report.md's lines for `evaluate_folds`' {perturbation: (mean, std)}."""
+    return ["## Robustness: held-out photos changed", "",
+            f"F1 inside the FOV, mean +- std over folds ({ROBUSTNESS_CSV}; "
+            "pipeline/robustness.py says what each change is).", "",
+            "| " + " | ".join(PERTURBATIONS) + " |",
+            "|" + "---|" * len(PERTURBATIONS),
+            "| " + " | ".join(f"{summary[n][0]:.3f} +- {summary[n][1]:.3f}"
+                              for n in PERTURBATIONS) + " |", ""]

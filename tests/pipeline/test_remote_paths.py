@@ -20,7 +20,7 @@ from tiled_vessel_seg import datasets, imaging, model_info, storage
 from tiled_vessel_seg.configs import schema
 from tiled_vessel_seg.inference import segment
 from tiled_vessel_seg.pipeline import cv, report
-from tiled_vessel_seg.pipeline import run as run_lib
+from tiled_vessel_seg.pipeline import stages
 from tiled_vessel_seg.tfrecords import dataset_info
 from tiled_vessel_seg.trainer import callbacks
 
@@ -47,8 +47,8 @@ def test_run_synth_stage_writes_the_same_photos_to_ram_and_skips_them_on_rerun(t
                                                                                capsys):
     config = schema.Config(synth=schema.SynthConfig(num_images=2, width=48, height=40,
                                                     seed=3))
-    local = run_lib.run_pipeline(config, str(tmp_path / "w"), stages=["synth"])
-    remote = run_lib.run_pipeline(config, ram_dir("w"), stages=["synth"])
+    local = stages.run_pipeline(config, str(tmp_path / "w"), stages=["synth"])
+    remote = stages.run_pipeline(config, ram_dir("w"), stages=["synth"])
     assert remote.stare_dir.startswith("ram://") and remote.data_dir.startswith("ram://")
     expected = tree(local.stare_dir)
     assert sorted(expected) == ["labels-ah/im0001.ah.ppm.gz", "labels-ah/im0002.ah.ppm.gz",
@@ -58,7 +58,7 @@ def test_run_synth_stage_writes_the_same_photos_to_ram_and_skips_them_on_rerun(t
                                             "im0001.ppm.gz"))
     assert photo.shape == (40, 48, 3) and photo.dtype == np.uint8
     capsys.readouterr()
-    run_lib.run_pipeline(config, remote.workdir, stages=["synth"])
+    stages.run_pipeline(config, remote.workdir, stages=["synth"])
     assert "skipped: 2 synthetic images already in ram://" in capsys.readouterr().out
 
 
@@ -162,7 +162,7 @@ def test_cv_fold_with_its_record_on_ram_is_skipped_not_retrained(tmp_path):
                               json.dumps(record))
     said = []
     got = cv.run_fold(schema.Config(), fold, str(tmp_path), workdir, pairs,
-                      run_lib.RunOptions(), say=said.append)
+                      stages.RunOptions(), say=said.append)
     assert got == record
     assert said == [f"skipped: {storage.join(cv.fold_dir(workdir, fold), 'segment')}"
                     "/metrics.csv exists"]

@@ -158,3 +158,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def run() -> None:
     """Console entry point `vessel-run`."""
     cli_app.run(__name__, __doc__, define_flags, _main)
+
+
+if __name__ == "__main__":
+    run()

@@ -7,7 +7,7 @@ and 2 DirectRunner workers, and its peak RSS per worker (figures, not a test).
 
 The photographs are the real STARE photos (700x605, ../shared/data/stare), repeated and
 flipped (none, left-right, up-down, both) up to --photos, written as PNG to a temporary
-folder; the model is the shipped stare_small with the tools' default flags (fitted grid,
+folder; the model is the shipped default (fundus_small; the same W-Net as stare_small) with the tools' default flags (fitted grid,
 --min_overlap 8; --input_scale auto). Parts, each printed side by side in one run:
 
   folder  in this process, after one warm-up photo (load and trace excluded), --repeats
@@ -225,7 +225,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=int, default=40)
     parser.add_argument("--parts", default="folder,first,beam")
-    parser.add_argument("--model", default="stare_small")
+    parser.add_argument("--model", default="fundus_small")
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3, help="folder part: interleaved "
                         "rounds of pure/serial/folder, the best time of each counts")

@@ -1,7 +1,7 @@
 """The notebook API: segment a photograph held in a numpy array.
 
     from tiled_vessel_seg.inference.api import segment
-    probabilities, mask = segment(image)                  # the shipped "stare_small"
+    probabilities, mask = segment(image)                  # the shipped "fundus_small"
     probabilities, mask = segment(image, model="runs/x/model", tta="d4")
 
 Tiling, blending and test-time augmentation are the one TensorFlow graph of
@@ -55,10 +55,11 @@ def segment(image: np.ndarray, model: Optional[str] = None, *, tta: str = "none"
 
     Args:
       image: RGB [H, W, 3], uint8 or float in [0, 1] (RGBA: alpha ignored).
-      model: a shipped model name ("stare_small", the default) or a model directory.
+      model: a shipped model name ("fundus_small", the default, or "stare_small") or a
+        model directory.
       tta: none | flips | d4 test-time augmentation (d4: 8x the work, slightly better).
       threshold: vessel where probability > threshold; default model_info.json's
-        (for stare_small: 0.5, fixed by its recipe, not chosen on any image; see its
+        (for both shipped models: 0.5, fixed by its recipe, not chosen on any image; see its
         MODEL_CARD.md).
         Another threshold reuses the traced graph (no retracing).
       overlap, batch_size, blend: tiling (overlap default: model_info.json's).

@@ -1,6 +1,6 @@
 """`vessel-segment-beam`: vessel-segment for whole archives, as a Beam RunInference job.
 
-  vessel-segment-beam --input photos/ --output_dir O          (the shipped stare_small)
+  vessel-segment-beam --input photos/ --output_dir O          (the shipped fundus_small)
   vessel-segment-beam --input 'gs://b/photos/*.jpg' --model gs://b/model --output_dir gs://b/out
   vessel-segment-beam --manifest pairs.csv --error_map --output_dir O --direct_num_workers 2
   vessel-segment-beam --input photos/ --output_dir gs://b/out --model gs://b/model \\

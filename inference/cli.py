@@ -1,7 +1,7 @@
 """`vessel-segment`: segments whole fundus photographs with a trained model.
 
-  vessel-segment --input PATH [PATH ...] --output_dir O     (the shipped model stare_small)
-  vessel-segment --model stare_small|M --input PATH [PATH ...] --output_dir O
+  vessel-segment --input PATH [PATH ...] --output_dir O     (the shipped model fundus_small)
+  vessel-segment --model fundus_small|stare_small|M --input PATH [PATH ...] --output_dir O
   vessel-segment --config configs/stare.config --model_dir M --input photos/ --output_dir O
   vessel-segment --model_dir M --input DRIVE/test/images --masks_dir DRIVE/test/1st_manual \\
       --fov_dir DRIVE/test/mask --layout drive --error_map --output_dir O

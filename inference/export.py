@@ -1,6 +1,6 @@
 """`vessel-export`: a SavedModel for TF Serving, core TF ops only.
 
-  vessel-export [--model stare_small|M] --output_dir S [--config C --set tiledinfer.tta=d4]
+  vessel-export [--model fundus_small|M] --output_dir S [--config C --set tiledinfer.tta=d4]
   vessel-export --output_dir S --overwrite      # replace the SavedModel already in S
 
 serving_default: image_bytes (scalar string, PNG or JPEG; GIF/BMP also decode) ->

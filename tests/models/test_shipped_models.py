@@ -14,7 +14,8 @@ def test_resolver_finds_the_shipped_model_and_directories(tmp_path):
     path = models.resolve_model("stare_small")
     assert os.path.isfile(os.path.join(path, "model_info.json"))
     assert os.path.isfile(os.path.join(path, "best_model.keras"))
-    assert models.resolve_model(None) == path  # the default
+    assert models.resolve_model(None) == models.resolve_model("fundus_small")  # the default
+    assert models.DEFAULT_MODEL == "fundus_small"
     assert models.resolve_model(str(tmp_path)) == str(tmp_path)
     assert models.resolve_model(tmp_path) == str(tmp_path)
     assert models.resolve_model("gs://bucket/model") == "gs://bucket/model"
@@ -29,8 +30,9 @@ def test_resolver_refuses_an_unknown_name_clearly(tmp_path):
     assert models.resolve_model(str(tmp_path / "none")) == str(tmp_path / "none")
 
 
-def test_committed_file_matches_the_model_card_checksum_and_size():
-    path = models.resolve_model("stare_small")
+@pytest.mark.parametrize("name", ["fundus_small", "stare_small"])
+def test_committed_file_matches_the_model_card_checksum_and_size(name):
+    path = models.resolve_model(name)
     card = open(os.path.join(path, "MODEL_CARD.md"), encoding="utf-8").read()
     stated = re.search(r"sha256[^0-9a-f]*([0-9a-f]{64})", card).group(1)
     data = open(os.path.join(path, "best_model.keras"), "rb").read()
@@ -107,7 +109,7 @@ def test_tools_use_the_shipped_model_without_a_model_flag_and_say_so(tmp_path, t
     assert result.returncode == 0, result.stderr[-2000:]
     first = result.stdout.splitlines()[0]
     assert first.startswith("vessel-segment: no --model given: using the shipped model "
-                            "stare_small"), first
+                            "fundus_small"), first
     assert cv2.imread(str(tmp_path / "masks" / "photo.png")).shape[:2] == (90, 100)
     # --model_dir stays an alias of --model; a bare unknown name is one clear line, exit 2.
     result = tool("tiled_vessel_seg.inference.cli", "--model_dir",
@@ -120,5 +122,5 @@ def test_tools_use_the_shipped_model_without_a_model_flag_and_say_so(tmp_path, t
     result = tool("tiled_vessel_seg.inference.export", "--output_dir", tmp_path / "export")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines()[0].startswith(
-        "vessel-export: no --model given: using the shipped model stare_small")
+        "vessel-export: no --model given: using the shipped model fundus_small")
     assert (tmp_path / "export" / "saved_model.pb").exists()

@@ -68,6 +68,10 @@ def test_first_screen_says_what_it_does_how_to_set_up_segment_and_the_result():
     card = (ROOT / "models/stare_small/MODEL_CARD.md").read_text(encoding="utf-8")
     quoted = re.search(r"F1 inside the field of view (0\.\d{3} \+- 0\.\d{3})", card).group(1)
     assert f"**F1 inside the field of view {quoted}**" in "\n".join(lines[:70])
+    # the default model's cross-validated CHASE_DB1 figure, as its card states it
+    card = (ROOT / "models/fundus_small/MODEL_CARD.md").read_text(encoding="utf-8")
+    chase = re.search(r"F1 inside the field of view (0\.\d{3}) on CHASE_DB1", card).group(1)
+    assert f"**F1 inside the field of view {chase} on CHASE_DB1**" in "\n".join(lines[:70])
     for page in ("usage", "tools", "results", "benchmarks", "cluster", "security",
                  "development"):
         assert f"(docs/{page}.md)" in text, page
@@ -78,7 +82,7 @@ def test_no_contradictions_left():
     everything = "\n".join(docs.values())
     # the segmenter's model flag defaults to the shipped model
     assert "| `--model_dir` | required |" not in everything
-    assert "| `--model` | the shipped `stare_small` |" in docs["tools.md"]
+    assert "| `--model` | the shipped `fundus_small` |" in docs["tools.md"]
     # examples use the current flag name
     assert not re.search(r"vessel-download-stare[^\n]*--out_dir", everything)
     # each demo Dice figure is given as one of the three runs, never alone

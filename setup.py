@@ -37,7 +37,7 @@ setuptools.setup(
     # namespace, tiled_vessel_seg.<stage>, so no generic top-level name is claimed.
     packages=[NAMESPACE] + [f"{NAMESPACE}.{stage}" for stage in STAGE_FOLDERS],
     package_dir={NAMESPACE: NAMESPACE, **{f"{NAMESPACE}.{s}": s for s in STAGE_FOLDERS}},
-    package_data={f"{NAMESPACE}.configs": ["*.config"],
+    package_data={NAMESPACE: ["py.typed"], f"{NAMESPACE}.configs": ["*.config"],
                   f"{NAMESPACE}.models": ["*/*.keras", "*/*.json", "*/*.md"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={

@@ -42,7 +42,7 @@ from absl import app, flags
 
 from tiled_vessel_seg import (cli_app, datasets as datasets_lib, imaging, model_info,
                               source_flags, sources, storage)
-from tiled_vessel_seg.configs import config_file, to_dict, tool_config
+from tiled_vessel_seg.configs import config_file, schema, to_dict, tool_config
 from tiled_vessel_seg.lazy_imports import lazy_imports
 from tiled_vessel_seg.pipeline import stages
 from tiled_vessel_seg.trainer import cli_flags
@@ -153,7 +153,7 @@ def fold_dir(workdir: str, fold: Fold) -> str:
     return storage.join(workdir, f"fold_{fold.index}")
 
 
-def fold_config(config, fold: Fold):
+def fold_config(config: schema.Config, fold: Fold):
     """`config` with the fold's split by image (valid_ids / test_ids of [preprocess])."""
     return config_file.with_overrides(config, {"preprocess.valid_ids": fold.valid_ids,
                                                "preprocess.test_ids": fold.test_ids})
@@ -169,7 +169,7 @@ def segment_dirs(segment_dir: str, pairs) -> dict[str, str]:
     return {name: storage.join(segment_dir, name or "unnamed") for name in names}
 
 
-def fold_predictor(config, model_dir: str):
+def fold_predictor(config: schema.Config, model_dir: str):
     """The predictor that scores a fold's held-out photos (outputs at each photo's own
     size): [tiledinfer] tiling, TTA and input_scale (default auto: each photo resampled
     to the model's FOV diameter, so a model trained on harmonised photos is scored at
@@ -185,7 +185,7 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_fold(config, fold: Fold, inputs, workdir: str, pairs, options,
+def run_fold(config: schema.Config, fold: Fold, inputs, workdir: str, pairs, options,
              say=print) -> dict:
     """Preprocess, train, segment and score one fold; returns its fold.json record.
 
@@ -261,7 +261,7 @@ def store_image_threshold(predictor, model_dir: str, valid_pairs) -> tuple[float
 FINAL_DIR = "final"
 
 
-def train_final(config, inputs, workdir: str, pairs, options, say=print) -> str:
+def train_final(config: schema.Config, inputs, workdir: str, pairs, options, say=print) -> str:
     """The recipe trained on every image (the config's valid_ids images validate, else the
     first id of each dataset) into W/final/model, with the validation threshold; returns
     the model dir. Skipped when finished."""
@@ -476,7 +476,7 @@ def write_cv_report(path: str, rows: list[dict], folds: list[Fold], records: lis
     return overall
 
 
-def run_cv(config, inputs, workdir: str, folds: int, seed: int = 0,
+def run_cv(config: schema.Config, inputs, workdir: str, folds: int, seed: int = 0,
            options=None, command: str = "vessel-cv", say=print, final: str = "no",
            robustness: bool = False) -> dict:
     """Runs every fold (skipping finished ones), writes cv_metrics.csv and cv_report.md;

@@ -90,7 +90,7 @@ def _say(stage: str, message: str) -> None:
     print(f"[{stage}] {message}", flush=True)
 
 
-def stage_synth(config, paths: RunPaths, options: RunOptions) -> str:
+def stage_synth(config: schema.Config, paths: RunPaths, options: RunOptions) -> str:
     synth = config.synth
     ids = [stare_layout.stare_id(n) for n in range(1, synth.num_images + 1)]
     expected = [p for i in ids for p in (stare_layout.image_path(paths.stare_dir, i),
@@ -107,7 +107,7 @@ def stage_synth(config, paths: RunPaths, options: RunOptions) -> str:
             f"(seed {synth.seed}) to {paths.stare_dir}")
 
 
-def stage_preprocess(config, paths: RunPaths, options: RunOptions) -> str:
+def stage_preprocess(config: schema.Config, paths: RunPaths, options: RunOptions) -> str:
     if not options.overwrite and storage.exists(storage.join(paths.data_dir,
                                                              dataset_info.INFO_FILE)):
         return f"skipped: dataset already in {paths.data_dir}"
@@ -153,7 +153,7 @@ def rejected_inputs(paths: RunPaths) -> list[dict]:
         storage.join(paths.data_dir, dataset_info.ERRORS_FILE))]
 
 
-def stage_train(config, paths: RunPaths, options: RunOptions) -> str:
+def stage_train(config: schema.Config, paths: RunPaths, options: RunOptions) -> str:
     if _training_finished(paths.model_dir) and not options.overwrite:
         return f"skipped: trained model already in {paths.model_dir}"
     if options.overwrite and storage.isdir(paths.model_dir):
@@ -177,7 +177,7 @@ def _training_finished(model_dir: str) -> bool:
             and not storage.exists(storage.join(model_dir, train.BACKUP_DIR)))
 
 
-def stage_evaluate(config, paths: RunPaths, options: RunOptions) -> str:
+def stage_evaluate(config: schema.Config, paths: RunPaths, options: RunOptions) -> str:
     out = storage.join(paths.model_dir, evaluate.EVALUATION_FILE)
     if not options.overwrite and storage.exists(out):
         return f"skipped: {out} exists"
@@ -198,7 +198,7 @@ def held_out_pairs(paths: RunPaths):
     return [p for p in pairs if p.image_id in test_ids]
 
 
-def stage_segment(config, paths: RunPaths, options: RunOptions) -> str:
+def stage_segment(config: schema.Config, paths: RunPaths, options: RunOptions) -> str:
     if not options.overwrite and storage.exists(paths.metrics_csv):
         return f"skipped: {paths.metrics_csv} exists"
     pairs = held_out_pairs(paths)
@@ -225,7 +225,7 @@ def stage_segment(config, paths: RunPaths, options: RunOptions) -> str:
             f"-> {paths.segment_dir}{empty}")
 
 
-def stage_report(config, paths: RunPaths, options: RunOptions) -> str:
+def stage_report(config: schema.Config, paths: RunPaths, options: RunOptions) -> str:
     if not options.overwrite and storage.exists(paths.report):
         return f"skipped: {paths.report} exists"
     report.write_report(paths.workdir, paths.describe_source(), paths.data_dir,
@@ -239,7 +239,7 @@ STAGE_FUNCTIONS: dict[str, Callable] = {
 }
 
 
-def run_pipeline(config, workdir: str, stare_dir: Optional[str] = None,
+def run_pipeline(config: schema.Config, workdir: str, stare_dir: Optional[str] = None,
                  stages: Sequence[str] = STAGES, options: RunOptions = RunOptions(),
                  source=None) -> RunPaths:
     """Runs `stages` in pipeline order; returns the paths it used.

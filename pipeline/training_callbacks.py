@@ -206,7 +206,7 @@ def dataset_source(parameters: dict):
     return source
 
 
-def from_dataset(config, data_dir: str, log_dir: str, source=None) -> list:
+def from_dataset(config: schema.Config, data_dir: str, log_dir: str, source=None) -> list:
     """[ValidationImageSummary] of the first validation photo of the dataset in data_dir,
     writing to log_dir; [] when the dataset has no validation image or its photo cannot
     be found or read.

@@ -32,6 +32,18 @@ def fake_package(tmp_path, monkeypatch):
         del sys.modules[module]
 
 
+def run_as_module(source: str, folder) -> dict:
+    """Imports `source` as the module lazy_test_module (written to a file, never exec'd);
+    returns its namespace."""
+    import importlib.util
+    path = folder / "lazy_test_module.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("lazy_test_module", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return vars(module)
+
+
 def test_nothing_is_imported_until_an_attribute_is_read(fake_package):
     with lazy_imports():
         import json as json_alias  # noqa: F401  (a stdlib module, maybe already loaded)
@@ -43,15 +55,14 @@ def test_nothing_is_imported_until_an_attribute_is_read(fake_package):
     assert sys.modules[f"{fake_package}.sub"].VALUE == 42
 
 
-def test_import_as_binds_the_submodule(fake_package):
+def test_import_as_binds_the_submodule(fake_package, tmp_path):
     source = f"""
 from tiled_vessel_seg.lazy_imports import lazy_imports
 with lazy_imports():
     import {fake_package}.sub as sub_alias
     import {fake_package}
 """
-    namespace = {"__name__": "lazy_test_module"}
-    exec(compile(source, "<lazy_test_module>", "exec"), namespace)  # noqa: S102 - test only
+    namespace = run_as_module(source, tmp_path)
     assert f"{fake_package}.sub" not in sys.modules
     assert isinstance(namespace["sub_alias"], LazyModule)
     assert isinstance(namespace[fake_package], LazyModule)
@@ -61,14 +72,13 @@ with lazy_imports():
     assert builtins.lazy_test_executions == 1
 
 
-def test_from_package_import_submodule(fake_package):
+def test_from_package_import_submodule(fake_package, tmp_path):
     source = f"""
 from tiled_vessel_seg.lazy_imports import lazy_imports
 with lazy_imports():
     from {fake_package} import other, sub as renamed
 """
-    namespace = {"__name__": "lazy_test_module"}
-    exec(compile(source, "<lazy_test_module>", "exec"), namespace)  # noqa: S102 - test only
+    namespace = run_as_module(source, tmp_path)
     assert fake_package not in sys.modules
     assert namespace["other"].helper() == "helped"
     assert f"{fake_package}.sub" not in sys.modules

@@ -72,6 +72,7 @@ MAX_MEDIAN_RESIDUAL = 0.01
 MIN_IOU = 0.9
 MIN_DIAMETER_PX = 16.0
 RANSAC_TRIALS = 256
+REFINED_CANDIDATES = 8
 # Boundary points within max(TOLERANCE_PX, TOLERANCE_FRACTION x the shorter side) of the
 # circle are on it: the computed mask's rim is ragged by a few px where the retina is dark.
 TOLERANCE_PX = 1.5
@@ -147,8 +148,12 @@ def _circles_through(a: np.ndarray, b: np.ndarray, c: np.ndarray):
 def _robust_fit(points: np.ndarray, tolerance: float, max_radius: float,
                 trials: int = RANSAC_TRIALS) -> tuple[np.ndarray, float, np.ndarray] | None:
     """RANSAC circle: of `trials` circles through 3 random points (seeded: the same answer
-    every run), the one with the most points within `tolerance` px, refitted by least
-    squares (_fit_circle) to those points, twice. Outliers (a notch, straight chords, a
+    every run), the REFINED_CANDIDATES with the most points within `tolerance` px are each
+    refitted by least squares (_fit_circle) to those points, three times, and the one
+    with the most points on it after that wins. (Refitting only the best raw candidate
+    found a 767 px circle on STARE's im0044 turned by 180 degrees, whose true circle,
+    700 px, has more points: a raw circle through 3 noisy points can count fewer than
+    one through the chords.) Outliers (a notch, straight chords, a
     dark stretch of rim the FOV mask cut inwards) do not pull it, as long as most of the
     boundary lies on the circle. Returns (centre, radius, inlier points) or None."""
     if len(points) < 8:
@@ -167,14 +172,19 @@ def _robust_fit(points: np.ndarray, tolerance: float, max_radius: float,
                          points[None, :, 1] - centres[i:i + 64, None, 1])
                 - radii[i:i + 64, None]) <= tolerance).sum(axis=1)
         for i in range(0, len(radii), 64)])
-    center, radius = centres[np.argmax(counts)], float(radii[np.argmax(counts)])
-    for _ in range(3):
-        inliers = points[np.abs(np.hypot(*(points - center).T) - radius) <= tolerance]
-        if len(inliers) < 8:
-            return None
-        center, radius = _fit_circle(inliers)
-    inliers = points[np.abs(np.hypot(*(points - center).T) - radius) <= tolerance]
-    return center, radius, inliers
+    best = None
+    for k in np.argsort(-counts, kind="stable")[:REFINED_CANDIDATES]:
+        center, radius = centres[k], float(radii[k])
+        for _ in range(3):
+            inliers = points[np.abs(np.hypot(*(points - center).T) - radius) <= tolerance]
+            if len(inliers) < 8:
+                break
+            center, radius = _fit_circle(inliers)
+        else:
+            inliers = points[np.abs(np.hypot(*(points - center).T) - radius) <= tolerance]
+            if best is None or len(inliers) > len(best[2]):
+                best = (center, radius, inliers)
+    return best
 
 
 def _arc_degrees(points: np.ndarray, center: np.ndarray, bin_degrees: float = 5.0) -> float:

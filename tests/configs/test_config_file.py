@@ -187,3 +187,18 @@ def test_written_configs_use_the_one_names(tmp_path):
     assert "image_width" not in text and "overlapping" not in text and "overlap = 64" in text
     assert load_config(str(path)).model.image_height == 64
 
+
+
+def test_every_shipped_config_loads_and_fov_diameter_can_be_unset():
+    """Each configs/*.config reads without error (the shipped recipes quoted in the docs),
+    and `--set preprocess.fov_diameter=None` turns harmonisation off (chase_small's
+    'without harmonisation' run)."""
+    from tiled_vessel_seg.configs import tool_config
+    names = tool_config.shipped_configs()
+    assert {"demo", "stare", "stare_small", "fundus_small", "chase_small"} <= set(names)
+    for name in names:
+        assert isinstance(load_config(shipped_config(name)), schema.Config), name
+    chase = load_config(shipped_config("chase_small"))
+    assert chase.preprocess.fov_diameter == 650 and chase.train.dataset_weights == {}
+    unset = load_config(shipped_config("chase_small"), ["preprocess.fov_diameter=None"])
+    assert unset.preprocess.fov_diameter is None

@@ -38,6 +38,9 @@ def check_threshold(value: object, where: str = "threshold") -> float:
     return float(value)
 
 
+# [model] loss: the losses trainer/losses.py builds (tiled_vessel_seg/keras_objects.py).
+LOSS_NAMES = ("bce_dice_loss", "balanced_bce_dice_loss")
+
 IMAGE_ENCODINGS = ("jpeg", "png", "raw")  # tile pixels in the records (tfrecords/encoding.py)
 MASK_ENCODINGS = ("packed", "png")
 
@@ -167,6 +170,11 @@ class ModelConfig:
     # A layer inside the model after the [0, 1] input: "none", or "per_tile" (each tile's
     # channels to zero mean and unit variance), so inference still feeds raw [0, 1] RGB.
     input_standardization: str = "none"
+    # "bce_dice_loss": (BCE + 1 - Dice) / 2, the reference's. "balanced_bce_dice_loss": the
+    # BCE class-balanced (lwnet, binseg): with P vessel pixels among the N counted pixels of
+    # the global batch (inside the FOV with [train] loss_mask = "fov"), each vessel pixel
+    # weighs N / (2 P) and each background pixel N / (2 (N - P)), so both classes count
+    # equally (plain BCE on a batch without vessels); the Dice term is the same.
     loss: str = "bce_dice_loss"
     show_summary: bool = False
 
@@ -191,6 +199,7 @@ class ModelConfig:
         if self.input_standardization not in ("none", "per_tile"):
             raise ValueError(f"[model] input_standardization must be none or per_tile, "
                              f"got {self.input_standardization!r}")
+        check_choice(self.loss, LOSS_NAMES, "[model] loss")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,13 +1,14 @@
 """The custom Keras objects a saved model file names: loss, metrics, learning-rate schedule.
 
 A compiled `.keras` file records each of them by its registered name ("vessel>BceDiceLoss",
-"vessel>Dice", "vessel>CosineCycles", ...), and Keras finds a custom class only through
-that registry (in safe_mode it imports no module named in the file). So these
-definitions live on the ground floor: `import tiled_vessel_seg` registers them as soon as
-Keras is imported (tiled_vessel_seg/__init__.py), and plain `keras.models.load_model`
-restores a compiled model without any stage imported. The trainer builds on them
-(trainer/losses.py chooses the loss by name, trainer/metrics.py lists the metrics it logs
-and picks thresholds, trainer/schedules.py builds the schedule from the config).
+"vessel>BalancedBceDiceLoss", "vessel>Dice", "vessel>CosineCycles", ...), and Keras finds
+a custom class only through that registry (in safe_mode it imports no module named in the
+file). So these definitions live on the ground floor: `import tiled_vessel_seg` registers
+them as soon as Keras is imported (tiled_vessel_seg/__init__.py), and plain
+`keras.models.load_model` restores a compiled model without any stage imported. The
+trainer builds on them (trainer/losses.py chooses the loss by name, trainer/metrics.py
+lists the metrics it logs and picks thresholds, trainer/schedules.py builds the schedule
+from the config).
 
 Loss (the reference's, in float32 over the whole GLOBAL batch): `dice_coef` is
 (2 * sum(t * p) + 1) / (sum(t) + sum(p) + 1) over every pixel of the batch, and
@@ -15,6 +16,17 @@ Loss (the reference's, in float32 over the whole GLOBAL batch): `dice_coef` is
 only its slice of the batch, so the sums are all-reduced across replicas (the
 all-reduce is differentiable): N replicas with a global batch B compute the same loss
 and the same gradients as one replica with batch B.
+
+`balanced_bce_dice_loss` (`[model] loss = "balanced_bce_dice_loss"`) replaces the BCE by a
+class-balanced one (lwnet, binseg): with P vessel pixels among the N counted pixels of the
+global batch, each vessel pixel's BCE is weighted by N / (2 P) and each background pixel's
+by N / (2 (N - P)), so
+
+    balanced BCE = sum_vessel(BCE) / (2 P) + sum_background(BCE) / (2 (N - P)),
+
+the mean of the two classes' mean BCEs: vessels (~10 % of a fundus) weigh as much as the
+background. A batch with no vessel pixel or no background pixel (P = 0 or P = N) has
+plain BCE. The Dice term is unchanged.
 
 Labels (y_true) are [B, H, W, 1] vessels, or [B, H, W, 2] vessels then field of view
 (`[train] loss_mask = "fov"`, the reader's `with_fov`; `split_labels`). With a FOV plane
@@ -98,6 +110,8 @@ def dice_coef(y_true, y_pred):
 
 
 def _bce_and_dice(y_true, y_pred) -> tuple[tf.Tensor, tf.Tensor]:
+    """(mean BCE, smoothed Dice) over the global batch, inside the FOV when y_true has
+    one; float32 scalars. y_pred: probabilities [B, H, W, 1]."""
     vessels, fov = split_labels(y_true)
     # Keras' per-pixel BCE (clipped to [eps, 1 - eps]) summed, then averaged globally.
     bce = keras.losses.binary_crossentropy(vessels, tf.cast(y_pred, tf.float32))  # [B, H, W]
@@ -111,6 +125,30 @@ def _bce_and_dice(y_true, y_pred) -> tuple[tf.Tensor, tf.Tensor]:
         tf.reduce_sum(y_true * y_pred), tf.reduce_sum(y_true), tf.reduce_sum(y_pred)])
     dice = (2.0 * intersection + SMOOTH) / (true_sum + pred_sum + SMOOTH)
     return bce_sum / tf.maximum(count, 1.0), dice
+
+
+def _balanced_bce_and_dice(y_true, y_pred) -> tuple[tf.Tensor, tf.Tensor]:
+    """(class-balanced BCE, smoothed Dice) over the global batch, inside the FOV when
+    y_true has one (module docstring); float32 scalars. y_pred: probabilities
+    [B, H, W, 1]."""
+    vessels, fov = split_labels(y_true)
+    bce = keras.losses.binary_crossentropy(vessels, tf.cast(y_pred, tf.float32))  # [B, H, W]
+    counted = tf.ones_like(bce) if fov is None else fov[..., 0]
+    positive = vessels[..., 0] * counted
+    negative = (1.0 - vessels[..., 0]) * counted
+    y_true, y_pred = _as_float32(y_true, y_pred)
+    # The class counts are label sums, constants for the gradient: the weights only
+    # rescale each class's BCE sum.
+    bce_positive, bce_negative, p, n, intersection, true_sum, pred_sum = global_sums([
+        tf.reduce_sum(bce * positive), tf.reduce_sum(bce * negative),
+        tf.reduce_sum(positive), tf.reduce_sum(counted),
+        tf.reduce_sum(y_true * y_pred), tf.reduce_sum(y_true), tf.reduce_sum(y_pred)])
+    both_classes = tf.logical_and(p > 0.0, p < n)
+    balanced = (bce_positive / (2.0 * tf.maximum(p, 1.0))
+                + bce_negative / (2.0 * tf.maximum(n - p, 1.0)))
+    plain = (bce_positive + bce_negative) / tf.maximum(n, 1.0)
+    dice = (2.0 * intersection + SMOOTH) / (true_sum + pred_sum + SMOOTH)
+    return tf.where(both_classes, balanced, plain), dice
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -130,11 +168,16 @@ class BceDiceLoss(keras.losses.Loss):
                  dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
 
+    @staticmethod
+    def single_output(y_true, y_pred):
+        """The loss of one output channel y_pred [B, H, W, 1]; float32 scalar."""
+        return bce_dice_loss(y_true, y_pred)
+
     def call(self, y_true, y_pred):
         # Several output channels are the outputs of a deeply supervised model (a W-Net's
         # two U-Nets, trainer/model.py): each is scored against the one label, then averaged.
         channels = y_pred.shape[-1] or 1
-        loss = tf.add_n([bce_dice_loss(y_true, y_pred[..., c:c + 1])
+        loss = tf.add_n([self.single_output(y_true, y_pred[..., c:c + 1])
                          for c in range(channels)]) / float(channels)
         return tf.fill(tf.shape(y_pred)[:1], loss)
 
@@ -142,6 +185,31 @@ class BceDiceLoss(keras.losses.Loss):
 def bce_dice_loss(y_true, y_pred):
     """Functional form of `BceDiceLoss` (a float32 scalar), for numpy checks and tools."""
     bce, dice = _bce_and_dice(y_true, y_pred)
+    return (bce + 1.0 - dice) / 2.0
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BalancedBceDiceLoss(BceDiceLoss):
+    """(class-balanced BCE + 1 - dice_coef) / 2 over the global batch (module docstring):
+    vessel and background pixels weigh equally in the BCE, whatever their numbers.
+
+    Labels, predictions, several output channels and the returned [B] (the global value
+    repeated per sample, so the gradient is the global loss's under any strategy) are as
+    in `BceDiceLoss`.
+    """
+
+    def __init__(self, name: str = "balanced_bce_dice_loss",
+                 reduction: str = "sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    @staticmethod
+    def single_output(y_true, y_pred):
+        return balanced_bce_dice_loss(y_true, y_pred)
+
+
+def balanced_bce_dice_loss(y_true, y_pred):
+    """Functional form of `BalancedBceDiceLoss` (a float32 scalar), for numpy checks."""
+    bce, dice = _balanced_bce_and_dice(y_true, y_pred)
     return (bce + 1.0 - dice) / 2.0
 
 

@@ -40,6 +40,9 @@ def check_threshold(value: object, where: str = "threshold") -> float:
 
 # [model] loss: the losses trainer/losses.py builds (tiled_vessel_seg/keras_objects.py).
 LOSS_NAMES = ("bce_dice_loss", "balanced_bce_dice_loss")
+# [train] monitor: the logged validation value that selects best_model.keras, stops early
+# and cuts the learning rate on a plateau, and whether lower or higher is better.
+MONITOR_MODES = {"val_loss": "min", "val_dice": "max", "val_auc": "max"}
 
 IMAGE_ENCODINGS = ("jpeg", "png", "raw")  # tile pixels in the records (tfrecords/encoding.py)
 MASK_ENCODINGS = ("packed", "png")
@@ -258,10 +261,16 @@ class TrainConfig:
     # dir written by vessel-train, instead of random ones (vessel-train/run/cv
     # --init_model). [model] must build the same architecture. "": random weights.
     init_model: str = ""
+    # The validation value best_model.keras is chosen by, and that early stopping
+    # (`patience`) and the plateau reduction (`reducer_patience`) watch: "val_loss" (lowest),
+    # "val_dice" (pixel F1 at [tiledinfer] threshold, highest) or "val_auc" (ROC AUC,
+    # highest), all over the validation tiles (inside the FOV with loss_mask = "fov").
+    monitor: str = "val_loss"
 
     def __post_init__(self):
         if self.loss_mask not in ("none", "fov"):
             raise ValueError(f"[train] loss_mask must be none or fov, got {self.loss_mask!r}")
+        check_choice(self.monitor, tuple(MONITOR_MODES), "[train] monitor")
         weights = self.dataset_weights
         if weights and (min(weights.values()) < 0 or not sum(weights.values()) > 0):
             raise ValueError(f"[train] dataset_weights must be >= 0 with a positive sum, "
@@ -294,6 +303,11 @@ class TrainConfig:
             self.augment_blur_sigma, self.augment_jpeg_quality,
             tuple(f"[train] augment_{key}" for key in ("zoom", "gamma", "channel_gain",
                                                        "blur_sigma", "jpeg_quality")))
+
+    @property
+    def monitor_mode(self) -> str:
+        """The direction of `monitor`: "min" when lower is better (val_loss), else "max"."""
+        return MONITOR_MODES[self.monitor]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,8 @@ resumed by BackupAndRestore never duplicates or loses a row):
 
 Epochs are 0-based in the CSVs and history.json, as the reference writes them; the plots
 number them as Keras' log does ("Epoch 6/6" is the sixth, epoch 5 in the CSV):
-`keras_epoch` and `best_epoch_number`.
+`keras_epoch` and `best_epoch_number`. The best epoch is the one best_model.keras comes
+from: the lowest val_loss, or the highest val_dice / val_auc (`[train] monitor`).
 
 Also here: `WriteModelInfo` (model_info.json once a best model exists) and
 `WorkerBackupAndRestore` (BackupAndRestore of a worker that is not the chief).
@@ -27,6 +28,7 @@ import numpy as np
 
 from tiled_vessel_seg import model_info as model_info_lib
 from tiled_vessel_seg import storage
+from tiled_vessel_seg.configs.schema import MONITOR_MODES
 
 HISTORY_FILE = "history.json"
 LOSSES_CSV = "train_losses.csv"
@@ -60,9 +62,11 @@ class EpochLogs(keras.callbacks.Callback):
     saved) are replaced, so the files always hold each finished epoch exactly once.
     """
 
-    def __init__(self, model_dir: str, metrics: Sequence[str] = ("dice_coef", "val_dice_coef")):
+    def __init__(self, model_dir: str, metrics: Sequence[str] = ("dice_coef", "val_dice_coef"),
+                 monitor: str = "val_loss"):
         super().__init__()
         self.model_dir = model_dir
+        self.monitor = monitor  # the plots mark its best epoch
         self.eval_dir = storage.join(model_dir, "eval")
         self.metrics = tuple(metrics)
         self.history_path = storage.join(model_dir, HISTORY_FILE)
@@ -96,9 +100,9 @@ class EpochLogs(keras.callbacks.Callback):
                           f"{r['epoch']}, {_fmt(r.get(m0))}, {_fmt(r.get(m1))}\n"
                           for r in self.rows))
         _plot(history, ("loss", "val_loss"), storage.join(self.eval_dir, "train_losses.png"),
-              "loss", "Loss per epoch (lower is better)")
+              "loss", "Loss per epoch (lower is better)", self.monitor)
         _plot(history, (m0, m1), storage.join(self.eval_dir, "train_metrics.png"),
-              m0, f"{m0} per epoch")
+              m0, f"{m0} per epoch", self.monitor)
 
 
 def keras_epoch(epoch: int) -> int:
@@ -106,27 +110,35 @@ def keras_epoch(epoch: int) -> int:
     return int(epoch) + 1
 
 
-def best_epoch_number(history: dict[str, list]) -> Optional[int]:
-    """The epoch with the lowest val_loss (where best_model.keras comes from), numbered
-    as Keras' log does ("Epoch N/M", "Epoch N: val_loss improved"); None without one."""
-    val_loss = np.array([np.nan if v is None else v for v in history.get("val_loss", [])],
-                        float)
-    if not np.isfinite(val_loss).any():
+def best_index(history: dict[str, list], monitor: str = "val_loss") -> Optional[int]:
+    """The position in `history` of the best finite `monitor` value (lowest for val_loss,
+    highest for val_dice / val_auc: `[train] monitor`); None without one."""
+    values = np.array([np.nan if v is None else v for v in history.get(monitor, [])], float)
+    if not np.isfinite(values).any():
         return None
-    return keras_epoch(history["epoch"][int(np.nanargmin(val_loss))])
+    values = np.where(np.isfinite(values), values, np.nan)
+    pick = np.nanargmin if MONITOR_MODES[monitor] == "min" else np.nanargmax
+    return int(pick(values))
+
+
+def best_epoch_number(history: dict[str, list], monitor: str = "val_loss") -> Optional[int]:
+    """The epoch with the best `monitor` value (where best_model.keras comes from),
+    numbered as Keras' log does ("Epoch N/M", "Epoch N: val_loss improved"); None
+    without one."""
+    best = best_index(history, monitor)
+    return None if best is None else keras_epoch(history["epoch"][best])
 
 
 def _plot(history: dict[str, list], keys: Sequence[str], path: str, ylabel: str,
-          title: str) -> None:
+          title: str, monitor: str = "val_loss") -> None:
     """Line plot of `keys` per epoch, with a star on the validation curve at the best
-    epoch (lowest val_loss: the one best_model.keras was saved at)."""
+    epoch of `monitor` (the one best_model.keras was saved at)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
-    val_loss = np.array([np.nan if v is None else v for v in history.get("val_loss", [])],
-                        float)
-    best = int(np.nanargmin(val_loss)) if np.isfinite(val_loss).any() else None
+    best = best_index(history, monitor)
+    which = f"{'lowest' if MONITOR_MODES[monitor] == 'min' else 'highest'} {monitor}"
     epochs = [keras_epoch(e) for e in history["epoch"]]  # as Keras' log numbers them
     for key in keys:
         if key in history:
@@ -135,7 +147,7 @@ def _plot(history: dict[str, list], keys: Sequence[str], path: str, ylabel: str,
             if best is not None and key.startswith("val_"):
                 ax.plot([epochs[best]], [values[best]], marker="*", markersize=15,
                         color="tab:red", linestyle="none",
-                        label=f"best epoch {epochs[best]} (lowest val_loss)")
+                        label=f"best epoch {epochs[best]} ({which})")
     if best is not None:
         ax.axvline(epochs[best], color="tab:red", alpha=0.3, linestyle="--")
     ax.set_xlabel("epoch (as in the training log: 1 = the first)")
@@ -150,13 +162,17 @@ def _plot(history: dict[str, list], keys: Sequence[str], path: str, ylabel: str,
     storage.write_bytes_atomic(path, buf.getvalue())
 
 
-def _replay(values: Sequence[float], min_delta: float, reset_after: int = 0
-            ) -> tuple[float, int]:
-    """(best, epochs since best or since the last reset) of a 'min' monitor over past
-    values; `reset_after` > 0 zeroes the count when it reaches that (a LR reduction)."""
-    best, wait = math.inf, 0
+def _replay(values: Sequence[float], min_delta: float, reset_after: int = 0,
+            mode: str = "min") -> tuple[float, int]:
+    """(best, epochs since best or since the last reset) of a monitor over past values,
+    as Keras' callbacks count them: in mode "min" a value improves on the best when
+    below best - min_delta, in mode "max" when above best + min_delta (the start is inf
+    or -inf; None and nan never improve). `reset_after` > 0 zeroes the count when it
+    reaches that (a LR reduction)."""
+    sign = 1.0 if mode == "min" else -1.0  # "max": the "min" rule on negated values
+    best, wait = sign * math.inf, 0
     for v in values:
-        if v is not None and v < best - min_delta:
+        if v is not None and sign * v < sign * best - min_delta:
             best, wait = v, 0
         else:
             wait += 1
@@ -166,33 +182,34 @@ def _replay(values: Sequence[float], min_delta: float, reset_after: int = 0
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping on a 'min' monitor that starts from the past epochs' values."""
+    """EarlyStopping (mode "min" or "max") that starts from the past epochs' values."""
 
-    def __init__(self, past_values: Sequence[float] = (), **kwargs):
-        super().__init__(mode="min", **kwargs)
-        self.past_values = list(past_values)
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if self.past_values:
-            self.best, self.wait = _replay(self.past_values, abs(self.min_delta))
-
-
-class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
-    """ReduceLROnPlateau on a 'min' monitor that starts from the past epochs' values.
-
-    The learning rate itself is an optimizer variable, restored by BackupAndRestore.
-    """
-
-    def __init__(self, past_values: Sequence[float] = (), **kwargs):
-        super().__init__(mode="min", **kwargs)
+    def __init__(self, past_values: Sequence[float] = (), mode: str = "min", **kwargs):
+        super().__init__(mode=mode, **kwargs)
         self.past_values = list(past_values)
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         if self.past_values:
             self.best, self.wait = _replay(self.past_values, abs(self.min_delta),
-                                           reset_after=self.patience)
+                                           mode=self.mode)
+
+
+class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau (mode "min" or "max") that starts from the past epochs' values.
+
+    The learning rate itself is an optimizer variable, restored by BackupAndRestore.
+    """
+
+    def __init__(self, past_values: Sequence[float] = (), mode: str = "min", **kwargs):
+        super().__init__(mode=mode, **kwargs)
+        self.past_values = list(past_values)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.past_values:
+            self.best, self.wait = _replay(self.past_values, abs(self.min_delta),
+                                           reset_after=self.patience, mode=self.mode)
 
 
 class WriteModelInfo(keras.callbacks.Callback):

@@ -3,7 +3,8 @@ the tool is pipeline/train_cli.py, which also builds the per-epoch tiled-inferen
 callback: the trainer never imports inference/).
 
 Writes into M:
-    best_model.keras        best val_loss (ModelCheckpoint)
+    best_model.keras        best `[train] monitor` value (ModelCheckpoint): lowest val_loss
+                            (default), or highest val_dice / val_auc
     model_info.json         what inference needs (tile size, scale, overlap, threshold, ...),
                             written once best_model.keras exists
     history.json            every logged value per epoch (whole run, across restarts)
@@ -159,30 +160,37 @@ def make_callbacks(config: Config, model_dir: str, resume_epoch: int, *,
     directory); every worker gets the same callbacks, so that the collective ops some of
     them run (saving) happen on all. `model_info` is written once a best model exists;
     `extra` callbacks (chief only) come before the backup.
+
+    The checkpoint, early stopping and plateau reduction watch `[train] monitor` in its
+    direction (`monitor_mode`); on a resumed run they start from the monitor's values of
+    the epochs before `resume_epoch` in history.json.
     """
     write_dir = write_dir or model_dir
     past = callbacks_lib.history_before(
         callbacks_lib.read_history(storage.join(model_dir, callbacks_lib.HISTORY_FILE)),
         resume_epoch)
-    past_val_loss = past.get("val_loss", [])
+    monitor, mode = config.train.monitor, config.train.monitor_mode
+    past_values = past.get(monitor, [])
     metrics = config.train.metrics if len(config.train.metrics) >= 2 else (
         "dice_coef", "val_dice_coef")
-    best_so_far = min((v for v in past_val_loss if v is not None), default=None)
+    finite = [v for v in past_values if v is not None and math.isfinite(v)]
+    best_so_far = (min if mode == "min" else max)(finite, default=None)
     callbacks = [
-        callbacks_lib.EpochLogs(write_dir, metrics=metrics[:2]),
+        callbacks_lib.EpochLogs(write_dir, metrics=metrics[:2], monitor=monitor),
         model_lib.InferenceCheckpoint(
-            storage.join(write_dir, model_info_lib.MODEL_FILE), monitor="val_loss",
+            storage.join(write_dir, model_info_lib.MODEL_FILE), monitor=monitor, mode=mode,
             save_best_only=True, initial_value_threshold=best_so_far, verbose=1),
     ]
     if model_info is not None:
         callbacks.append(callbacks_lib.WriteModelInfo(write_dir, model_info))
     callbacks.append(callbacks_lib.ResumableEarlyStopping(
-        past_values=past_val_loss, monitor="val_loss", patience=config.train.patience,
+        past_values=past_values, monitor=monitor, mode=mode, patience=config.train.patience,
         verbose=1))
     if schedules.uses_plateau_reduction(config):
         callbacks.append(callbacks_lib.ResumableReduceLROnPlateau(
-            past_values=past_val_loss, monitor="val_loss", factor=config.train.reducer_factor,
-            patience=config.train.reducer_patience, min_lr=0.0, verbose=1))
+            past_values=past_values, monitor=monitor, mode=mode,
+            factor=config.train.reducer_factor, patience=config.train.reducer_patience,
+            min_lr=0.0, verbose=1))
     callbacks.append(keras.callbacks.TensorBoard(storage.join(write_dir, LOGS_DIR),
                                                  profile_batch=0))
     if write_dir == model_dir:

@@ -15,6 +15,9 @@ from tiled_vessel_seg.configs import ConfigError, load_config, schema
     ("preprocess.split='train=0.5,valid=0.2'", r"shares sum to 0.7, not 1"),
     ("preprocess.split='training=1.0'", r"expected name=share"),
     ("preprocess.mask_encoding='gif'", r"\[preprocess\] mask_encoding must be packed or png"),
+    ("model.loss='focal'", r"\[model\] loss must be bce_dice_loss or balanced_bce_dice_loss, "
+                           r"got 'focal'"),
+    ("train.monitor='val_iou'", r"\[train\] monitor must be val_loss, val_dice or val_auc"),
 ])
 def test_the_config_refuses_out_of_range_values_at_load(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -25,6 +25,8 @@ At the end:
                      per-dataset table (mean +- std, pooled F1, second observer), the config
 A fold whose metrics exist is skipped on rerun (a fold interrupted while training
 resumes from its last finished epoch); `--overwrite` redoes every fold.
+`--only_folds 3,4` runs just those folds (several machines sharing one gs:// workdir, or
+one fold redone); the reports are written by the run that finds every fold finished.
 """
 from __future__ import annotations
 
@@ -196,8 +198,7 @@ def run_fold(config: schema.Config, fold: Fold, inputs, workdir: str, pairs, opt
     held_out = [p for p in pairs if p.image_id in fold.test_ids]
     dirs = segment_dirs(paths.segment_dir, pairs)
     names = {p.dataset or "" for p in held_out}
-    if (not options.overwrite and storage.exists(record_path)
-            and all(storage.exists(storage.join(dirs[n], "metrics.csv")) for n in names)):
+    if not options.overwrite and fold_finished(workdir, fold, pairs):
         say(f"skipped: {paths.metrics_csv} exists")
         return json.loads(storage.read_text(record_path))
     storage.makedirs(paths.workdir)
@@ -225,16 +226,24 @@ def run_fold(config: schema.Config, fold: Fold, inputs, workdir: str, pairs, opt
                 f"{p}: {r}" for p, r in summary.failed))
         scored += len(summary.metrics)
     history = callbacks.read_history(storage.join(paths.model_dir, callbacks.HISTORY_FILE))
-    val_loss = history.get("val_loss", [])
     record = {**dataclasses.asdict(fold), "train_seconds": round(train_seconds, 1),
               "train_cpu_seconds": round(train_cpu, 1),
               "epochs": len(history.get("epoch", [])),
-              "best_epoch": int(np.nanargmin(val_loss)) + 1 if val_loss else None,
+              "best_epoch": callbacks.best_epoch_number(history, config.train.monitor),
               "threshold": model_info.read_model_info(paths.model_dir).threshold}
     storage.write_text_atomic(record_path, json.dumps(record, indent=2))
     say(f"segment: {scored} held-out image(s) scored at threshold "
         f"{predictor.threshold:.2f} -> {paths.segment_dir}")
     return record
+
+
+def fold_finished(workdir: str, fold: Fold, pairs) -> bool:
+    """True when the fold's record and the metrics.csv of each of its held-out datasets
+    exist (written last, atomically)."""
+    dirs = segment_dirs(storage.join(fold_dir(workdir, fold), "segment"), pairs)
+    names = {p.dataset or "" for p in pairs if p.image_id in fold.test_ids}
+    return (storage.exists(storage.join(fold_dir(workdir, fold), FOLD_FILE))
+            and all(storage.exists(storage.join(dirs[n], "metrics.csv")) for n in names))
 
 
 def store_image_threshold(predictor, model_dir: str, valid_pairs) -> tuple[float, float]:
@@ -478,12 +487,14 @@ def write_cv_report(path: str, rows: list[dict], folds: list[Fold], records: lis
 
 def run_cv(config: schema.Config, inputs, workdir: str, folds: int, seed: int = 0,
            options=None, command: str = "vessel-cv", say=print, final: str = "no",
-           robustness: bool = False) -> dict:
+           robustness: bool = False, only_folds: Sequence[int] = ()) -> dict:
     """Runs every fold (skipping finished ones), writes cv_metrics.csv and cv_report.md;
     returns {metric: (mean, std) over folds}. final "also" / "only": (also) train the
     recipe on every image into W/final/model (train_final); "only" returns {}.
     robustness: also score every fold's held-out photos resized, recoloured and JPEG'd
     (pipeline/robustness.py) into W/cv_robustness.csv and a table in the report.
+    only_folds: run just these fold indices (0-based); the reports are written only when
+    every fold is finished (else returns {} after saying which folds are missing).
 
     inputs: a datasets.Source or a list of them (sources.py: several datasets, folds
     grouped by subject), or a STARE folder (str).
@@ -518,11 +529,24 @@ def run_cv(config: schema.Config, inputs, workdir: str, folds: int, seed: int = 
     assignment = assign_folds([p.image_id for p in pairs], folds, seed,
                               subjects={p.image_id: sources.subject_key(p) for p in pairs},
                               datasets={p.image_id: p.dataset or "" for p in pairs})
+    unknown = sorted(set(only_folds) - set(range(folds)))
+    if unknown:
+        raise ValueError(f"--only_folds {','.join(map(str, unknown))}: folds are 0-{folds - 1}")
     records = []
     for fold in assignment:
+        if only_folds and fold.index not in only_folds:
+            continue
         prefix = f"[fold {fold.index + 1}/{folds}: test {' '.join(fold.test_ids)}]"
         records.append(run_fold(config, fold, run_inputs, workdir, pairs, options,
                                 say=lambda m: say(f"{prefix} {m}")))
+    if only_folds:
+        missing = [f.index for f in assignment if not fold_finished(workdir, f, pairs)]
+        if missing:
+            say(f"folds {','.join(map(str, missing))} not finished in {workdir}: the reports "
+                "are written by the run that finishes the last fold")
+            return {}
+        records = [json.loads(storage.read_text(
+            storage.join(fold_dir(workdir, f), FOLD_FILE))) for f in assignment]
     rows = [r for fold in assignment for r in read_fold_rows(workdir, fold, pairs)]
     observers = observer_rows(pairs, assignment)
     write_cv_metrics(storage.join(workdir, CV_METRICS), rows, observers)
@@ -556,6 +580,9 @@ def define_flags() -> None:
     cli_flags.define_init_model()  # every fold (and --final) starts from these weights
     flags.DEFINE_bool("deterministic", False, "Seeded, ordered input and op determinism in "
                       "training (repeatable bit for bit).")
+    flags.DEFINE_list("only_folds", [], "Run only these folds (0-based, comma list), e.g. one "
+                      "per machine on a shared gs:// workdir; the reports are written by the "
+                      "run that finds every fold finished.")
     flags.DEFINE_bool("overwrite", False, "Redo every fold even when its outputs exist.")
     flags.DEFINE_enum("final", "no", ["no", "also", "only"], "also / only: train the recipe on "
                       "every image (the config's valid_ids images validate, else the first "
@@ -577,6 +604,15 @@ def _main(argv: list[str]) -> int:
         raise app.UsageError("give the photos: --source NAME:DIR (repeatable), --stare_dir, "
                              "--dataset_dir with --layout, --images_dir with --masks_dir, "
                              "or --manifest")
+    try:
+        only_folds = [int(f) for f in FLAGS.only_folds]
+    except ValueError:
+        raise app.UsageError(f"--only_folds {','.join(FLAGS.only_folds)}: give fold "
+                             "numbers, e.g. --only_folds 0,3") from None
+    outside = [str(f) for f in only_folds if not 0 <= f < FLAGS.folds]
+    if outside:
+        raise app.UsageError(f"--only_folds {','.join(outside)}: the folds are "
+                             f"0-{FLAGS.folds - 1}")
     config = tool_config.load_config({"train.deterministic": FLAGS.deterministic or None,
                                       "train.init_model": cli_flags.init_model_value()})
     options = stages.RunOptions(overwrite=FLAGS.overwrite, verbose=0 if FLAGS.quiet else 2)
@@ -584,10 +620,15 @@ def _main(argv: list[str]) -> int:
     start = time.time()
     try:
         overall = run_cv(config, inputs, FLAGS.workdir, FLAGS.folds, FLAGS.seed,
-                         options, command, final=FLAGS.final, robustness=FLAGS.robustness)
+                         options, command, final=FLAGS.final, robustness=FLAGS.robustness,
+                         only_folds=only_folds)
     except (stages.StageError, dataset_info.DatasetError, model_info.ModelDirError,
             FileNotFoundError, datasets_lib.InputDirError, ValueError) as e:
         raise cli_app.ToolError(str(e)) from None
+    if not overall and only_folds:
+        print(f"vessel-cv: fold(s) {','.join(map(str, only_folds))} finished in "
+              f"{FLAGS.workdir} ({time.time() - start:.0f} s)")
+        return 0
     if not overall:
         print(f"vessel-cv: final model in {storage.join(FLAGS.workdir, FINAL_DIR, 'model')} "
               f"({time.time() - start:.0f} s)")

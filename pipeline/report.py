@@ -28,6 +28,7 @@ import numpy as np
 
 from tiled_vessel_seg import fov, imaging, storage
 from tiled_vessel_seg import model_info as model_info_lib
+from tiled_vessel_seg.configs import schema
 from tiled_vessel_seg.inference import error_map, mask_hints, metrics, metrics_json
 from tiled_vessel_seg.lazy_imports import lazy_imports
 from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
@@ -192,18 +193,18 @@ def labelled_montage(rows: Sequence[tuple[str, Sequence[np.ndarray]]],
     return np.concatenate(parts, axis=0)
 
 
-def plot_training_curves(history: dict, path: str) -> bool:
+def plot_training_curves(history: dict, path: str, monitor: str = "val_loss") -> bool:
     """Loss and Dice per epoch, train and validation, side by side, with a marker at the
-    best epoch (lowest val_loss: the epoch best_model.keras comes from). False without
-    history."""
+    best epoch of `monitor` ([train] monitor: the epoch best_model.keras comes from).
+    False without history."""
     if not history.get("epoch"):
         return False
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     epochs = [callbacks.keras_epoch(e) for e in history["epoch"]]  # as the training log
-    val_loss = [np.nan if v is None else v for v in history.get("val_loss", [])]
-    best = int(np.nanargmin(val_loss)) if val_loss and np.isfinite(val_loss).any() else None
+    best = callbacks.best_index(history, monitor)
+    direction = "lowest" if schema.MONITOR_MODES[monitor] == "min" else "highest"
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, key, label in zip(axes, ("loss", "dice_coef"),
                               ("loss (lower is better)", "Dice coefficient (higher is better)")):
@@ -214,7 +215,7 @@ def plot_training_curves(history: dict, path: str) -> bool:
                 if best is not None and name.startswith("val_") and best < len(values):
                     ax.plot([epochs[best]], [values[best]], marker="*", markersize=14,
                             color="tab:red", linestyle="none",
-                            label=f"best epoch {epochs[best]} (lowest val_loss)")
+                            label=f"best epoch {epochs[best]} ({direction} {monitor})")
         if best is not None:
             ax.axvline(epochs[best], color="tab:red", alpha=0.3, linestyle="--")
         ax.set_xlabel("epoch (as in the training log: 1 = the first)")
@@ -280,7 +281,8 @@ def write_report(workdir: str, stare_dir: str, data_dir: str, model_dir: str,
     info = dataset_info_lib.read_dataset_info(data_dir)
     model = model_info_lib.read_model_info(model_dir)
     history = callbacks.read_history(storage.join(model_dir, callbacks.HISTORY_FILE))
-    has_curves = plot_training_curves(history, storage.join(workdir, CURVES_FILE))
+    monitor = model.config.get("train", {}).get("monitor", "val_loss")
+    has_curves = plot_training_curves(history, storage.join(workdir, CURVES_FILE), monitor)
 
     photos = {p.image_id: imaging.read_image(p.image_path) for p in held_out}
     fov_masks, fov_source = _fov_masks(held_out, photos)
@@ -326,8 +328,9 @@ def write_report(workdir: str, stare_dir: str, data_dir: str, model_dir: str,
         f"| {name} | {', '.join(s.image_ids)} | {s.tiles} | {s.augmented_tiles} |"
         for name, s in sorted(info.splits.items()))
     epochs = len(history.get("epoch", []))
-    best = min(history["val_loss"]) if history.get("val_loss") else float("nan")
-    best_epoch = callbacks.best_epoch_number(history)
+    best_index = callbacks.best_index(history, monitor)
+    best = float("nan") if best_index is None else history[monitor][best_index]
+    best_epoch = callbacks.best_epoch_number(history, monitor)
     best_at = f" at epoch {best_epoch} (as the training log numbers it)" if best_epoch else ""
     source = (f"`{storage.join(segment_dir, 'metrics.json')}`" if document
               else f"`{storage.join(segment_dir, 'metrics.csv')}`")
@@ -342,7 +345,7 @@ def write_report(workdir: str, stare_dir: str, data_dir: str, model_dir: str,
     text = f"""# Run report: {where}
 
 Source photos: `{stare_dir}`. Model: `{model_dir}` (tile {model.tile_size}, scale
-{model.scale}, precision {model.precision}). Trained {epochs} epochs, best val_loss {best:.4f}{best_at}.
+{model.scale}, precision {model.precision}). Trained {epochs} epochs, best {monitor} {best:.4f}{best_at}.
 
 ## Split (by image)
 

@@ -165,8 +165,10 @@ def stage_train(config: schema.Config, paths: RunPaths, options: RunOptions) -> 
                     config, paths.data_dir, paths.model_dir, source=paths.pairs_source))
     history = callbacks.read_history(storage.join(paths.model_dir, callbacks.HISTORY_FILE))
     epochs = len(history.get("epoch", []))
-    best = min(history.get("val_loss", [float("nan")]))
-    return (f"trained {epochs} epochs in {time.time() - start:.0f} s (best val_loss "
+    monitor = config.train.monitor
+    best_index = callbacks.best_index(history, monitor)
+    best = float("nan") if best_index is None else history[monitor][best_index]
+    return (f"trained {epochs} epochs in {time.time() - start:.0f} s (best {monitor} "
             f"{best:.4f}) -> {paths.model_dir}")
 
 

@@ -43,17 +43,23 @@ def real_stare_dir() -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def make_tiny_model_dir(tmp_path_factory):
-    """A function (tile=32, overlap=8) -> a model dir holding a one-Conv2D sigmoid model
-    (seed 0) and its model_info.json: the smallest model the tools accept."""
-    def make(tile: int = 32, overlap: int = 8) -> str:
+    """A function -> a model dir holding a tiny sigmoid model (seed 0) and its
+    model_info.json: the smallest models the tools accept.
+
+    tile, overlap, scale, source_sizes ([[W, H], ...]): model_info.json's fields;
+    hidden: 0 for one Conv2D(1, 3), else Conv2D(hidden, 3, relu) before it.
+    """
+    def make(tile: int = 32, overlap: int = 8, scale: int = 1, hidden: int = 0,
+             source_sizes=None) -> str:
         import keras
         from tiled_vessel_seg.model_info import ModelInfo, write_model_info
         keras.utils.set_random_seed(0)
         inp = keras.Input((tile, tile, 3))
-        out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(inp)
+        x = keras.layers.Conv2D(hidden, 3, padding="same", activation="relu")(inp) if hidden else inp
+        out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
         folder = tmp_path_factory.mktemp("model")
         keras.Model(inp, out).save(str(folder / "best_model.keras"))
-        write_model_info(str(folder), ModelInfo(tile_size=tile, scale=1, overlap=overlap,
-                                                threshold=0.5))
+        write_model_info(str(folder), ModelInfo(tile_size=tile, scale=scale, overlap=overlap,
+                                                threshold=0.5, source_sizes=source_sizes or []))
         return str(folder)
     return make

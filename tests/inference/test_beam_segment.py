@@ -17,27 +17,18 @@ import time
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+pytest.importorskip("keras")
 pytest.importorskip("apache_beam")
 
 from tiled_vessel_seg import imaging  # noqa: E402
-from tiled_vessel_seg.model_info import ModelInfo, write_model_info  # noqa: E402
 
 TILE, SCALE = 32, 2
 W, H = 160, 140
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((TILE, TILE, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
-    out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
-    path = tmp_path_factory.mktemp("model")
-    keras.Model(inp, out).save(str(path / "best_model.keras"))
-    write_model_info(str(path), ModelInfo(tile_size=TILE, scale=SCALE, overlap=8,
-                                          threshold=0.5, source_sizes=[[W, H]]))
-    return str(path)
+def model_dir(make_tiny_model_dir):
+    return make_tiny_model_dir(TILE, 8, scale=SCALE, hidden=4, source_sizes=[[W, H]])
 
 
 @pytest.fixture(scope="module")

@@ -6,24 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+pytest.importorskip("keras")
 
-from tiled_vessel_seg.model_info import ModelInfo, write_model_info  # noqa: E402
 
 TILE = 32
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((TILE, TILE, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
-    out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
-    path = tmp_path_factory.mktemp("model")
-    keras.Model(inp, out).save(str(path / "best_model.keras"))
-    write_model_info(str(path), ModelInfo(tile_size=TILE, scale=1, overlap=8,
-                                          threshold=0.5, source_sizes=[[70, 50]]))
-    return str(path)
+def model_dir(make_tiny_model_dir):
+    return make_tiny_model_dir(TILE, 8, hidden=4, source_sizes=[[70, 50]])
 
 
 def _images():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -12,27 +13,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-keras = pytest.importorskip("keras")
+pytest.importorskip("keras")
 
 from tiled_vessel_seg import imaging  # noqa: E402
 from tiled_vessel_seg.inference import metrics, metrics_json  # noqa: E402
-from tiled_vessel_seg.model_info import ModelInfo, write_model_info  # noqa: E402
 
 TILE, OVERLAP, SCALE = 32, 8, 2
 W, H = 160, 140  # conftest's synthetic STARE size: the "training photos" of the model
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((TILE, TILE, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
-    out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
-    path = tmp_path_factory.mktemp("model")
-    keras.Model(inp, out).save(str(path / "best_model.keras"))
-    write_model_info(str(path), ModelInfo(tile_size=TILE, scale=SCALE, overlap=OVERLAP,
-                                          threshold=0.5, source_sizes=[[W, H]]))
-    return path
+def model_dir(make_tiny_model_dir):
+    return pathlib.Path(make_tiny_model_dir(TILE, OVERLAP, scale=SCALE, hidden=4,
+                                            source_sizes=[[W, H]]))
 
 
 def _gif(path, mask01):

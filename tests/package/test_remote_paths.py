@@ -8,7 +8,6 @@ compares the results: the local run is the reference.
 from __future__ import annotations
 
 import json
-import uuid
 
 import cv2
 import numpy as np
@@ -23,23 +22,9 @@ from tiled_vessel_seg.inference import predictor as predictor_lib  # noqa: E402
 from tiled_vessel_seg.inference import segment  # noqa: E402
 from tiled_vessel_seg.tfrecords import dataset_info, reader, record_counts  # noqa: E402
 from tiled_vessel_seg.trainer import evaluate, fake_data, metrics, threshold  # noqa: E402
+from tests.helpers import copy_tree, ram_dir  # noqa: E402
 
 TILE = 16
-
-
-def ram_dir(name: str) -> str:
-    return f"ram://{uuid.uuid4().hex[:8]}/{name}"
-
-
-def copy_tree(source: str, destination: str) -> None:
-    """Copies every file under source (local) to destination (any scheme)."""
-    storage.makedirs(destination)
-    for name in storage.listdir(source):
-        path = storage.join(source, name)
-        if storage.isdir(path):
-            copy_tree(path, storage.join(destination, name))
-        else:
-            storage.copy(path, storage.join(destination, name))
 
 
 @pytest.fixture(scope="module")

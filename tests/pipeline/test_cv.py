@@ -134,3 +134,14 @@ def test_tiny_cross_validation_end_to_end_and_resume(tmp_path, capsys):
     assert cv.main(argv) == 0
     out = capsys.readouterr().out
     assert out.count("skipped:") == 3 and (work / cv.CV_METRICS).read_text() == before
+    # --only_folds: with fold 1's record lost, fold 0 alone writes no reports; the run
+    # that finishes fold 1 writes them, with the same figures.
+    (work / "fold_1" / cv.FOLD_FILE).unlink()
+    (work / cv.CV_METRICS).unlink()
+    assert cv.main(argv + ["--only_folds", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "folds 1 not finished" in out and not (work / cv.CV_METRICS).exists()
+    assert cv.main(argv + ["--only_folds", "1"]) == 0
+    assert (work / cv.CV_METRICS).read_text() == before
+    assert cv.main(argv + ["--only_folds", "2"]) == 2  # a usage error
+    assert "--only_folds 2: the folds are 0-1" in capsys.readouterr().err

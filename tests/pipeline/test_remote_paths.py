@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import types
-import uuid
 
 import cv2
 import numpy as np
 import pytest
 
+from tests.helpers import ram_dir, tree
 from tiled_vessel_seg import datasets, imaging, model_info, storage
 from tiled_vessel_seg.configs import schema
 from tiled_vessel_seg.inference import segment
@@ -25,22 +25,6 @@ from tiled_vessel_seg.tfrecords import dataset_info
 from tiled_vessel_seg.trainer import callbacks
 
 pytest.importorskip("tensorflow")  # ram:// is TensorFlow's filesystem
-
-
-def ram_dir(name: str) -> str:
-    return f"ram://{uuid.uuid4().hex[:8]}/{name}"
-
-
-def tree(root: str) -> dict[str, bytes]:
-    """{path relative to root: bytes} of every file under root (any scheme)."""
-    files = {}
-    for name in storage.listdir(root):
-        path = storage.join(root, name)
-        if storage.isdir(path):
-            files.update({f"{name}/{k}": v for k, v in tree(path).items()})
-        else:
-            files[name] = storage.read_bytes(path)
-    return files
 
 
 def test_run_synth_stage_writes_the_same_photos_to_ram_and_skips_them_on_rerun(tmp_path,

@@ -3,31 +3,15 @@ TensorFlow's in-memory filesystem (ram://, the tf.io.gfile code gs:// goes throu
 no network) write byte for byte what they write to a local folder."""
 from __future__ import annotations
 
-import uuid
 
 import pytest
 
+from tests.helpers import ram_dir, tree
 from tiled_vessel_seg import cli_app, storage
 from tiled_vessel_seg.synthetic import chase_layout
 from tiled_vessel_seg.synthetic import cli as synth_cli
 
 pytest.importorskip("tensorflow")  # ram:// is TensorFlow's filesystem
-
-
-def ram_dir(name: str) -> str:
-    return f"ram://{uuid.uuid4().hex[:8]}/{name}"
-
-
-def tree(root: str) -> dict[str, bytes]:
-    """{path relative to root: bytes} of every file under root (any scheme)."""
-    files = {}
-    for name in storage.listdir(root):
-        path = storage.join(root, name)
-        if storage.isdir(path):
-            files.update({f"{name}/{k}": v for k, v in tree(path).items()})
-        else:
-            files[name] = storage.read_bytes(path)
-    return files
 
 
 def vessel_synth(*args: str) -> int:

@@ -12,7 +12,7 @@ runs outside the graph on purpose: it is the very function the Beam job resample
 training photos with, so a photo at inference gets the pixels training would have
 given it (tf.image.resize's bicubic is another kernel).
   - A factor within SNAP (3 %) of 1 is taken as 1: one camera's FOV estimates spread by
-    ~1 % (STARE 649-652 px), and resampling by 1.02 would only blur.
+    ~1 % (STARE 650-653 px), and resampling by 1.02 would only blur.
   - One line per image says the factor (segment.py prints decision.reason).
   - A warning when the photo's scale (its FOV / the model's = 1 / factor) is outside the
     zoom range the model was trained with ([train] augment_zoom, from model_info.json's

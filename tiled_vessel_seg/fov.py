@@ -27,6 +27,9 @@ MIN_THRESHOLD = 10
 
 
 WORK_SIDE = 640
+# fov_circle_of_image: the circle is fitted on a copy of this shorter side
+CIRCLE_WORK_SIDE = 400
+CIRCLE_REDUCE_ABOVE = 500
 
 
 def fov_mask(image: np.ndarray) -> np.ndarray:
@@ -158,19 +161,27 @@ def _circles_through(a: np.ndarray, b: np.ndarray, c: np.ndarray):
 
 def _robust_fit(points: np.ndarray, tolerance: float, max_radius: float,
                 trials: int = RANSAC_TRIALS) -> tuple[np.ndarray, float, np.ndarray] | None:
-    """RANSAC circle: of `trials` circles through 3 random points (seeded: the same answer
-    every run), the REFINED_CANDIDATES with the most points within `tolerance` px are each
-    refitted by least squares (_fit_circle) to those points, three times, and the one
-    with the most points on it after that wins. (Refitting only the best raw candidate
-    found a 767 px circle on STARE's im0044 turned by 180 degrees, whose true circle,
-    700 px, has more points: a raw circle through 3 noisy points can count fewer than
-    one through the chords.) Outliers (a notch, straight chords, a
+    """RANSAC circle: of `trials` circles through 3 random points, one from each third of
+    the turn around the points' mean (seeded: the same answer every run), the
+    REFINED_CANDIDATES with the most points within `tolerance` px are each refitted by
+    least squares (_fit_circle) to those points, three times, and the one with the most
+    points on it after that wins. (With 3 points drawn anywhere and only the best raw
+    candidate refitted, STARE's im0044 turned by 180 degrees got a 767 px circle through
+    its chords instead of its 700 px one: close triples give poorly conditioned circles
+    that count fewer points than a chord circle.) Outliers (a notch, straight chords, a
     dark stretch of rim the FOV mask cut inwards) do not pull it, as long as most of the
     boundary lies on the circle. Returns (centre, radius, inlier points) or None."""
     if len(points) < 8:
         return None
     rng = np.random.default_rng(0)
-    index = rng.integers(0, len(points), size=(trials, 3))
+    # One point from each third of the turn around the points' mean: spread triples
+    # give well-conditioned circles, so the true one is among the best candidates even
+    # where chords and the frame supply many of the points.
+    center0 = points.mean(axis=0)
+    order = np.argsort(np.arctan2(points[:, 1] - center0[1], points[:, 0] - center0[0]))
+    start = rng.random(trials)[:, None] + np.array([0.0, 1.0, 2.0]) / 3.0
+    offsets = (start + rng.random((trials, 3)) / 3.0) % 1.0
+    index = order[np.minimum((offsets * len(points)).astype(np.int64), len(points) - 1)]
     centres, radii = _circles_through(points[index[:, 0]], points[index[:, 1]],
                                       points[index[:, 2]])
     good = (radii >= MIN_DIAMETER_PX / 2) & (radii <= max_radius)
@@ -268,15 +279,18 @@ def fov_circle_of_image(image: np.ndarray) -> FovCircle | None:
     """uint8 RGB [H, W, 3] -> the circle of its field of view (fov_circle of its FOV
     mask), in the image's pixels; None when the photo shows no FOV.
 
-    Photos whose shorter side exceeds 1024 px are measured on their ~640 px area-reduced
-    copy (as fov_mask computes the mask) and the circle scaled back: a 3500x3025 photo
-    costs what a 700x605 one does, and one px there is 0.15 % of the diameter.
+    Photos whose shorter side exceeds CIRCLE_REDUCE_ABOVE px are measured on their
+    CIRCLE_WORK_SIDE px area-reduced copy and the circle scaled back: the fit is
+    sub-pixel, so the diameter moves by at most 0.3 % (STARE, CHASE_DB1 and STARE
+    enlarged 5x, against full resolution), while the cost is ~10-12 ms of CPU for any
+    size (full resolution: 15 ms for 700x605, 52-68 ms for CHASE_DB1's 999x960). Every photo of a
+    folder run is measured, on the CPU the model needs.
     """
     red = np.ascontiguousarray(image[..., 0])
     height, width = red.shape
-    if min(height, width) <= 1024:
+    if min(height, width) <= CIRCLE_REDUCE_ABOVE:
         return fov_circle(_fov_of_red(red))
-    f = WORK_SIDE / min(height, width)
+    f = CIRCLE_WORK_SIDE / min(height, width)
     size = (max(1, round(width * f)), max(1, round(height * f)))
     circle = fov_circle(_fov_of_red(cv2.resize(red, size, interpolation=cv2.INTER_AREA)))
     if circle is None:
@@ -293,10 +307,11 @@ def fov_diameter(image: np.ndarray) -> float | None:
 
     Measured on the real photographs in ../shared/data (tests/ground_floor/test_fov.py checks
     these ranges; README "Field-of-view scale" has the command):
-      STARE 700x605 (7 photos): 649-652 px, median 651; im0044 701 px (a larger FOV, cut
+      STARE 700x605 (7 photos): 650-653 px, median 651; im0044 701 px (a larger FOV, cut
         by the frame's right edge). The widest row of the mask: 647-650 (im0044: 688).
-      CHASE_DB1 999x960 (20 photos): 916-920 px, median 918.5; children 08L/08R 890-891.
-      STARE enlarged 5x (3500x3025): 3250-3261 px, 5.00x the photos' own.
+      CHASE_DB1 999x960 (20 photos): 916-921 px, median 918.7; children 08L/08R 890-891.
+      STARE enlarged 5x (3500x3025): 3251-3263 px, 5.00x the photos' own.
+      Each of them flipped or transposed: the same within 0.2 %.
     So a CHASE_DB1 photo is resampled by about 651 / 918.5 = 0.71 to STARE's scale.
     """
     circle = fov_circle_of_image(image)

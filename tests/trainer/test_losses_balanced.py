@@ -16,6 +16,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
+from tests.helpers import loss_on_two_replicas  # noqa: E402
 from tiled_vessel_seg import keras_objects  # noqa: E402
 from tiled_vessel_seg.configs import schema  # noqa: E402
 from tiled_vessel_seg.trainer import losses  # noqa: E402
@@ -151,38 +152,13 @@ def test_the_config_name_builds_it():
         schema.ModelConfig(loss="focal")
 
 
-# 2 logical CPUs must be made before TF initialises: a fresh interpreter. Each replica
-# gets 2 of the 4 tiles, with different vessel shares; both must return the loss of the
-# whole global batch (P and N counted over it).
-REPLICA_SCRIPT = """
-import json, sys
-import numpy as np
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from tiled_vessel_seg import keras_objects
-y, p = (np.array(a, np.float32) for a in json.loads(sys.argv[1]))
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-batches = strategy.experimental_distribute_dataset(
-    tf.data.Dataset.from_tensor_slices((y, p)).batch(4))
-values = strategy.run(tf.function(keras_objects.balanced_bce_dice_loss),
-                      args=next(iter(batches)))
-print(json.dumps([float(v) for v in strategy.experimental_local_results(values)]))
-"""
-
-
 def test_the_value_is_global_under_mirrored_strategy():
     rng = np.random.default_rng(9)
     t = (rng.random((4, 6, 6, 1)) < 0.3).astype(np.float32)
     t[2:] = (rng.random((2, 6, 6, 1)) < 0.05)  # the second replica: few vessels
     fov = (rng.random((4, 6, 6, 1)) < 0.8).astype(np.float32)
     p = np.clip(0.5 * t + 0.5 * rng.random(t.shape), 0.02, 0.98).astype(np.float32)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run(
-        [sys.executable, "-c", REPLICA_SCRIPT, json.dumps([labels(t, fov).tolist(), p.tolist()])],
-        env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    replicas = json.loads(result.stdout.strip().splitlines()[-1])
+    replicas = loss_on_two_replicas("balanced_bce_dice_loss", labels(t, fov), p)
     expected = np_balanced_loss(t, p, fov)
     assert replicas == [pytest.approx(expected, rel=1e-5)] * 2
     halves = [np_balanced_loss(t[s], p[s], fov[s]) for s in (slice(0, 2), slice(2, 4))]

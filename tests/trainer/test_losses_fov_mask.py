@@ -9,6 +9,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
+from tests.helpers import loss_on_two_replicas  # noqa: E402
 from tiled_vessel_seg import keras_objects  # noqa: E402
 from tiled_vessel_seg.trainer import metrics  # noqa: E402
 
@@ -122,41 +123,13 @@ def test_threshold_histograms_count_fov_pixels_only(example):
     np.testing.assert_array_equal(neg, np.bincount(index[inside & (t <= 0.5)], minlength=10))
 
 
-# 2 logical CPUs must be made before TF initialises: a fresh interpreter. Each replica
-# gets 2 of the 4 tiles; the loss all-reduces its sums, so both replicas must return the
-# masked loss of the whole global batch.
-REPLICA_SCRIPT = """
-import json, sys
-import numpy as np
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from tiled_vessel_seg import keras_objects
-y, p = (np.array(a, np.float32) for a in json.loads(sys.argv[1]))
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-batches = strategy.experimental_distribute_dataset(
-    tf.data.Dataset.from_tensor_slices((y, p)).batch(4))
-values = strategy.run(tf.function(keras_objects.bce_dice_loss), args=next(iter(batches)))
-print(json.dumps([float(v) for v in strategy.experimental_local_results(values)]))
-"""
-
-
 def test_masked_loss_is_global_under_mirrored_strategy():
-    import json
-    import os
-    import subprocess
-    import sys
     rng = np.random.default_rng(8)
     t = (rng.random((4, 6, 6, 1)) < 0.3).astype(np.float32)
     fov = (rng.random((4, 6, 6, 1)) < 0.7).astype(np.float32)
     fov[2:] = 1.0  # the second replica's tiles lie wholly inside: unequal FOV counts
     p = np.clip(0.5 * t + 0.5 * rng.random(t.shape), 0.02, 0.98).astype(np.float32)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run(
-        [sys.executable, "-c", REPLICA_SCRIPT, json.dumps([labels(t, fov).tolist(), p.tolist()])],
-        env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    replicas = json.loads(result.stdout.strip().splitlines()[-1])
+    replicas = loss_on_two_replicas("bce_dice_loss", labels(t, fov), p)
     assert len(replicas) == 2
     for value in replicas:
         assert value == pytest.approx(np_masked_loss(t, p, fov), rel=1e-5)

@@ -150,7 +150,7 @@ def test_report_shows_the_probabilities_and_the_hint(tmp_path, monkeypatch):
     monkeypatch.setattr(dataset_info, "read_dataset_info",
                         lambda d: types.SimpleNamespace(splits={"test": split}))
     monkeypatch.setattr(model_info_lib, "read_model_info", lambda d: types.SimpleNamespace(
-        tile_size=32, scale=1, precision="float32", threshold=0.5))
+        tile_size=32, scale=1, precision="float32", threshold=0.5, config={}))
     monkeypatch.setattr(callbacks, "read_history", lambda p: {})
     pair = types.SimpleNamespace(image_id="im0001", image_path=str(tmp_path / "im0001.png"),
                                  mask_path=str(tmp_path / "truth.png"), fov_path=None,

@@ -28,7 +28,6 @@ import numpy as np
 
 from tiled_vessel_seg import fov, imaging, storage
 from tiled_vessel_seg import model_info as model_info_lib
-from tiled_vessel_seg.configs import schema
 from tiled_vessel_seg.inference import error_map, mask_hints, metrics, metrics_json
 from tiled_vessel_seg.lazy_imports import lazy_imports
 from tiled_vessel_seg.tfrecords import dataset_info as dataset_info_lib
@@ -202,23 +201,10 @@ def plot_training_curves(history: dict, path: str, monitor: str = "val_loss") ->
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    epochs = [callbacks.keras_epoch(e) for e in history["epoch"]]  # as the training log
-    best = callbacks.best_index(history, monitor)
-    direction = "lowest" if schema.MONITOR_MODES[monitor] == "min" else "highest"
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, key, label in zip(axes, ("loss", "dice_coef"),
                               ("loss (lower is better)", "Dice coefficient (higher is better)")):
-        for name in (key, "val_" + key):
-            if name in history:
-                values = [np.nan if v is None else v for v in history[name]]
-                ax.plot(epochs, values, marker=".", label=name)
-                if best is not None and name.startswith("val_") and best < len(values):
-                    ax.plot([epochs[best]], [values[best]], marker="*", markersize=14,
-                            color="tab:red", linestyle="none",
-                            label=f"best epoch {epochs[best]} ({direction} {monitor})")
-        if best is not None:
-            ax.axvline(epochs[best], color="tab:red", alpha=0.3, linestyle="--")
-        ax.set_xlabel("epoch (as in the training log: 1 = the first)")
+        callbacks.draw_curves(ax, history, (key, "val_" + key), monitor, marker=".")
         ax.set_ylabel(label)
         ax.set_title(f"{key}: training and validation")
         ax.legend(fontsize=8)

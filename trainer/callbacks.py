@@ -129,28 +129,35 @@ def best_epoch_number(history: dict[str, list], monitor: str = "val_loss") -> Op
     return None if best is None else keras_epoch(history["epoch"][best])
 
 
-def _plot(history: dict[str, list], keys: Sequence[str], path: str, ylabel: str,
-          title: str, monitor: str = "val_loss") -> None:
-    """Line plot of `keys` per epoch, with a star on the validation curve at the best
-    epoch of `monitor` (the one best_model.keras was saved at)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
+def draw_curves(ax, history: dict[str, list], keys: Sequence[str], monitor: str = "val_loss",
+                marker: str = "o") -> None:
+    """Draws `keys` per epoch on the matplotlib axes `ax`, with a star on each validation
+    curve and a dashed line at the best epoch of `monitor` (the one best_model.keras was
+    saved at); the x axis numbers epochs as Keras' log does."""
     best = best_index(history, monitor)
     which = f"{'lowest' if MONITOR_MODES[monitor] == 'min' else 'highest'} {monitor}"
-    epochs = [keras_epoch(e) for e in history["epoch"]]  # as Keras' log numbers them
+    epochs = [keras_epoch(e) for e in history["epoch"]]
     for key in keys:
         if key in history:
             values = [np.nan if v is None else v for v in history[key]]
-            ax.plot(epochs, values, marker="o", label=key)
-            if best is not None and key.startswith("val_"):
+            ax.plot(epochs, values, marker=marker, label=key)
+            if best is not None and key.startswith("val_") and best < len(values):
                 ax.plot([epochs[best]], [values[best]], marker="*", markersize=15,
                         color="tab:red", linestyle="none",
                         label=f"best epoch {epochs[best]} ({which})")
     if best is not None:
         ax.axvline(epochs[best], color="tab:red", alpha=0.3, linestyle="--")
     ax.set_xlabel("epoch (as in the training log: 1 = the first)")
+
+
+def _plot(history: dict[str, list], keys: Sequence[str], path: str, ylabel: str,
+          title: str, monitor: str = "val_loss") -> None:
+    """Line plot of `keys` per epoch (draw_curves) written to `path` as PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    draw_curves(ax, history, keys, monitor)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend()

@@ -50,8 +50,9 @@ def assign_splits(image_ids: Sequence[str], split: str = "train=0.7,valid=0.15,t
     image is its own subject this is the same assignment.
 
     Raises:
-      ValueError: duplicate ids, an id both in valid_ids and test_ids, or explicit ids
-        that are not among the inputs.
+      ValueError: duplicate ids, an id both in valid_ids and test_ids, explicit ids that
+        are not among the inputs, or explicit ids that put the photos of one subject (the
+        two eyes of a CHASE_DB1 child) in two splits.
     """
     ids = sorted(image_ids)
     if len(set(ids)) != len(ids):
@@ -63,7 +64,10 @@ def assign_splits(image_ids: Sequence[str], split: str = "train=0.7,valid=0.15,t
         unknown = (set(valid_ids) | set(test_ids)) - set(ids)
         if unknown:
             raise ValueError(f"valid/test ids not among the inputs: {', '.join(sorted(unknown))}")
-        return {i: "valid" if i in valid_ids else "test" if i in test_ids else "train" for i in ids}
+        out = {i: "valid" if i in valid_ids else "test" if i in test_ids else "train" for i in ids}
+        if subjects:
+            _refuse_split_subjects(out, subjects)
+        return out
     members: dict[str, list[str]] = {}
     for image_id in ids:
         members.setdefault(subjects.get(image_id, image_id) if subjects else image_id,
@@ -80,6 +84,21 @@ def assign_splits(image_ids: Sequence[str], split: str = "train=0.7,valid=0.15,t
                 out[image_id] = name
         start += counts[name]
     return out
+
+
+def _refuse_split_subjects(assignment: Mapping[str, str], subjects: Mapping[str, str]) -> None:
+    """Raises ValueError naming the first subject whose photos `assignment` puts in two
+    splits: a model validated or tested on one eye of a child and trained on the other is
+    judged on a photo it has half seen."""
+    first: dict[str, str] = {}
+    for image_id in sorted(assignment):
+        key = subjects.get(image_id, image_id)
+        other = first.setdefault(key, image_id)
+        if assignment[other] != assignment[image_id]:
+            raise ValueError(
+                f"{other} ({assignment[other]}) and {image_id} ({assignment[image_id]}) are "
+                f"photos of one subject, {key}: name all of a subject's photos in valid_ids / "
+                "test_ids")
 
 
 def with_input_splits(config: PreprocessConfig, pairs: Sequence[datasets.ImagePair]

@@ -73,8 +73,9 @@ OBSERVER = "2nd observer"  # the dataset label of a second annotator's rows
 class Fold:
     """One fold: which image ids play which role (each id in exactly one role).
 
-    valid_ids: one validation image per dataset (model selection and the threshold), never
-    of a test subject."""
+    valid_ids: the photos of one validation subject per dataset (model selection and the
+    threshold): never of a test subject, and both eyes of a child validate together, so no
+    subject sits on both sides of any split."""
     index: int
     test_ids: tuple[str, ...]
     valid_ids: tuple[str, ...]
@@ -82,7 +83,7 @@ class Fold:
 
     @property
     def valid_id(self) -> str:
-        """The first validation image (the only one when the run has one dataset)."""
+        """The first validation image (the only one when every subject has one photo)."""
         return self.valid_ids[0]
 
 
@@ -101,10 +102,11 @@ def assign_folds(image_ids: Sequence[str], folds: int, seed: int = 0,
     Per dataset (sorted by name), the sorted subjects are permuted by one
     numpy default_rng(seed), in turn, and cut into near-equal consecutive chunks
     (np.array_split); chunk c goes to fold c, shifted past the larger chunks of the
-    datasets before. Fold f tests its subjects' images and validates on the first image
-    of the first subject of each dataset in the next fold (cyclically), so the valid
-    image is never of a test subject; with one dataset of single-image subjects this is
-    the plain split by image, and with K = N every image validates once.
+    datasets before. Fold f tests its subjects' images and validates on every image of
+    the first subject of each dataset in the next fold (cyclically), so a valid image is
+    never of a test subject and never the other eye of a training photo; with one dataset
+    of single-image subjects this is the plain split by image, and with K = N every image
+    validates once.
     """
     ids = sorted(set(image_ids))
     if len(ids) != len(image_ids):
@@ -142,11 +144,11 @@ def assign_folds(image_ids: Sequence[str], folds: int, seed: int = 0,
             unit = next((u for step in range(1, folds) for u in chunks[(f + step) % folds]
                          if unit_dataset[u] == name), None)
             if unit is not None:
-                valid.append(members[unit][0])
+                valid.extend(members[unit])
         train = tuple(i for i in order if i not in test and i not in valid)
         if not train:
-            raise ValueError(f"{len(ids)} images in {folds} folds leave fewer than 2 images "
-                             "to train and validate on")
+            raise ValueError(f"{len(ids)} images in {folds} folds leave none to train on "
+                             "besides the held-out and validation subjects")
         result.append(Fold(f, test, tuple(valid), train))
     return result
 
@@ -270,17 +272,25 @@ def store_image_threshold(predictor, model_dir: str, valid_pairs) -> tuple[float
 FINAL_DIR = "final"
 
 
+def final_valid_ids(pairs, configured: Sequence[str] = ()) -> tuple[str, ...]:
+    """The final model's validation ids: the configured ones among the pairs, else every
+    photo of the first subject (by sorted image id) of each dataset."""
+    ordered = sorted(pairs, key=lambda p: p.image_id)
+    valid = tuple(p.image_id for p in ordered if p.image_id in set(configured))
+    if valid:
+        return valid
+    firsts: dict[str, str] = {}  # dataset: its first photo's subject
+    for pair in ordered:
+        firsts.setdefault(pair.dataset or "", sources.subject_key(pair))
+    return tuple(p.image_id for p in ordered if sources.subject_key(p) in firsts.values())
+
+
 def train_final(config: schema.Config, inputs, workdir: str, pairs, options, say=print) -> str:
     """The recipe trained on every image (the config's valid_ids images validate, else the
-    first id of each dataset) into W/final/model, with the validation threshold; returns
+    photos of the first subject of each dataset) into W/final/model, with the validation threshold; returns
     the model dir. Skipped when finished."""
     ids = sorted(p.image_id for p in pairs)
-    valid = tuple(i for i in config.preprocess.valid_ids if i in ids)
-    if not valid:
-        firsts: dict[str, str] = {}
-        for pair in sorted(pairs, key=lambda p: p.image_id):
-            firsts.setdefault(pair.dataset or "", pair.image_id)
-        valid = tuple(firsts[n] for n in sorted(firsts))
+    valid = final_valid_ids(pairs, config.preprocess.valid_ids)
     fold = Fold(-1, (), valid, tuple(i for i in ids if i not in valid))
     paths = _run_paths(storage.join(workdir, FINAL_DIR), inputs)
     done = storage.join(paths.workdir, FOLD_FILE)
@@ -585,8 +595,8 @@ def define_flags() -> None:
                       "run that finds every fold finished.")
     flags.DEFINE_bool("overwrite", False, "Redo every fold even when its outputs exist.")
     flags.DEFINE_enum("final", "no", ["no", "also", "only"], "also / only: train the recipe on "
-                      "every image (the config's valid_ids images validate, else the first "
-                      "image of each dataset) into WORKDIR/final/model, first.")
+                      "every image (the config's valid_ids images validate, else the photos "
+                      "of the first subject of each dataset) into WORKDIR/final/model, first.")
     flags.DEFINE_bool("robustness", False, "Also score the held-out photos resized by 0.75 "
                       "and 1.5, recoloured and JPEG-compressed (quality 70) with their fold's "
                       "model: W/cv_robustness.csv and a table in the report.")

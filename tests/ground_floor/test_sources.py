@@ -120,6 +120,31 @@ def test_default_split_keeps_both_eyes_of_a_child_together():
         == split.assign_splits(STARE_IDS, seed=4)
 
 
+def test_explicit_split_ids_must_not_part_a_subject():
+    subjects = {p.image_id: sources.subject_key(p) for p in _chase_pairs()}
+    with pytest.raises(ValueError, match=r"Image_03L \(valid\) and Image_03R \(train\) are "
+                                         r"photos of one subject, chase_db1/03"):
+        split.assign_splits(CHASE_IDS, valid_ids=["Image_03L"], subjects=subjects)
+    with pytest.raises(ValueError, match=r"Image_05L \(train\) and Image_05R \(test\)"):
+        split.assign_splits(CHASE_IDS, valid_ids=["Image_03L", "Image_03R"],
+                            test_ids=["Image_05R"], subjects=subjects)
+    both = split.assign_splits(CHASE_IDS, valid_ids=["Image_03L", "Image_03R"],
+                               test_ids=["Image_05L", "Image_05R"], subjects=subjects)
+    assert [i for i in CHASE_IDS if both[i] != "train"] == [
+        "Image_03L", "Image_03R", "Image_05L", "Image_05R"]
+    assert both["Image_03R"] == "valid" and both["Image_05L"] == "test"
+    # Without subjects (one photo each) any explicit split stands, as before.
+    assert split.assign_splits(CHASE_IDS, valid_ids=["Image_03L"])["Image_03R"] == "train"
+
+
+def test_the_final_model_validates_on_whole_subjects():
+    stare = [datasets.ImagePair(i, i, i, dataset="stare", subject=i) for i in STARE_IDS]
+    pairs = _chase_pairs()[::-1] + stare
+    assert cv.final_valid_ids(pairs) == ("Image_01L", "Image_01R", "im0001")
+    assert cv.final_valid_ids(pairs, ["im0005", "Image_03L", "Image_03R", "absent"]) == (
+        "Image_03L", "Image_03R", "im0005")
+
+
 def _old_assign_folds(ids, folds, seed):
     """vessel-cv's assignment before subjects (commit 112b70f), for comparison."""
     ids = sorted(ids)
@@ -150,11 +175,15 @@ def test_folds_group_by_subject_and_spread_each_dataset(folds, seed):
         for a, b in itertools.combinations(roles, 2):
             assert not a & b
         assert set().union(*roles) == set(ids)
-        test_subjects = {subjects[i] for i in fold.test_ids}
-        # No subject is both held out and trained or validated on.
-        assert not test_subjects & {subjects[i] for i in fold.train_ids + fold.valid_ids}
-        # One validation photo per dataset.
-        assert sorted(names[i] for i in fold.valid_ids) == ["chase_db1", "stare"]
+        role_subjects = [{subjects[i] for i in role} for role in roles]
+        # No subject is in two roles: not held out and trained, nor validated and trained
+        # (the other eye of a validation photo once trained).
+        for a, b in itertools.combinations(role_subjects, 2):
+            assert not a & b, fold
+        # One validation subject per dataset, with all its photos.
+        valid_subjects = sorted(role_subjects[1])
+        assert [s.split("/")[0] for s in valid_subjects] == ["chase_db1", "stare"]
+        assert sorted(fold.valid_ids) == sorted(i for i in ids if subjects[i] in valid_subjects)
     per_fold = {name: [sum(names[i] == name for i in f.test_ids) for f in result]
                 for name in ("chase_db1", "stare")}
     assert max(per_fold["chase_db1"]) - min(per_fold["chase_db1"]) <= 2  # whole children

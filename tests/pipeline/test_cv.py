@@ -37,7 +37,7 @@ def test_deterministic_for_a_seed_and_different_between_seeds():
 
 
 @pytest.mark.parametrize("ids, k, match", [
-    (IDS[:3], 4, "cannot make"), (IDS[:3], 1, ">= 2"), (IDS[:2], 2, "fewer than 2"),
+    (IDS[:3], 4, "cannot make"), (IDS[:3], 1, ">= 2"), (IDS[:2], 2, "leave none to train on"),
     (["a", "a", "b", "c"], 2, "unique")])
 def test_refuses_impossible_assignments(ids, k, match):
     with pytest.raises(ValueError, match=match):

@@ -3,6 +3,7 @@ F1 in cv_metrics.csv and cv_report.md, CHASE_DB1's second observer as its own ro
 tiny two-dataset cross-validation end to end (synthetic photos under STARE and CHASE_DB1
 names)."""
 import csv
+import json
 import os
 import pathlib
 
@@ -66,10 +67,11 @@ def test_per_dataset_mean_std_and_pooled_f1_by_hand(tmp_path):
 
 def test_second_observer_scored_against_the_first_inside_the_fov(tmp_path):
     chase = tmp_path / "chase"
-    chase_layout.write_synthetic_chase(str(chase), 2, width=64, height=56, seed=5)
+    # 3 children in 3 folds: one is held out, one validates (both eyes), one trains.
+    chase_layout.write_synthetic_chase(str(chase), 3, width=64, height=56, seed=5)
     pairs, problems = sources.find_pairs(datasets.Source(root=str(chase), layout="chase_db1"))
     assert problems == []
-    folds = cv.assign_folds([p.image_id for p in pairs], 2, 0,
+    folds = cv.assign_folds([p.image_id for p in pairs], 3, 0,
                             {p.image_id: sources.subject_key(p) for p in pairs})
     rows = cv.observer_rows(pairs, folds)
     assert [r["image"] for r in rows] == [p.image_id for p in pairs]
@@ -101,7 +103,9 @@ def test_tiny_two_dataset_cross_validation(tmp_path):
     stare = tmp_path / "stare"
     stare_layout.write_synthetic_stare(str(stare), 4, width=64, height=56, seed=1)
     chase = tmp_path / "chase"
-    chase_layout.write_synthetic_chase(str(chase), 2, width=64, height=56, seed=2)
+    # 3 children in 2 folds: the fold holding out one child validates on another (both
+    # eyes) and trains on the third; the other fold has no CHASE_DB1 child left to train.
+    chase_layout.write_synthetic_chase(str(chase), 3, width=64, height=56, seed=2)
     work = tmp_path / "cv"
     argv = ["--config", os.devnull, "--source", f"stare:{stare}", "--source",
             f"chase_db1:{chase}", "--workdir", str(work), "--folds", "2", "--quiet",
@@ -111,13 +115,13 @@ def test_tiny_two_dataset_cross_validation(tmp_path):
         table = list(csv.DictReader(f))
     images = [r for r in table if r["fold"] and "observer" not in r["dataset"]]
     held = {r["image"]: (r["dataset"], int(r["fold"])) for r in images}
-    assert sorted(held) == ["Image_01L", "Image_01R", "Image_02L", "Image_02R",
-                            "im0001", "im0002", "im0003", "im0004"]
+    assert sorted(held) == ["Image_01L", "Image_01R", "Image_02L", "Image_02R", "Image_03L",
+                            "Image_03R", "im0001", "im0002", "im0003", "im0004"]
     assert {held[i][0] for i in held if i.startswith("Image")} == {"chase_db1"}
-    for child in ("01", "02"):  # both eyes held out by the same fold
+    for child in ("01", "02", "03"):  # both eyes held out by the same fold
         assert held[f"Image_{child}L"][1] == held[f"Image_{child}R"][1]
     observers = [r for r in table if r["fold"] and r["dataset"] == "chase_db1 2nd observer"]
-    assert len(observers) == 4
+    assert len(observers) == 6
     summaries = {(r["dataset"], r["image"]) for r in table if not r["fold"]}
     for name in ("stare", "chase_db1", cv.ALL, "chase_db1 2nd observer"):
         assert {(name, k) for k in ("mean", "std", "pooled")} <= summaries
@@ -129,9 +133,14 @@ def test_tiny_two_dataset_cross_validation(tmp_path):
                 if (r["dataset"], r["image"]) == ("stare", "mean"))
     assert mean == pytest.approx(np.mean(stare_f1), abs=1e-6)
     report = (work / cv.CV_REPORT).read_text()
-    assert "## Per dataset" in report and "| chase_db1 2nd observer | 4 |" in report
+    assert "## Per dataset" in report and "| chase_db1 2nd observer | 6 |" in report
     from tiled_vessel_seg.tfrecords import dataset_info
-    info = dataset_info.read_dataset_info(str(work / "fold_0" / "data"))
+    one_child = next(f for f in (0, 1)
+                     if sum(held[i] == ("chase_db1", f) for i in held) == 2)
+    fold = json.loads((work / f"fold_{one_child}" / cv.FOLD_FILE).read_text())
+    left, right = sorted(i for i in fold["valid_ids"] if i.startswith("Image"))
+    assert (left[:-1], left[-1], right[-1]) == (right[:-1], "L", "R")  # one child, both eyes
+    info = dataset_info.read_dataset_info(str(work / f"fold_{one_child}" / "data"))
     assert sorted(info.splits["valid"].datasets) == ["chase_db1", "stare"]
     assert sorted(info.splits["train"].datasets) == ["chase_db1", "stare"]
 

@@ -251,6 +251,9 @@ class TrainConfig:
     # vessel-cv: after training, the threshold maximising F1 inside the FOV of the
     # validation photo segmented whole (native size, [tiledinfer] tiling and TTA).
     select_image_threshold: bool = False
+    # The photos select_image_threshold chooses on: "valid" (the validation subject's) or
+    # "train" (every training photo: many more pixels, but ones the model has fitted).
+    threshold_photos: str = "valid"
     # auto | one_device | mirrored | multi_worker (trainer/strategy.py); vessel-train --strategy.
     strategy: str = "auto"
     # "fov": pixels outside the field of view count in neither the loss nor the training
@@ -271,6 +274,7 @@ class TrainConfig:
         if self.loss_mask not in ("none", "fov"):
             raise ValueError(f"[train] loss_mask must be none or fov, got {self.loss_mask!r}")
         check_choice(self.monitor, tuple(MONITOR_MODES), "[train] monitor")
+        check_choice(self.threshold_photos, ("valid", "train"), "[train] threshold_photos")
         weights = self.dataset_weights
         if weights and (min(weights.values()) < 0 or not sum(weights.values()) > 0):
             raise ValueError(f"[train] dataset_weights must be >= 0 with a positive sum, "

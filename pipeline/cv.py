@@ -211,10 +211,7 @@ def run_fold(config: schema.Config, fold: Fold, inputs, workdir: str, pairs, opt
     train_seconds, train_cpu = time.time() - start, _cpu_seconds() - cpu
     predictor = fold_predictor(config, paths.model_dir)
     if config.train.select_image_threshold:
-        threshold, f1 = store_image_threshold(
-            predictor, paths.model_dir, [p for p in pairs if p.image_id in fold.valid_ids])
-        say(f"threshold {threshold:.2f} maximises F1 inside the FOV of "
-            f"{' '.join(fold.valid_ids)} ({f1:.4f})")
+        say(_select_image_threshold(config, predictor, paths.model_dir, fold, pairs))
     scored = 0
     for name in sorted(names):
         group = [p for p in held_out if (p.dataset or "") == name]
@@ -248,13 +245,26 @@ def fold_finished(workdir: str, fold: Fold, pairs) -> bool:
             and all(storage.exists(storage.join(dirs[n], "metrics.csv")) for n in names))
 
 
-def store_image_threshold(predictor, model_dir: str, valid_pairs) -> tuple[float, float]:
-    """Segments the validation photos whole (the predictor's tiling, TTA and input scale)
-    and stores in model_info.json the threshold maximising F1 over their FOV pixels;
-    sets it on `predictor` too. Returns (threshold, that F1)."""
-    bins = train_metrics.THRESHOLD_BINS
+def _select_image_threshold(config: schema.Config, predictor, model_dir: str, fold: Fold,
+                            pairs) -> str:
+    """store_image_threshold on the photos [train] threshold_photos names; one line."""
+    ids = fold.train_ids if config.train.threshold_photos == "train" else fold.valid_ids
+    threshold, f1 = store_image_threshold(predictor, model_dir,
+                                          [p for p in pairs if p.image_id in ids])
+    what = (f"the {len(ids)} training photos" if config.train.threshold_photos == "train"
+            else " ".join(ids))
+    return f"threshold {threshold:.2f} maximises F1 inside the FOV of {what} ({f1:.4f})"
+
+
+def threshold_counts(predictor, pairs, bins: Optional[int] = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Segments the photos whole (the predictor's tiling, TTA and input scale) and counts
+    their FOV pixels by probability bin: (vessel counts, background counts), int64 [bins]
+    each, bin b holding probabilities in [b/bins, (b+1)/bins); bins defaults to
+    trainer/metrics.THRESHOLD_BINS (f1_by_threshold's)."""
+    bins = bins or train_metrics.THRESHOLD_BINS
     positives, negatives = np.zeros(bins, np.int64), np.zeros(bins, np.int64)
-    for pair in valid_pairs:
+    for pair in pairs:
         image = imaging.read_image(pair.image_path)
         truth = imaging.read_mask(pair.mask_path) > 0  # uint8 {0, 1} -> bool
         region = fov.fov_mask(image)
@@ -262,7 +272,14 @@ def store_image_threshold(predictor, model_dir: str, valid_pairs) -> tuple[float
         index = np.minimum((probabilities[region] * bins).astype(np.int64), bins - 1)
         positives += np.bincount(index[truth[region]], minlength=bins)
         negatives += np.bincount(index[~truth[region]], minlength=bins)
-    threshold, f1 = train_metrics.f1_by_threshold(positives, negatives)
+    return positives, negatives
+
+
+def store_image_threshold(predictor, model_dir: str, pairs) -> tuple[float, float]:
+    """Stores in model_info.json the threshold maximising F1 over the FOV pixels of the
+    photos segmented whole (threshold_counts); sets it on `predictor` too. Returns
+    (threshold, that F1)."""
+    threshold, f1 = train_metrics.f1_by_threshold(*threshold_counts(predictor, pairs))
     info = model_info.read_model_info(model_dir)
     model_info.write_model_info(model_dir, dataclasses.replace(info, threshold=threshold))
     predictor.threshold = threshold
@@ -303,11 +320,8 @@ def train_final(config: schema.Config, inputs, workdir: str, pairs, options, say
     say("train: " + stages.stage_train(config, paths, options))
     seconds = time.time() - start
     if config.train.select_image_threshold:
-        predictor = fold_predictor(config, paths.model_dir)
-        threshold, f1 = store_image_threshold(predictor, paths.model_dir,
-                                              [p for p in pairs if p.image_id in valid])
-        say(f"threshold {threshold:.2f} maximises F1 inside the FOV of {' '.join(valid)} "
-            f"({f1:.4f})")
+        say(_select_image_threshold(config, fold_predictor(config, paths.model_dir),
+                                    paths.model_dir, fold, pairs))
     record = {**dataclasses.asdict(fold), "train_seconds": round(seconds, 1),
               "threshold": model_info.read_model_info(paths.model_dir).threshold}
     storage.write_text_atomic(done, json.dumps(record, indent=2))

@@ -462,10 +462,19 @@ def fold_means(rows: list[dict], folds: list[Fold]) -> dict[int, dict[str, float
                          for c in metric_columns()} for fold in folds}
 
 
+def whole_run_command(command: str) -> str:
+    """The command without its --only_folds flag: the one run that makes every fold, for
+    the report written by the run that finished the last of them."""
+    words = command.split(" ")
+    return " ".join(w for i, w in enumerate(words) if not w.startswith("--only_folds")
+                    and not (i and words[i - 1] == "--only_folds"))
+
+
 def write_cv_report(path: str, rows: list[dict], folds: list[Fold], records: list[dict],
-                    config, command: str, observers: Sequence[dict] = ()
-                    ) -> dict[str, tuple[float, float]]:
-    """Markdown report; returns {metric: (mean, std) over folds}."""
+                    config, command: str, observers: Sequence[dict] = (),
+                    in_parts: bool = False) -> dict[str, tuple[float, float]]:
+    """Markdown report; returns {metric: (mean, std) over folds}. in_parts: the folds
+    were run by several `--only_folds` runs of `command`."""
     per_fold = fold_means(rows, folds)
     overall = {c: (float(np.mean([per_fold[f.index][c] for f in folds])),
                    float(np.std([per_fold[f.index][c] for f in folds])))
@@ -473,7 +482,8 @@ def write_cv_report(path: str, rows: list[dict], folds: list[Fold], records: lis
     minutes = [r["train_seconds"] / 60 for r in records]
     lines = [
         f"# Cross-validation by image: {len(folds)} folds, {len(rows)} held-out images",
-        "", f"Command: `{command}`", "",
+        "", f"Command: `{command}`" + (" (its folds run in parts with `--only_folds`)"
+                                        if in_parts else ""), "",
         f"**F1 inside the FOV: {overall['fov_dice'][0]:.3f} +- {overall['fov_dice'][1]:.3f}** "
         f"(mean +- std over folds); whole image {overall['dice'][0]:.3f} +- "
         f"{overall['dice'][1]:.3f}. Training {np.mean(minutes):.1f} min per fold on average "
@@ -571,11 +581,12 @@ def run_cv(config: schema.Config, inputs, workdir: str, folds: int, seed: int = 
             return {}
         records = [json.loads(storage.read_text(
             storage.join(fold_dir(workdir, f), FOLD_FILE))) for f in assignment]
+        command = whole_run_command(command)
     rows = [r for fold in assignment for r in read_fold_rows(workdir, fold, pairs)]
     observers = observer_rows(pairs, assignment)
     write_cv_metrics(storage.join(workdir, CV_METRICS), rows, observers)
     overall = write_cv_report(storage.join(workdir, CV_REPORT), rows, assignment, records,
-                              config, command, observers)
+                              config, command, observers, in_parts=bool(only_folds))
     for name, group in dataset_groups(rows, observers).items():
         s = summary_rows(group)
         say(f"{name or '(unnamed)'}: F1 inside the FOV {s['mean']['fov_dice']:.4f} +- "
@@ -640,7 +651,7 @@ def _main(argv: list[str]) -> int:
     config = tool_config.load_config({"train.deterministic": FLAGS.deterministic or None,
                                       "train.init_model": cli_flags.init_model_value()})
     options = stages.RunOptions(overwrite=FLAGS.overwrite, verbose=0 if FLAGS.quiet else 2)
-    command = " ".join(["vessel-cv"] + sys.argv[1:])
+    command = cli_app.command_line()
     start = time.time()
     try:
         overall = run_cv(config, inputs, FLAGS.workdir, FLAGS.folds, FLAGS.seed,

@@ -243,6 +243,19 @@ def _call(main: Callable[[list[str]], Optional[int]], args: list[str]) -> int:
         return 2
 
 
+_COMMAND: list[str] = []
+
+
+def _remember_command(argv: list[str]) -> None:
+    _COMMAND[:] = [os.path.basename(argv[0]) if argv else "", *argv[1:]]
+
+
+def command_line() -> str:
+    """The running tool's command as typed, program name first ("vessel-cv --folds 5"):
+    for reports. In process (invoke) the argv given, not the host's sys.argv."""
+    return " ".join(_COMMAND)
+
+
 def run(module_name: str, doc: str, define_flags: Callable[[], None],
         main: Callable[[list[str]], Optional[int]], *, with_config: bool = True,
         pass_unknown_flags: bool = False, argv: Optional[list[str]] = None) -> None:
@@ -253,6 +266,7 @@ def run(module_name: str, doc: str, define_flags: Callable[[], None],
     absl.app gives them), plus the unknown flags when `pass_unknown_flags`.
     """
     argv = list(sys.argv if argv is None else argv)
+    _remember_command(argv)
     _prepare(module_name, doc, define_flags, with_config)
     if _wants_help(argv):
         sys.stdout.write(help_text(module_name, doc, pass_unknown_flags))
@@ -273,6 +287,7 @@ def invoke(module_name: str, doc: str, define_flags: Callable[[], None],
     tools can be invoked one after the other, many times.
     app.UsageError becomes "error: ..." and exit code 2.
     """
+    _remember_command(argv)
     _prepare(module_name, doc, define_flags, with_config)
     if _wants_help(argv):
         sys.stdout.write(help_text(module_name, doc, pass_unknown_flags))

@@ -143,5 +143,10 @@ def test_tiny_cross_validation_end_to_end_and_resume(tmp_path, capsys):
     assert "folds 1 not finished" in out and not (work / cv.CV_METRICS).exists()
     assert cv.main(argv + ["--only_folds", "1"]) == 0
     assert (work / cv.CV_METRICS).read_text() == before
+    # Its report names the whole run's command, not the last part's.
+    command = next(line for line in (work / cv.CV_REPORT).read_text().splitlines()
+                   if line.startswith("Command:"))
+    assert command == ("Command: `vessel-cv " + " ".join(argv) + "` (its folds run in parts "
+                       "with `--only_folds`)")
     assert cv.main(argv + ["--only_folds", "2"]) == 2  # a usage error
     assert "--only_folds 2: the folds are 0-1" in capsys.readouterr().err

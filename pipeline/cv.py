@@ -189,6 +189,19 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _timed_training(config: schema.Config, paths, options, say
+                    ) -> tuple[float, float, callbacks.CarriedEpochs]:
+    """Runs the train stage; returns its wall and CPU seconds, those of the epochs a
+    stopped earlier run trained included (history.json's epoch times), and those epochs."""
+    history_path = storage.join(paths.model_dir, callbacks.HISTORY_FILE)
+    before = callbacks.read_history(history_path)
+    start, cpu = time.time(), _cpu_seconds()
+    say("train: " + stages.stage_train(config, paths, options))
+    seconds, cpu = time.time() - start, _cpu_seconds() - cpu
+    carried = callbacks.carried_epochs(before, callbacks.read_history(history_path))
+    return seconds + carried.seconds, cpu + carried.cpu_seconds, carried
+
+
 def run_fold(config: schema.Config, fold: Fold, inputs, workdir: str, pairs, options,
              say=print) -> dict:
     """Preprocess, train, segment and score one fold; returns its fold.json record.
@@ -206,9 +219,7 @@ def run_fold(config: schema.Config, fold: Fold, inputs, workdir: str, pairs, opt
     storage.makedirs(paths.workdir)
     config = fold_config(config, fold)
     say("preprocess: " + stages.stage_preprocess(config, paths, options))
-    start, cpu = time.time(), _cpu_seconds()
-    say("train: " + stages.stage_train(config, paths, options))
-    train_seconds, train_cpu = time.time() - start, _cpu_seconds() - cpu
+    train_seconds, train_cpu, carried = _timed_training(config, paths, options, say)
     predictor = fold_predictor(config, paths.model_dir)
     if config.train.select_image_threshold:
         say(_select_image_threshold(config, predictor, paths.model_dir, fold, pairs))
@@ -227,6 +238,7 @@ def run_fold(config: schema.Config, fold: Fold, inputs, workdir: str, pairs, opt
     history = callbacks.read_history(storage.join(paths.model_dir, callbacks.HISTORY_FILE))
     record = {**dataclasses.asdict(fold), "train_seconds": round(train_seconds, 1),
               "train_cpu_seconds": round(train_cpu, 1),
+              "carried_epochs": carried.epochs, "carried_epochs_timed": carried.timed,
               "epochs": len(history.get("epoch", [])),
               "best_epoch": callbacks.best_epoch_number(history, config.train.monitor),
               "threshold": model_info.read_model_info(paths.model_dir).threshold}
@@ -316,9 +328,7 @@ def train_final(config: schema.Config, inputs, workdir: str, pairs, options, say
         return paths.model_dir
     config = fold_config(config, fold)
     say("preprocess: " + stages.stage_preprocess(config, paths, options))
-    start = time.time()
-    say("train: " + stages.stage_train(config, paths, options))
-    seconds = time.time() - start
+    seconds, _, _ = _timed_training(config, paths, options, say)
     if config.train.select_image_threshold:
         say(_select_image_threshold(config, fold_predictor(config, paths.model_dir),
                                     paths.model_dir, fold, pairs))
@@ -470,6 +480,22 @@ def whole_run_command(command: str) -> str:
                     and not (i and words[i - 1] == "--only_folds"))
 
 
+def resumed_folds_note(folds: Sequence[Fold], records: Sequence[dict]) -> str:
+    """A sentence on the folds whose training resumed a stopped run, or ""."""
+    parts = []
+    for fold, record in zip(folds, records):
+        carried = record.get("carried_epochs", 0)
+        if carried:
+            timed = record.get("carried_epochs_timed", True)
+            parts.append(f"fold {fold.index}, {carried} of its {record['epochs']} epochs"
+                         + ("" if timed else ", not timed"))
+    if not parts:
+        return ""
+    return (" Epochs trained by an earlier run of the command (" + "; ".join(parts) + ") "
+            "count in the training time with their time from history.json, where it was "
+            "recorded.")
+
+
 def write_cv_report(path: str, rows: list[dict], folds: list[Fold], records: list[dict],
                     config, command: str, observers: Sequence[dict] = (),
                     in_parts: bool = False) -> dict[str, tuple[float, float]]:
@@ -505,8 +531,8 @@ def write_cv_report(path: str, rows: list[dict], folds: list[Fold], records: lis
         for c in ("fov_dice", "dice", "fov_auc", "fov_sensitivity", "fov_specificity",
                   "fov_accuracy")) + f" | | | {np.mean(minutes):.1f} |")
     lines += ["", "Per image: `cv_metrics.csv`. Metrics are at each fold's threshold "
-              "(model_info.json); the FOV is computed from the photo (tiled_vessel_seg/fov.py).",
-              ""]
+              "(model_info.json); the FOV is computed from the photo (tiled_vessel_seg/fov.py)."
+              + resumed_folds_note(folds, records), ""]
     lines += dataset_table(rows, observers)
     lines += ["## Config", "", "```ini"]
     for section, values in to_dict(config).items():

@@ -158,18 +158,29 @@ def stage_train(config: schema.Config, paths: RunPaths, options: RunOptions) -> 
         return f"skipped: trained model already in {paths.model_dir}"
     if options.overwrite and storage.isdir(paths.model_dir):
         storage.remove_tree(paths.model_dir)
+    history_path = storage.join(paths.model_dir, callbacks.HISTORY_FILE)
+    before = callbacks.read_history(history_path)
     start = time.time()
     train.train(config, paths.data_dir, paths.model_dir,
                 num_cpu_replicas=options.num_cpu_replicas, precision=options.precision,
                 verbose=options.verbose, callbacks=training_callbacks.for_training(
                     config, paths.data_dir, paths.model_dir, source=paths.pairs_source))
-    history = callbacks.read_history(storage.join(paths.model_dir, callbacks.HISTORY_FILE))
+    history = callbacks.read_history(history_path)
     epochs = len(history.get("epoch", []))
     monitor = config.train.monitor
     best_index = callbacks.best_index(history, monitor)
     best = float("nan") if best_index is None else history[monitor][best_index]
-    return (f"trained {epochs} epochs in {time.time() - start:.0f} s (best {monitor} "
+    return (f"trained {epochs} epochs in {time.time() - start:.0f} s"
+            f"{resumed_note(callbacks.carried_epochs(before, history))} (best {monitor} "
             f"{best:.4f}) -> {paths.model_dir}")
+
+
+def resumed_note(carried: callbacks.CarriedEpochs) -> str:
+    """" (resumed: 32 epochs from a stopped run, 1140 s more)", or "" for a fresh run."""
+    if not carried.epochs:
+        return ""
+    more = f", {carried.seconds:.0f} s more" if carried.timed else ", their time unknown"
+    return f" (resumed: {carried.epochs} epochs from a stopped run{more})"
 
 
 def _training_finished(model_dir: str) -> bool:

@@ -6,7 +6,8 @@ resumed by BackupAndRestore never duplicates or loses a row):
     M/eval/train_losses.csv    "epoch, loss, val_loss"            (the reference's format)
     M/eval/train_metrics.csv   "epoch,dice_coef,val_dice_coef,"   (the reference's format)
     M/eval/train_losses.png, M/eval/train_metrics.png             line plots
-    M/history.json             every logged value per epoch, full precision
+    M/history.json             every logged value per epoch, full precision, and each
+                               epoch's wall and CPU seconds (epoch_seconds, epoch_cpu_seconds)
 
 Epochs are 0-based in the CSVs and history.json, as the reference writes them; the plots
 number them as Keras' log does ("Epoch 6/6" is the sixth, epoch 5 in the CSV):
@@ -18,9 +19,11 @@ Also here: `WriteModelInfo` (model_info.json once a best model exists) and
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
+import time
 from typing import Optional, Sequence
 
 import keras
@@ -31,6 +34,8 @@ from tiled_vessel_seg import storage
 from tiled_vessel_seg.configs.schema import MONITOR_MODES
 
 HISTORY_FILE = "history.json"
+EPOCH_SECONDS = "epoch_seconds"          # wall seconds of the epoch, training + validation
+EPOCH_CPU_SECONDS = "epoch_cpu_seconds"  # CPU seconds of the writing process in that time
 LOSSES_CSV = "train_losses.csv"
 METRICS_CSV = "train_metrics.csv"
 
@@ -49,6 +54,38 @@ def history_before(history: dict[str, list], epoch: int) -> dict[str, list]:
 
 
 _write_atomic = storage.write_text_atomic  # local or gs://, never a partial file
+
+
+@dataclasses.dataclass(frozen=True)
+class CarriedEpochs:
+    """The epochs of a finished training that an earlier, stopped run trained.
+
+    seconds, cpu_seconds: their time from history.json; timed is False when some of them
+    have none (a history.json written before epoch times were recorded).
+    """
+    epochs: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    timed: bool = True
+
+
+def carried_epochs(before: dict[str, list], after: dict[str, list]) -> CarriedEpochs:
+    """The rows of `after` (history.json when training ended) that `before` (history.json
+    when it started) already held, unchanged: what a resumed run kept of a killed one.
+    A row the resumed run trained again differs at least in its epoch_seconds."""
+    def rows(history):  # a key an older row lacks is None in the rewritten file
+        return {e: {k: v[i] for k, v in history.items() if v[i] is not None}
+                for i, e in enumerate(history.get("epoch", []))}
+
+    def same(a, b):  # as JSON text, so that NaN (a metric without a value) equals NaN
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    old, new = rows(before), rows(after)
+    kept = [row for e, row in new.items() if e in old and same(old[e], row)]
+    seconds = [r.get(EPOCH_SECONDS) for r in kept]
+    cpu = [r.get(EPOCH_CPU_SECONDS) for r in kept]
+    return CarriedEpochs(len(kept), sum(v or 0.0 for v in seconds),
+                         sum(v or 0.0 for v in cpu),
+                         all(v is not None for v in seconds + cpu))
 
 
 def _fmt(value) -> str:
@@ -71,6 +108,7 @@ class EpochLogs(keras.callbacks.Callback):
         self.metrics = tuple(metrics)
         self.history_path = storage.join(model_dir, HISTORY_FILE)
         self.rows: Optional[list[dict]] = None
+        self.epoch_start = (0.0, 0.0)
 
     def on_train_begin(self, logs=None):
         storage.makedirs(self.eval_dir)
@@ -79,9 +117,14 @@ class EpochLogs(keras.callbacks.Callback):
         self.rows = [dict({"epoch": e}, **{k: history[k][i] for k in keys})
                      for i, e in enumerate(history.get("epoch", []))]
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = (time.time(), time.process_time())
+
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch}
         row.update({k: float(v) for k, v in (logs or {}).items()})
+        row[EPOCH_SECONDS] = round(time.time() - self.epoch_start[0], 3)
+        row[EPOCH_CPU_SECONDS] = round(time.process_time() - self.epoch_start[1], 3)
         self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
         self._write()
 

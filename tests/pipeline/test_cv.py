@@ -143,6 +143,13 @@ def test_tiny_cross_validation_end_to_end_and_resume(tmp_path, capsys):
     assert "folds 1 not finished" in out and not (work / cv.CV_METRICS).exists()
     assert cv.main(argv + ["--only_folds", "1"]) == 0
     assert (work / cv.CV_METRICS).read_text() == before
+    # Fold 1's model was trained by the first run: its training time is that run's epochs'.
+    record = json.loads((work / "fold_1" / cv.FOLD_FILE).read_text())
+    history = json.loads((work / "fold_1" / "model" / "history.json").read_text())
+    assert record["carried_epochs"] == record["epochs"] == len(history["epoch"])
+    assert record["train_seconds"] >= round(sum(history["epoch_seconds"]), 1) > 0
+    assert (f"(fold 1, {record['epochs']} of its {record['epochs']} epochs)"
+            in (work / cv.CV_REPORT).read_text())
     # Its report names the whole run's command, not the last part's.
     command = next(line for line in (work / cv.CV_REPORT).read_text().splitlines()
                    if line.startswith("Command:"))

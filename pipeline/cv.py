@@ -374,22 +374,19 @@ def read_fold_rows(workdir: str, fold: Fold, pairs=None) -> list[dict]:
 
 
 def observer_rows(pairs, folds: list[Fold]) -> list[dict]:
-    """The second observer scored like the model: per held-out photo with a second
-    annotator's map, that map (as probabilities 0/1, threshold 0.5) against the first
-    observer's, whole image and inside the FOV computed from the photo, with pixel counts
-    (inference/segment.image_metrics). Dataset: '<name> 2nd observer'."""
+    """The second observer of each held-out photo that has one: that annotator's map
+    scored against the first observer's as the model is, whole image and inside the FOV
+    (the dataset's FOV file, else computed from the photo), with pixel counts
+    (report.second_observer_row; AUC NaN). Dataset: '<name> 2nd observer'."""
     fold_of = {i: f.index for f in folds for i in f.test_ids}
     rows = []
     for pair in pairs:
         if not pair.second_mask_path or pair.image_id not in fold_of:
             continue
-        image = imaging.read_image(pair.image_path)
-        second = segment.read_truth(pair.second_mask_path, image.shape[:2],
-                                    "second-observer mask").astype(np.float32)
-        row = segment.image_metrics(image, second, pair.mask_path, 0.5, pair.fov_path)
-        rows.append({**row, "fold": fold_of[pair.image_id],
-                     "dataset": f"{pair.dataset or ''} {OBSERVER}".strip(),
-                     "image": pair.image_id})
+        region = report.fov_region(pair, imaging.read_image(pair.image_path))
+        rows.append({**report.second_observer_row(pair, region),
+                     "fold": fold_of[pair.image_id],
+                     "dataset": f"{pair.dataset or ''} {OBSERVER}".strip()})
     return rows
 
 
@@ -456,7 +453,9 @@ def dataset_table(rows: list[dict], observers: Sequence[dict]) -> list[str]:
     for name, group in dataset_groups(rows, list(observers)).items():
         s = summary_rows(group)
 
-        def ms(c):
+        def ms(c):  # n/a: the second observer's AUC (a binary map has no ROC curve)
+            if not np.isfinite(s["mean"][c]):
+                return "n/a"
             return f"{s['mean'][c]:.3f} +- {s['std'][c]:.3f}"
         lines.append(f"| {name or '(unnamed)'} | {len(group)} | {ms('fov_dice')} | "
                      f"{s['pooled']['fov_dice']:.3f} | {ms('dice')} | "

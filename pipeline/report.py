@@ -94,28 +94,37 @@ def metrics_table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def second_observer_rows(pairs, fov_masks: dict[str, np.ndarray]) -> list[dict[str, float]]:
-    """Per image with a second annotator: the second annotator's mask scored against the
-    first's, whole image and inside the FOV (`fov_masks[image_id]`, bool [H, W]).
+def second_observer_row(pair, region: np.ndarray) -> dict:
+    """The second annotator's mask of `pair` scored against the first's, whole image and
+    inside `region` (bool [H, W]), with the pixel counts of both (metrics_json.COUNTS_KEY,
+    FOV_COUNTS_KEY) for pooled figures. AUC is NaN: a binary map has no ROC curve.
+    ValueError naming the file when the masks or the FOV differ in size."""
+    first = imaging.read_mask(pair.mask_path).astype(bool)
+    second = imaging.read_mask(pair.second_mask_path).astype(bool)
+    for path, other in ((pair.second_mask_path, second), ("its FOV", region)):
+        if other.shape != first.shape:
+            raise ValueError(f"{pair.mask_path}: {first.shape[1]}x{first.shape[0]}, "
+                             f"{path} is {other.shape[1]}x{other.shape[0]}")
+    row = metrics.binary_metrics(second, first)
+    row.update({f"fov_{k}": v for k, v in
+                metrics.binary_metrics(second[region], first[region]).items()})
+    row["auc"] = row["fov_auc"] = float("nan")
+    row[metrics_json.COUNTS_KEY] = metrics.confusion_counts(second, first)
+    row[metrics_json.FOV_COUNTS_KEY] = metrics.confusion_counts(second[region], first[region])
+    return {"image": pair.image_id, **row}
 
-    AUC is NaN: a binary map has no ROC curve.
-    """
-    rows = []
-    for pair in pairs:
-        if not getattr(pair, "second_mask_path", None):
-            continue
-        first = imaging.read_mask(pair.mask_path).astype(bool)
-        second = imaging.read_mask(pair.second_mask_path).astype(bool)
-        if first.shape != second.shape:
-            raise ValueError(f"{pair.second_mask_path}: {second.shape[1]}x{second.shape[0]}, "
-                             f"the first annotator's mask is {first.shape[1]}x{first.shape[0]}")
-        row = metrics.binary_metrics(second, first)
-        region = fov_masks[pair.image_id]
-        row.update({f"fov_{k}": v for k, v in
-                    metrics.binary_metrics(second[region], first[region]).items()})
-        row["auc"] = row["fov_auc"] = float("nan")
-        rows.append({"image": pair.image_id, **row})
-    return rows
+
+def second_observer_rows(pairs, fov_masks: dict[str, np.ndarray]) -> list[dict]:
+    """second_observer_row of each pair with a second annotator (`fov_masks[image_id]`:
+    its FOV, bool [H, W])."""
+    return [second_observer_row(pair, fov_masks[pair.image_id]) for pair in pairs
+            if getattr(pair, "second_mask_path", None)]
+
+
+def fov_region(pair, photo: np.ndarray) -> np.ndarray:
+    """bool [H, W]: the pair's FOV file, else the FOV computed from the photo."""
+    path = getattr(pair, "fov_path", None)
+    return imaging.read_mask(path).astype(bool) if path else fov.fov_mask(photo)
 
 
 # ---------------------------------------------------------------------------- pictures
@@ -240,14 +249,8 @@ def _write_png(path: str, image: np.ndarray) -> None:
 
 def _fov_masks(held_out, photos: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
     """{image id: bool FOV} from the pairs' FOV files, else computed; and the source."""
-    masks, from_files = {}, 0
-    for pair in held_out:
-        path = getattr(pair, "fov_path", None)
-        if path:
-            masks[pair.image_id] = imaging.read_mask(path).astype(bool)
-            from_files += 1
-        else:
-            masks[pair.image_id] = fov.fov_mask(photos[pair.image_id])
+    masks = {pair.image_id: fov_region(pair, photos[pair.image_id]) for pair in held_out}
+    from_files = sum(bool(getattr(pair, "fov_path", None)) for pair in held_out)
     source = ("the dataset's FOV masks" if from_files == len(masks)
               else "automatic field-of-view mask" if not from_files
               else f"the dataset's FOV masks for {from_files} image(s), computed otherwise")

@@ -32,7 +32,7 @@ def _row(fold, dataset, image, tp, fp, fn, tn, auc=0.9):
 ROWS = [_row(0, "stare", "im0001", 30, 10, 20, 940), _row(1, "stare", "im0002", 5, 5, 40, 950),
         _row(0, "chase_db1", "Image_01L", 60, 30, 10, 900),
         _row(1, "chase_db1", "Image_02R", 10, 0, 0, 990)]
-OBSERVERS = [_row(0, "chase_db1 2nd observer", "Image_01L", 50, 20, 20, 910)]
+OBSERVERS = [_row(0, "chase_db1 2nd observer", "Image_01L", 50, 20, 20, 910, auc=np.nan)]
 
 
 def test_per_dataset_mean_std_and_pooled_f1_by_hand(tmp_path):
@@ -61,8 +61,9 @@ def test_per_dataset_mean_std_and_pooled_f1_by_hand(tmp_path):
     lines = cv.dataset_table(ROWS, OBSERVERS)
     stare = next(line for line in lines if line.startswith("| stare |"))
     assert f"| {f1.mean():.3f} +- {f1.std():.3f} | {70 / 145:.3f} |" in stare
-    assert any(line.startswith("| chase_db1 2nd observer | 1 | 0.714 +- 0.000 | 0.714 |")
-               for line in lines)
+    observer = next(line for line in lines if line.startswith("| chase_db1 2nd observer |"))
+    assert observer.startswith("| chase_db1 2nd observer | 1 | 0.714 +- 0.000 | 0.714 |")
+    assert "| n/a |" in observer  # a binary map has no AUC
 
 
 def test_second_observer_scored_against_the_first_inside_the_fov(tmp_path):
@@ -87,6 +88,9 @@ def test_second_observer_scored_against_the_first_inside_the_fov(tmp_path):
             2 * np.sum(first & second) / (first.sum() + second.sum()), abs=1e-9)
         assert row["dataset"] == "chase_db1 2nd observer"
         assert row["fold"] == next(f.index for f in folds if pair.image_id in f.test_ids)
+        assert np.isnan(row["fov_auc"]) and np.isnan(row["auc"])
+        assert row["fov_counts"] == {"tp": int(np.sum(a & b)), "fp": int(np.sum(b & ~a)),
+                                     "fn": int(np.sum(a & ~b)), "tn": int(np.sum(~a & ~b))}
 
 
 TINY = ["preprocess.scale=1", "preprocess.tile_size=32", "preprocess.tile_stride=32",

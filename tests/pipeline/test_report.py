@@ -91,3 +91,6 @@ def test_second_observer_scored_against_the_first(tmp_path):
     assert np.isnan(rows[0]["auc"])
     table = report.metrics_table({"im0001": rows[0], report.SECOND_OBSERVER: rows[0]})
     assert "| **second observer** |" in table and "n/a" in table
+    assert rows[0]["fov_counts"]["tp"] == np.sum(s & f)  # for the pooled figures
+    with pytest.raises(ValueError, match=r"im0001.ah.ppm.gz: 40x30, its FOV is 20x30"):
+        report.second_observer_row(pairs[0], region[:, :20])

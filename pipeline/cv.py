@@ -193,12 +193,11 @@ def _timed_training(config: schema.Config, paths, options, say
                     ) -> tuple[float, float, callbacks.CarriedEpochs]:
     """Runs the train stage; returns its wall and CPU seconds, those of the epochs a
     stopped earlier run trained included (history.json's epoch times), and those epochs."""
-    history_path = storage.join(paths.model_dir, callbacks.HISTORY_FILE)
-    before = callbacks.read_history(history_path)
     start, cpu = time.time(), _cpu_seconds()
-    say("train: " + stages.stage_train(config, paths, options))
+    training = stages.train_model(config, paths, options)
+    say("train: " + training.message)
     seconds, cpu = time.time() - start, _cpu_seconds() - cpu
-    carried = callbacks.carried_epochs(before, callbacks.read_history(history_path))
+    carried = training.carried
     return seconds + carried.seconds, cpu + carried.cpu_seconds, carried
 
 

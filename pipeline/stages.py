@@ -153,12 +153,25 @@ def rejected_inputs(paths: RunPaths) -> list[dict]:
         storage.join(paths.data_dir, dataset_info.ERRORS_FILE))]
 
 
-def stage_train(config: schema.Config, paths: RunPaths, options: RunOptions) -> str:
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """What the train stage did: its one-line message, and the epochs of the finished
+    model that an earlier, stopped run trained (all of them when training was skipped
+    because the model was already there), with their times from history.json."""
+    message: str
+    carried: callbacks.CarriedEpochs
+
+
+def train_model(config: schema.Config, paths: RunPaths, options: RunOptions) -> Training:
+    """The train stage, saying also what a resumed run carried over (vessel-cv times a
+    fold's training with it)."""
+    history_path = storage.join(paths.model_dir, callbacks.HISTORY_FILE)
     if _training_finished(paths.model_dir) and not options.overwrite:
-        return f"skipped: trained model already in {paths.model_dir}"
+        history = callbacks.read_history(history_path)
+        return Training(f"skipped: trained model already in {paths.model_dir}",
+                        callbacks.carried_epochs(history, history))
     if options.overwrite and storage.isdir(paths.model_dir):
         storage.remove_tree(paths.model_dir)
-    history_path = storage.join(paths.model_dir, callbacks.HISTORY_FILE)
     before = callbacks.read_history(history_path)
     start = time.time()
     train.train(config, paths.data_dir, paths.model_dir,
@@ -166,13 +179,18 @@ def stage_train(config: schema.Config, paths: RunPaths, options: RunOptions) -> 
                 verbose=options.verbose, callbacks=training_callbacks.for_training(
                     config, paths.data_dir, paths.model_dir, source=paths.pairs_source))
     history = callbacks.read_history(history_path)
+    carried = callbacks.carried_epochs(before, history)
     epochs = len(history.get("epoch", []))
     monitor = config.train.monitor
     best_index = callbacks.best_index(history, monitor)
     best = float("nan") if best_index is None else history[monitor][best_index]
-    return (f"trained {epochs} epochs in {time.time() - start:.0f} s"
-            f"{resumed_note(callbacks.carried_epochs(before, history))} (best {monitor} "
-            f"{best:.4f}) -> {paths.model_dir}")
+    return Training(f"trained {epochs} epochs in {time.time() - start:.0f} s"
+                    f"{resumed_note(carried)} (best {monitor} {best:.4f}) -> "
+                    f"{paths.model_dir}", carried)
+
+
+def stage_train(config: schema.Config, paths: RunPaths, options: RunOptions) -> str:
+    return train_model(config, paths, options).message
 
 
 def resumed_note(carried: callbacks.CarriedEpochs) -> str:

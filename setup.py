@@ -56,6 +56,7 @@ setuptools.setup(
             "vessel-download-stare=tiled_vessel_seg.stare_download_cli:run",
             "vessel-run=tiled_vessel_seg.pipeline.run:run",
             "vessel-cv=tiled_vessel_seg.pipeline.cv:run",
+            "vessel-cv-compare=tiled_vessel_seg.pipeline.compare_cli:run",
         ],
     },
 )

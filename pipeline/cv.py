@@ -190,15 +190,16 @@ def _cpu_seconds() -> float:
 
 
 def _timed_training(config: schema.Config, paths, options, say
-                    ) -> tuple[float, float, callbacks.CarriedEpochs]:
+                    ) -> tuple[float, float, stages.Training]:
     """Runs the train stage; returns its wall and CPU seconds, those of the epochs a
-    stopped earlier run trained included (history.json's epoch times), and those epochs."""
+    stopped earlier run trained included (history.json's epoch times), and what the
+    stage reported."""
     start, cpu = time.time(), _cpu_seconds()
     training = stages.train_model(config, paths, options)
     say("train: " + training.message)
     seconds, cpu = time.time() - start, _cpu_seconds() - cpu
-    carried = training.carried
-    return seconds + carried.seconds, cpu + carried.cpu_seconds, carried
+    return (seconds + training.carried.seconds, cpu + training.carried.cpu_seconds,
+            training)
 
 
 def run_fold(config: schema.Config, fold: Fold, inputs, workdir: str, pairs, options,
@@ -218,7 +219,7 @@ def run_fold(config: schema.Config, fold: Fold, inputs, workdir: str, pairs, opt
     storage.makedirs(paths.workdir)
     config = fold_config(config, fold)
     say("preprocess: " + stages.stage_preprocess(config, paths, options))
-    train_seconds, train_cpu, carried = _timed_training(config, paths, options, say)
+    train_seconds, train_cpu, training = _timed_training(config, paths, options, say)
     predictor = fold_predictor(config, paths.model_dir)
     if config.train.select_image_threshold:
         say(_select_image_threshold(config, predictor, paths.model_dir, fold, pairs))
@@ -234,7 +235,7 @@ def run_fold(config: schema.Config, fold: Fold, inputs, workdir: str, pairs, opt
             raise stages.StageError("could not segment " + "; ".join(
                 f"{p}: {r}" for p, r in summary.failed))
         scored += len(summary.metrics)
-    history = callbacks.read_history(storage.join(paths.model_dir, callbacks.HISTORY_FILE))
+    history, carried = training.history, training.carried
     record = {**dataclasses.asdict(fold), "train_seconds": round(train_seconds, 1),
               "train_cpu_seconds": round(train_cpu, 1),
               "carried_epochs": carried.epochs, "carried_epochs_timed": carried.timed,

@@ -155,11 +155,13 @@ def rejected_inputs(paths: RunPaths) -> list[dict]:
 
 @dataclasses.dataclass(frozen=True)
 class Training:
-    """What the train stage did: its one-line message, and the epochs of the finished
-    model that an earlier, stopped run trained (all of them when training was skipped
-    because the model was already there), with their times from history.json."""
+    """What the train stage did: its one-line message, the epochs of the finished model
+    that an earlier, stopped run trained (all of them when training was skipped because
+    the model was already there), with their times, and the model's history.json
+    ({key: list per epoch}; {} when it has none)."""
     message: str
     carried: callbacks.CarriedEpochs
+    history: dict = dataclasses.field(default_factory=dict)
 
 
 def train_model(config: schema.Config, paths: RunPaths, options: RunOptions) -> Training:
@@ -169,7 +171,7 @@ def train_model(config: schema.Config, paths: RunPaths, options: RunOptions) -> 
     if _training_finished(paths.model_dir) and not options.overwrite:
         history = callbacks.read_history(history_path)
         return Training(f"skipped: trained model already in {paths.model_dir}",
-                        callbacks.carried_epochs(history, history))
+                        callbacks.carried_epochs(history, history), history)
     if options.overwrite and storage.isdir(paths.model_dir):
         storage.remove_tree(paths.model_dir)
     before = callbacks.read_history(history_path)
@@ -186,7 +188,7 @@ def train_model(config: schema.Config, paths: RunPaths, options: RunOptions) -> 
     best = float("nan") if best_index is None else history[monitor][best_index]
     return Training(f"trained {epochs} epochs in {time.time() - start:.0f} s"
                     f"{resumed_note(carried)} (best {monitor} {best:.4f}) -> "
-                    f"{paths.model_dir}", carried)
+                    f"{paths.model_dir}", carried, history)
 
 
 def stage_train(config: schema.Config, paths: RunPaths, options: RunOptions) -> str:

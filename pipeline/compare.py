@@ -9,19 +9,17 @@ each image out in the same fold (the same fold assignment: same photos, --folds 
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
-import re
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from tiled_vessel_seg import storage
 from tiled_vessel_seg.pipeline import report
-
-FOLD_DIR = re.compile(r"^fold_(\d+)$")
-FOLD_FILE = "fold.json"  # pipeline/cv.py writes it (cv.FOLD_FILE; cv is a CLI module)
-ALL = "all"
+from tiled_vessel_seg.pipeline.cv_layout import ALL, FOLD_FILE, SEGMENT_DIR, fold_index
 SUMMARY_ROWS = ("mean", "std", "pooled")
 
 
@@ -66,11 +64,6 @@ class PairedSummary:
     lower: int
 
 
-def _fold_index(path: str) -> Optional[int]:
-    match = FOLD_DIR.match(storage.basename(path))
-    return int(match.group(1)) if match else None
-
-
 def _segment_folders(segment_dir: str) -> dict[str, str]:
     """{dataset: folder holding metrics}: the segment folder itself for a one-dataset run
     (dataset ""), else each sub-folder that holds metrics."""
@@ -93,8 +86,8 @@ def read_heldout_scores(workdir: str, metric: str = "fov_dice") -> dict[str, Hel
     scores: dict[str, HeldOutScore] = {}
     for name in storage.listdir(workdir):
         fold_path = storage.join(workdir, name)
-        index = _fold_index(fold_path)
-        segment_dir = storage.join(fold_path, "segment")
+        index = fold_index(fold_path)
+        segment_dir = storage.join(fold_path, SEGMENT_DIR)
         fold_file = storage.join(fold_path, FOLD_FILE)
         if index is None or not storage.exists(fold_file) or not storage.isdir(segment_dir):
             continue
@@ -164,8 +157,10 @@ def fold_differences(pairing: Pairing) -> dict[int, tuple[float, int]]:
 def pairs_csv(pairing: Pairing) -> str:
     """dataset,image,fold,baseline,candidate,difference per paired image (fold: the
     candidate's)."""
-    lines = ["dataset,image,fold,baseline,candidate,difference"]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["dataset", "image", "fold", "baseline", "candidate", "difference"])
     for image, (b, c) in pairing.pairs.items():
-        lines.append(f"{c.dataset or b.dataset},{image},{c.fold},{b.value:.6f},"
-                     f"{c.value:.6f},{c.value - b.value:+.6f}")
-    return "\n".join(lines) + "\n"
+        writer.writerow([c.dataset or b.dataset, image, c.fold, f"{b.value:.6f}",
+                         f"{c.value:.6f}", f"{c.value - b.value:+.6f}"])
+    return out.getvalue()

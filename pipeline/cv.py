@@ -46,7 +46,8 @@ from tiled_vessel_seg import (cli_app, datasets as datasets_lib, imaging, model_
                               source_flags, sources, storage)
 from tiled_vessel_seg.configs import config_file, schema, to_dict, tool_config
 from tiled_vessel_seg.lazy_imports import lazy_imports
-from tiled_vessel_seg.pipeline import stages
+from tiled_vessel_seg.pipeline import cv_layout, stages
+from tiled_vessel_seg.pipeline.cv_layout import ALL, FOLD_FILE, SEGMENT_DIR
 from tiled_vessel_seg.trainer import cli_flags
 
 with lazy_imports():  # the stages (and OpenCV): not imported for --help
@@ -63,9 +64,7 @@ FLAGS = flags.FLAGS
 
 CV_METRICS = "cv_metrics.csv"
 CV_REPORT = "cv_report.md"
-FOLD_FILE = "fold.json"
 METRICS = ("dice", "auc", "sensitivity", "specificity", "accuracy", "iou")
-ALL = "all"  # cv_metrics.csv / cv_report.md: every held-out image, all datasets
 OBSERVER = "2nd observer"  # the dataset label of a second annotator's rows
 
 
@@ -154,7 +153,7 @@ def assign_folds(image_ids: Sequence[str], folds: int, seed: int = 0,
 
 
 def fold_dir(workdir: str, fold: Fold) -> str:
-    return storage.join(workdir, f"fold_{fold.index}")
+    return cv_layout.fold_dir(workdir, fold.index)
 
 
 def fold_config(config: schema.Config, fold: Fold):
@@ -251,7 +250,7 @@ def run_fold(config: schema.Config, fold: Fold, inputs, workdir: str, pairs, opt
 def fold_finished(workdir: str, fold: Fold, pairs) -> bool:
     """True when the fold's record and the metrics.csv of each of its held-out datasets
     exist (written last, atomically)."""
-    dirs = segment_dirs(storage.join(fold_dir(workdir, fold), "segment"), pairs)
+    dirs = segment_dirs(storage.join(fold_dir(workdir, fold), SEGMENT_DIR), pairs)
     names = {p.dataset or "" for p in pairs if p.image_id in fold.test_ids}
     return (storage.exists(storage.join(fold_dir(workdir, fold), FOLD_FILE))
             and all(storage.exists(storage.join(dirs[n], "metrics.csv")) for n in names))
@@ -349,7 +348,7 @@ def read_fold_rows(workdir: str, fold: Fold, pairs=None) -> list[dict]:
     """The fold's per-image metric rows (fold, dataset, image, metrics, and the pixel
     counts when metrics.json has them) from its segment folder(s). pairs: the run's
     (None: one dataset, unnamed)."""
-    segment_dir = storage.join(fold_dir(workdir, fold), "segment")
+    segment_dir = storage.join(fold_dir(workdir, fold), SEGMENT_DIR)
     pairs = list(pairs or [])
     dirs = segment_dirs(segment_dir, pairs) if pairs else {"": segment_dir}
     ids = {((p.dataset or ""), imaging.image_stem(p.image_path)): p.image_id for p in pairs}

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from tiled_vessel_seg.pipeline import compare, compare_cli
+from tiled_vessel_seg.pipeline import compare, compare_cli, cv_layout
 
 COLUMNS = ["image", "dice", "fov_dice", "fov_auc"]
 
@@ -141,3 +141,20 @@ def test_unusable_inputs_are_one_line_errors(two_runs, tmp_path, capsys, case):
     assert err.startswith("error: ")
     if case != "one_argument":
         assert args[1] in err.splitlines()[0]
+
+
+def test_pairs_csv_quotes_an_image_id_with_a_comma(tmp_path):
+    base, cand = tmp_path / "base", tmp_path / "cand"
+    write_fold(base, 0, ["eye 1, left"], {"eye 1, left": 0.70})
+    write_fold(cand, 0, ["eye 1, left"], {"eye 1, left": 0.75})
+    pairing = compare.pair_runs(compare.read_heldout_scores(str(base)),
+                                compare.read_heldout_scores(str(cand)))
+    (row,) = list(csv.DictReader(io.StringIO(compare.pairs_csv(pairing))))
+    assert row["image"] == "eye 1, left" and row["fold"] == "0"
+    assert float(row["difference"]) == pytest.approx(0.05)
+
+
+def test_cv_layout_names_fold_folders_both_ways():
+    assert cv_layout.fold_index(cv_layout.fold_dir("gs://b/run", 12)) == 12
+    assert cv_layout.fold_index("/runs/fold_3/") == 3
+    assert cv_layout.fold_index("/runs/final") is None

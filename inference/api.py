@@ -59,8 +59,8 @@ def segment(image: np.ndarray, model: Optional[str] = None, *, tta: str = "none"
         model directory.
       tta: none | flips | d4 test-time augmentation (d4: 8x the work, slightly better).
       threshold: vessel where probability > threshold; default model_info.json's
-        (for both shipped models: 0.5, fixed by its recipe, not chosen on any image; see its
-        MODEL_CARD.md).
+        (fundus_small: 0.75, the F1 optimum over its training photos, none of them a user's;
+        stare_small: 0.5, fixed by its recipe; see each MODEL_CARD.md).
         Another threshold reuses the traced graph (no retracing).
       overlap, batch_size, blend: tiling (overlap default: model_info.json's).
       min_overlap: the fitted grid (inference/tiling.py fitted_grid); with neither it nor

@@ -620,7 +620,8 @@ def run_cv(config: schema.Config, inputs, workdir: str, folds: int, seed: int = 
         say("[robustness] segmenting the held-out photos changed 4 ways")
         summary = robustness_lib.evaluate_folds(
             workdir, assignment, pairs,
-            lambda fold: fold_predictor(config, storage.join(fold_dir(workdir, fold), "model")))
+            lambda fold: fold_predictor(config, storage.join(fold_dir(workdir, fold), "model")),
+            say=lambda message: say(f"[robustness] {message}"))
         report_path = storage.join(workdir, CV_REPORT)
         text = storage.read_text(report_path)
         table = robustness_lib.report_section(summary)

@@ -60,14 +60,16 @@ def perturb(name: str, image: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray
     raise ValueError(f"unknown perturbation {name!r}; known: {', '.join(PERTURBATIONS)}")
 
 
-def evaluate_folds(workdir: str, folds, pairs,
-                   predictor_for: Callable) -> dict[str, tuple[float, float]]:
+def evaluate_folds(workdir: str, folds, pairs, predictor_for: Callable,
+                   say: Callable[[str], None] = lambda message: None
+                   ) -> dict[str, tuple[float, float]]:
     """Writes W/cv_robustness.csv (fold, image, F1 inside the FOV per perturbation, then
     mean and std over folds of the fold means); returns {perturbation: (mean, std)}.
 
     predictor_for(fold): the predictor that scored the fold's held-out photos (vessel-cv's
-    fold_predictor), so "as is" is that figure."""
+    fold_predictor), so "as is" is that figure. say: one progress line per fold."""
     rows = []
+    total = sum(p.image_id in f.test_ids for f in folds for p in pairs)
     for fold in folds:
         predictor = predictor_for(fold)
         for pair in (p for p in pairs if p.image_id in fold.test_ids):
@@ -80,6 +82,7 @@ def evaluate_folds(workdir: str, folds, pairs,
                 row[name] = metrics.segmentation_metrics(
                     probabilities, label, predictor.threshold, fov.fov_mask(changed))["dice"]
             rows.append(row)
+        say(f"fold {fold.index}: scored; {len(rows)} of {total} photo(s) done")
     per_fold = {f.index: {n: float(np.mean([r[n] for r in rows if r["fold"] == f.index]))
                           for n in PERTURBATIONS} for f in folds}
     summary = {n: (float(np.mean([per_fold[f.index][n] for f in folds])),

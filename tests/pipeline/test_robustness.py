@@ -42,10 +42,12 @@ def test_evaluate_folds_scores_each_change_with_the_fold_predictor(tmp_path):
     pair = datasets.ImagePair("im0001", str(tmp_path / "im0001.png"),
                               str(tmp_path / "im0001_label.png"))
     folds = [types.SimpleNamespace(index=0, test_ids=("im0001",))]
-    asked = []
+    asked, said = [], []
     summary = robustness.evaluate_folds(str(tmp_path), folds, [pair],
-                                        lambda fold: asked.append(fold) or _GreenPredictor())
+                                        lambda fold: asked.append(fold) or _GreenPredictor(),
+                                        say=said.append)
     assert asked == folds
+    assert said == ["fold 0: scored; 1 of 1 photo(s) done"]
     for name in robustness.PERTURBATIONS:  # F1 inside the FOV of the changed photo, by hand
         changed, label = robustness.perturb(name, photo, truth)
         region = fov.fov_mask(changed)
